@@ -1,0 +1,54 @@
+"""Flask application factory (the `web` process)."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from app.config import Settings, configure, get_settings
+from app.connections import bind_database, database, redis_connection
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; `test_config` overrides settings and ignores `.env` (hermetic tests)."""
+    settings = Settings(_env_file=None, **test_config) if test_config else get_settings()
+    configure(settings)
+
+    from app.logging_setup import setup_logging
+
+    setup_logging(settings, process="web")
+
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        JSON_SORT_KEYS=False,
+        TESTING=bool(test_config),
+    )
+    bind_database(settings)
+    app.extensions["redis"] = redis_connection(settings)
+
+    @app.teardown_appcontext
+    def close_database(exc=None):
+        if not database.is_closed():
+            database.close()
+
+    from app.errors import register_error_handlers
+
+    register_error_handlers(app)
+
+    from app.api import alerts, health, jobs, openapi
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(alerts.bp)
+    app.register_blueprint(openapi.bp)
+
+    from dashboard import init_dashboard
+
+    init_dashboard(app)
+
+    from app import cli
+
+    cli.register(app)
+    return app

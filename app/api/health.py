@@ -1,0 +1,33 @@
+"""Liveness and readiness probes."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from app.connections import database
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready when both Redis and the database answer; 503 names what is down."""
+    checks = {}
+    try:
+        current_app.extensions["redis"].ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # any failure means not ready
+        checks["redis"] = f"down: {type(exc).__name__}"
+    try:
+        database.execute_sql("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"down: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    response = jsonify(status="ready" if ready else "unavailable", checks=checks)
+    response.status_code = 200 if ready else 503
+    return response

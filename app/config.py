@@ -1,0 +1,119 @@
+"""Settings: the one module that reads the environment (and `.env`).
+
+Variables set in the environment win over `.env`; keyword arguments win over both,
+which is how tests and `create_app(test_config)` override a value.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'forecast.db'}"
+
+# Values shipped in .env.example; production refuses them like missing ones.
+DEMO_SECRETS = {"", "change-me", "changeme", "secret", "admin", "password"}
+
+
+class ConfigError(Exception):
+    """The settings cannot run in the selected environment."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=PROJECT_ROOT / ".env", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://localhost:6379/0"
+    database_url: str = DEFAULT_SQLITE_URL
+    port: int = 8000
+    app_env: str = "development"
+
+    api_token: str = ""
+    api_read_auth: bool = False
+    dashboard_username: str = ""
+    dashboard_password: str = ""
+
+    forecast_cron: str = "0 */2 * * *"
+    daily_summary_cron: str = "0 8 * * *"
+    cleanup_cron: str = "0 0 * * 0"
+    scheduler_interval: float = Field(5.0, gt=0)
+    scheduler_lock_ttl: int = Field(30, gt=0)
+
+    job_max_retries: int = Field(3, ge=0)
+    job_retry_delay: int = Field(300, ge=0)
+    job_timeout: int = Field(1800, gt=0)
+    result_ttl: int = Field(3600, ge=0)
+
+    alert_retention_days: int = Field(90, ge=1)
+    history_retention_days: int = Field(90, ge=1)
+    cleanup_batch_size: int = Field(5000, ge=1)
+
+    forecast_pipeline: str = "app.forecast.pipeline:run_pipeline"
+    forecast_horizon_days: int = Field(14, ge=1, le=366)
+    capacity_high_utilisation: float = 1.00
+    capacity_medium_utilisation: float = 0.90
+    capacity_low_utilisation: float = 0.80
+    spike_medium_score: float = 4.0
+    spike_high_score: float = 8.0
+
+    max_request_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError("LOG_FORMAT must be 'text' or 'json'")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> "Settings":
+        if self.app_env == "production":
+            weak = [
+                name
+                for name in ("api_token", "dashboard_username", "dashboard_password")
+                if getattr(self, name).strip().lower() in DEMO_SECRETS
+            ]
+            if weak:
+                raise ValueError(
+                    "APP_ENV=production needs real values for: " + ", ".join(n.upper() for n in weak)
+                )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def schedules(self) -> dict[str, str]:
+        """Cron string per job name, evaluated in UTC."""
+        return {
+            "forecast": self.forecast_cron,
+            "daily-summary": self.daily_summary_cron,
+            "cleanup": self.cleanup_cron,
+        }
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current
+
+
+def configure(settings: Settings | None) -> Settings | None:
+    """Make `settings` the process's settings (None: read the environment again)."""
+    global _current
+    _current = settings
+    return settings
+
+
+def generate_secret(nbytes: int = 24) -> str:
+    return secrets.token_urlsafe(nbytes)

@@ -1,0 +1,122 @@
+"""peewee models. Times are naive UTC datetimes; the API renders them as ISO 8601 with `Z`."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import peewee
+
+from app.connections import database
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text, so one schema serves SQLite and PostgreSQL."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class ProductionLine(BaseModel):
+    code = peewee.CharField(max_length=64, unique=True)
+    name = peewee.CharField(max_length=200)
+    daily_capacity = peewee.FloatField()
+
+    class Meta:
+        table_name = "production_lines"
+
+
+class DemandHistory(BaseModel):
+    """One day's demand of one item made on one line."""
+
+    item = peewee.CharField(max_length=64)
+    line = peewee.ForeignKeyField(ProductionLine, backref="demand", on_delete="CASCADE")
+    day = peewee.DateField()
+    quantity = peewee.FloatField()
+
+    class Meta:
+        table_name = "demand_history"
+        indexes = ((("item", "line", "day"), True),)
+
+
+class Alert(BaseModel):
+    type = peewee.CharField(max_length=40)
+    severity = peewee.CharField(max_length=10)
+    title = peewee.CharField(max_length=200)
+    message = peewee.TextField()
+    source = peewee.CharField(max_length=40, default="scheduled_job")
+    job_id = peewee.CharField(max_length=64, null=True)
+    subject = peewee.CharField(max_length=200)
+    figures = JSONField(default=dict)
+    fingerprint = peewee.CharField(max_length=300, index=True)
+    occurrences = peewee.IntegerField(default=1)
+    resolved = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField(default=utcnow)
+    last_seen_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "alerts"
+        indexes = (
+            (("created_at", "id"), False),
+            (("source", "created_at", "id"), False),
+            (("severity", "created_at", "id"), False),
+            (("type", "created_at", "id"), False),
+        )
+
+
+class JobRun(BaseModel):
+    """One run of a job; its id is the RQ job id (retries keep it)."""
+
+    id = peewee.CharField(max_length=64, primary_key=True)
+    job_name = peewee.CharField(max_length=40)
+    queue = peewee.CharField(max_length=40)
+    trigger = peewee.CharField(max_length=10)  # scheduled | manual
+    status = peewee.CharField(max_length=10)
+    slot = peewee.DateTimeField(null=True)  # the cron fire time of a scheduled run
+    enqueued_at = peewee.DateTimeField(default=utcnow)
+    started_at = peewee.DateTimeField(null=True)
+    ended_at = peewee.DateTimeField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    result = JSONField(null=True)
+    error = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "job_runs"
+        indexes = (
+            (("job_name", "enqueued_at", "id"), False),
+            (("job_name", "status", "enqueued_at", "id"), False),
+            (("status",), False),
+        )
+
+
+class DailySummary(BaseModel):
+    """The daily report of one UTC day; re-running the day replaces it."""
+
+    day = peewee.DateField(unique=True)
+    report = JSONField()
+    job_id = peewee.CharField(max_length=64, null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "daily_summaries"
+
+
+ALL_MODELS = [ProductionLine, DemandHistory, Alert, JobRun, DailySummary]
+
+
+def create_tables() -> None:
+    """Create missing tables and indexes (idempotent; the `release` process runs it)."""
+    with database.atomic():
+        database.create_tables(ALL_MODELS, safe=True)

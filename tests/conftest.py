@@ -1,0 +1,115 @@
+"""Fixtures: real Redis and PostgreSQL servers on free ports, the app, its client and CLI runner.
+
+Tests that take `app` run twice, on SQLite and on PostgreSQL. Set REQUIRE_POSTGRES=1 (CI does)
+to fail instead of skip when PostgreSQL is not installed.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.servers import PostgresServer, RedisServer, ServerUnavailable
+
+TEST_TOKEN = "test-token-0123456789"
+DASHBOARD_USER = "operator"
+DASHBOARD_PASSWORD = "dashboard-pass-0123"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    try:
+        server = RedisServer().start()
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    try:
+        server = PostgresServer().start()
+    except ServerUnavailable as exc:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    from redis import Redis
+
+    Redis.from_url(redis_server.url).flushall()
+    return redis_server.url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    server = request.getfixturevalue("postgres_server")
+    _reset_postgres(server.url)
+    return server.url
+
+
+def _reset_postgres(url: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    conn.close()
+
+
+@pytest.fixture
+def settings_overrides(redis_url, database_url):
+    """Settings every test app and test worker share; tests may add to the dict."""
+    return {
+        "redis_url": redis_url,
+        "database_url": database_url,
+        "api_token": TEST_TOKEN,
+        "dashboard_username": DASHBOARD_USER,
+        "dashboard_password": DASHBOARD_PASSWORD,
+        "job_retry_delay": 0,
+        "log_level": "WARNING",
+    }
+
+
+@pytest.fixture
+def app(settings_overrides):
+    from app import create_app
+    from app.config import configure
+    from app.connections import database, db_session
+    from app.models import create_tables
+
+    app = create_app(settings_overrides)
+    with db_session():
+        create_tables()
+    yield app
+    if not database.is_closed():
+        database.close()
+    configure(None)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def auth():
+    return {"Authorization": f"Bearer {TEST_TOKEN}"}
+
+
+@pytest.fixture
+def redis(app):
+    return app.extensions["redis"]
