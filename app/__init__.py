@@ -18,7 +18,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     setup_logging(settings, process="web")
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,

@@ -5,6 +5,7 @@ which is how tests and `create_app(test_config)` override a value.
 """
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -23,7 +24,10 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=PROJECT_ROOT / ".env", extra="ignore", frozen=True)
+    # ENV_FILE names another file to read instead of the project's `.env` (tests use /dev/null).
+    model_config = SettingsConfigDict(
+        env_file=os.environ.get("ENV_FILE", PROJECT_ROOT / ".env"), extra="ignore", frozen=True
+    )
 
     redis_url: str = "redis://localhost:6379/0"
     database_url: str = DEFAULT_SQLITE_URL

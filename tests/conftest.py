@@ -113,3 +113,52 @@ def auth():
 @pytest.fixture
 def redis(app):
     return app.extensions["redis"]
+
+
+def settings_env(overrides: dict) -> dict:
+    """Environment for a worker/scheduler subprocess with the same settings as the test app."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH")}
+    env.update({key.upper(): str(value) for key, value in overrides.items()})
+    env["ENV_FILE"] = "/dev/null"
+    env["PYTHONPATH"] = str(__import__("pathlib").Path(__file__).resolve().parent.parent)
+    env["PYTHON"] = sys.executable
+    return env
+
+
+@pytest.fixture
+def start_process(settings_overrides):
+    """Start `python -m <module> args…` with the test settings; all are killed at teardown."""
+    import subprocess
+    import sys
+
+    procs = []
+
+    def start(*args, env_extra: dict | None = None):
+        env = settings_env(settings_overrides)
+        env.update(env_extra or {})
+        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+@pytest.fixture
+def run_worker(app):
+    """Drain the queues in this process with the service's worker class (forking), like RQ's tests."""
+    from workers.worker import build_worker
+
+    def run(queues=None):
+        worker = build_worker(app.config["SETTINGS"], app.extensions["redis"], queues)
+        worker.work(burst=True, with_scheduler=False)
+        return worker
+
+    return run

@@ -1,0 +1,71 @@
+"""Store a pipeline's alert candidates: new conditions are inserted, open ones updated.
+
+A candidate's fingerprint (type, subject, window) identifies its condition; an unresolved
+alert with that fingerprint gets its last-seen time, count, severity and figures refreshed
+instead of a duplicate row.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from app.models import Alert, utcnow
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("high", "medium", "low")
+REQUIRED_KEYS = {"type", "severity", "title", "message", "subject", "fingerprint"}
+
+
+class InvalidAlert(ValueError):
+    """A pipeline returned a candidate the store cannot accept."""
+
+
+@dataclass
+class StoreOutcome:
+    new: int = 0
+    updated: int = 0
+    by_severity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
+
+
+def _check(candidate: dict) -> None:
+    missing = REQUIRED_KEYS - candidate.keys()
+    if missing:
+        raise InvalidAlert(f"alert candidate lacks {sorted(missing)}")
+    if candidate["severity"] not in SEVERITIES:
+        raise InvalidAlert(f"unknown severity {candidate['severity']!r}")
+
+
+def store_alerts(candidates: list[dict], job_id: str | None, source: str = "scheduled_job") -> StoreOutcome:
+    """Insert or refresh alerts; the caller holds the transaction."""
+    outcome = StoreOutcome()
+    for candidate in candidates:
+        _check(candidate)
+    fingerprints = [c["fingerprint"] for c in candidates]
+    open_alerts = {}
+    for start in range(0, len(fingerprints), 500):
+        chunk = fingerprints[start:start + 500]
+        for alert in Alert.select().where(Alert.fingerprint.in_(chunk), Alert.resolved == False):  # noqa: E712
+            open_alerts[alert.fingerprint] = alert
+    now = utcnow()
+    for candidate in candidates:
+        outcome.by_severity[candidate["severity"]] += 1
+        existing = open_alerts.get(candidate["fingerprint"])
+        if existing is not None:
+            Alert.update(
+                last_seen_at=now, occurrences=Alert.occurrences + 1, severity=candidate["severity"],
+                title=candidate["title"], message=candidate["message"], figures=candidate.get("figures", {}),
+            ).where(Alert.id == existing.id).execute()
+            outcome.updated += 1
+            log.info("alert updated: %s %s - %s", candidate["type"], candidate["severity"], candidate["subject"])
+            continue
+        alert = Alert.create(
+            type=candidate["type"], severity=candidate["severity"], title=candidate["title"],
+            message=candidate["message"], source=source, job_id=job_id, subject=candidate["subject"],
+            figures=candidate.get("figures", {}), fingerprint=candidate["fingerprint"],
+            created_at=now, last_seen_at=now,
+        )
+        open_alerts[alert.fingerprint] = alert
+        outcome.new += 1
+        log.info("alert created: %s %s - %s", candidate["type"], candidate["severity"], candidate["subject"])
+    return outcome

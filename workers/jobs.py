@@ -1,0 +1,117 @@
+"""The job functions RQ runs (enqueued by dotted path from the catalogue)."""
+from __future__ import annotations
+
+import importlib
+import logging
+from datetime import date, datetime, time, timedelta, timezone
+
+import peewee
+
+from app.alert_store import store_alerts
+from app.config import Settings
+from app.connections import database
+from app.models import Alert, DailySummary, JobRun, utcnow
+from app.runs import TERMINAL_VALUES
+from workers.tracking import tracked
+
+log = logging.getLogger(__name__)
+
+
+class PipelineNotFound(ImportError):
+    """FORECAST_PIPELINE does not name an importable `module:function`."""
+
+
+def load_pipeline(path: str):
+    module_name, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise PipelineNotFound(f"FORECAST_PIPELINE={path!r} is not an importable module:function") from exc
+
+
+@tracked("forecast")
+def run_scheduled_forecast(job_id: str, settings: Settings) -> dict:
+    """Run the configured pipeline and store its alerts (refreshing open ones)."""
+    pipeline = load_pipeline(settings.forecast_pipeline)
+    log.info("running forecast pipeline %s", settings.forecast_pipeline)
+    candidates = pipeline(settings)
+    with database.atomic():
+        outcome = store_alerts(candidates, job_id=job_id)
+    return {
+        "status": "completed",
+        "alerts_generated": outcome.new + outcome.updated,
+        "new_alerts": outcome.new,
+        "updated_alerts": outcome.updated,
+        "summary": {f"{sev}_severity": n for sev, n in outcome.by_severity.items()},
+    }
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min)
+    return start, start + timedelta(days=1)
+
+
+def summarise_day(day: date) -> dict:
+    """Alerts and runs of one UTC day, by type, severity and source / job and status."""
+    start, end = _day_bounds(day)
+    alerts = Alert.select().where((Alert.created_at >= start) & (Alert.created_at < end))
+    by = {}
+    for column in ("type", "severity", "source"):
+        field = getattr(Alert, column)
+        rows = alerts.select(field, peewee.fn.COUNT(Alert.id)).group_by(field).tuples()
+        by[column] = {key: count for key, count in rows}
+    run_rows = (
+        JobRun.select(JobRun.job_name, JobRun.status, peewee.fn.COUNT(JobRun.id))
+        .where((JobRun.enqueued_at >= start) & (JobRun.enqueued_at < end))
+        .group_by(JobRun.job_name, JobRun.status)
+        .tuples()
+    )
+    runs: dict[str, dict[str, int]] = {}
+    for job_name, status, count in run_rows:
+        runs.setdefault(job_name, {})[status] = count
+    return {
+        "date": day.isoformat(),
+        "alerts": {"total": sum(by["severity"].values()), "by_type": by["type"],
+                   "by_severity": by["severity"], "by_source": by["source"]},
+        "runs": runs,
+    }
+
+
+@tracked("daily-summary")
+def generate_daily_summary(job_id: str, settings: Settings) -> dict:
+    """Report on the previous UTC day; re-running the day replaces its stored report."""
+    day = datetime.now(timezone.utc).date() - timedelta(days=1)
+    report = summarise_day(day)
+    with database.atomic():
+        DailySummary.delete().where(DailySummary.day == day).execute()
+        DailySummary.create(day=day, report=report, job_id=job_id, created_at=utcnow())
+    log.info("daily summary for %s: %d alerts", day, report["alerts"]["total"])
+    return {"status": "completed", **report}
+
+
+def _delete_in_batches(model, condition, batch_size: int) -> int:
+    """Delete matching rows a batch per transaction, so writers never wait on one huge delete."""
+    deleted = 0
+    while True:
+        with database.atomic():
+            ids = [row[0] for row in model.select(model._meta.primary_key).where(condition).limit(batch_size).tuples()]
+            if not ids:
+                return deleted
+            deleted += model.delete().where(model._meta.primary_key.in_(ids)).execute()
+
+
+@tracked("cleanup")
+def cleanup_old_alerts(job_id: str, settings: Settings) -> dict:
+    """Delete alerts older than ALERT_RETENTION_DAYS and ended runs older than HISTORY_RETENTION_DAYS."""
+    now = utcnow()
+    alert_cutoff = now - timedelta(days=settings.alert_retention_days)
+    run_cutoff = now - timedelta(days=settings.history_retention_days)
+    deleted_alerts = _delete_in_batches(Alert, Alert.created_at < alert_cutoff, settings.cleanup_batch_size)
+    deleted_runs = _delete_in_batches(
+        JobRun,
+        (JobRun.enqueued_at < run_cutoff) & JobRun.status.in_(sorted(TERMINAL_VALUES)),
+        settings.cleanup_batch_size,
+    )
+    log.info("cleanup deleted %d alerts and %d runs", deleted_alerts, deleted_runs)
+    return {"status": "completed", "deleted_alerts": deleted_alerts, "deleted_runs": deleted_runs,
+            "alert_cutoff": alert_cutoff.isoformat() + "Z"}

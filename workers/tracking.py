@@ -1,0 +1,48 @@
+"""Run tracking inside the work-horse: each attempt is counted, each outcome recorded.
+
+Failures are recorded by the worker class after RQ has decided between retry and failure
+(`ServiceWorker.handle_job_failure`), which also covers killed and stopped work-horses.
+Job functions let exceptions propagate so RQ records them and retries.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+from rq import get_current_job
+
+from app import runs
+from app.config import get_settings
+from app.connections import db_session
+
+log = logging.getLogger(__name__)
+
+
+def tracked(job_name: str):
+    """Wrap a job body `(job_id, settings) -> dict` with the run's start/finish bookkeeping."""
+
+    def decorator(body):
+        @functools.wraps(body)
+        def job_function():
+            job = get_current_job()
+            settings = get_settings()
+            job_id = job.id if job is not None else "local"
+            if job is not None:
+                with db_session():
+                    runs.mark_started(job_id, job_name, job.origin, (job.meta or {}).get("trigger", "manual"))
+            log.info("started %s", job_name)
+            began = time.monotonic()
+            with db_session():
+                result = body(job_id=job_id, settings=settings)
+                result.setdefault("duration_seconds", round(time.monotonic() - began, 3))
+                if job is not None:
+                    runs.mark_ended(job_id, runs.RunStatus.FINISHED, result=result)
+            if job is not None:
+                runs.release_slot(job.connection, job_name, job_id)
+            log.info("completed %s in %.2fs", job_name, time.monotonic() - began)
+            return result
+
+        return job_function
+
+    return decorator

@@ -1,0 +1,78 @@
+"""The worker class and its start-up (`python -m workers`).
+
+`ServiceWorker` is RQ's forking worker plus two duties: it never carries a database
+connection across the fork (the work-horse opens its own), and after RQ has handled a
+failure (exception, hard time limit, killed or stopped work-horse) it records the outcome
+on the run's history row.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from redis import Redis
+from rq import Queue, Worker
+
+from app import runs
+from app.config import Settings, get_settings
+from app.connections import bind_database, database, redis_connection
+from app.logging_setup import setup_logging
+from workers.catalog import QUEUES
+
+log = logging.getLogger(__name__)
+
+
+class ServiceWorker(Worker):
+    def fork_work_horse(self, job, queue):
+        if not database.is_closed():
+            database.close()
+        super().fork_work_horse(job, queue)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
+        super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+        try:
+            status = runs.record_failure(job, self.connection, _last_line(exc_string))
+            log.info("run %s failed attempt recorded as %s", job.id, status.value)
+        except Exception:  # the row catches up on the next attempt; never crash the worker
+            log.exception("could not record failure of run %s", job.id)
+
+
+def _last_line(exc_string: str) -> str:
+    lines = [line for line in (exc_string or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "failed"
+
+
+def preload() -> None:
+    """Import job code before forking so each work-horse starts warm."""
+    import numpy  # noqa: F401
+
+    import workers.jobs  # noqa: F401
+    from app.forecast import pipeline  # noqa: F401
+
+
+def build_worker(settings: Settings, connection: Redis, queues: list[str] | None = None, **kwargs) -> ServiceWorker:
+    names = queues or list(QUEUES)
+    return ServiceWorker(
+        [Queue(name, connection=connection) for name in names],
+        connection=connection,
+        default_result_ttl=settings.result_ttl,
+        **kwargs,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="RQ worker for the forecast service")
+    parser.add_argument("queues", nargs="*", help=f"queues in priority order (default: {' '.join(QUEUES)})")
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--name", default=None)
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    setup_logging(settings, process="worker")
+    bind_database(settings)
+    preload()
+    connection = redis_connection(settings)
+    worker = build_worker(settings, connection, args.queues, name=args.name)
+    log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
+    # with_scheduler: RQ's own scheduler brings delayed retries back from ScheduledJobRegistry.
+    worker.work(with_scheduler=True, burst=args.burst, logging_level=settings.log_level.upper())
