@@ -6,6 +6,7 @@ to fail instead of skip when PostgreSQL is not installed.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -128,8 +129,13 @@ def settings_env(overrides: dict) -> dict:
 
 
 @pytest.fixture
-def start_process(settings_overrides):
-    """Start `python -m <module> args…` with the test settings; all are killed at teardown."""
+def start_process(settings_overrides, tmp_path):
+    """Start `python -m <module> args…` with the test settings; all are stopped at teardown.
+
+    Output goes to a file (a pipe nobody reads could block the process) and is printed at
+    teardown, so a failing test shows it.
+    """
+    import signal
     import subprocess
     import sys
 
@@ -138,17 +144,27 @@ def start_process(settings_overrides):
     def start(*args, env_extra: dict | None = None):
         env = settings_env(settings_overrides)
         env.update(env_extra or {})
-        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        log = open(tmp_path / f"proc-{len(procs)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc.log_path = log.name
+        log.close()
         procs.append(proc)
         return proc
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
+        # RQ: a second SIGTERM turns warm shutdown into a cold one that kills the work-horse.
+        for _ in range(2):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
             proc.kill()
-        proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+            proc.wait()
+        with open(proc.log_path, "rb") as fh:
+            print(f"--- output of {proc.args[1:]} (exit {proc.returncode}):\n{fh.read().decode(errors='replace')[-5000:]}")
 
 
 @pytest.fixture
