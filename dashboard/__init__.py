@@ -1,8 +1,222 @@
-"""rq-dashboard behind Basic auth, plus the project's own metrics page."""
+"""rq-dashboard behind Basic auth, plus the project's own metrics page.
+
+rq-dashboard's blueprint has no auth, no CSRF protection, a requeue route that answers GET
+and Underscore templates that insert job data unescaped (rq-dashboard issue 526). Its
+blueprint is a module-level object shared by every app in the process and may not get new
+hooks once registered, so everything here is attached to the app and keyed on the path:
+every route under /dashboard (both blueprints, static files, 404s) goes through `_guard`
+and `_security_headers`.
+"""
 from __future__ import annotations
 
-from flask import Flask
+import base64
+import hashlib
+import logging
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import rq_dashboard
+import rq_dashboard.web
+from flask import Blueprint, Flask, Response, current_app, request
+from jinja2 import BaseLoader, Environment, FileSystemLoader, TemplateNotFound
+
+from app.auth import dashboard_credentials_ok
+from app.errors import error_response
+from dashboard import views
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/dashboard"
+RQ_PREFIX = "/dashboard/rq"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# rq-dashboard endpoints that change state: POST only (`requeue_all` also answers GET upstream).
+RQ_ACTIONS = frozenset(
+    {
+        "rq_dashboard.requeue_all",
+        "rq_dashboard.requeue_job_view",
+        "rq_dashboard.delete_job_view",
+        "rq_dashboard.empty_queue",
+        "rq_dashboard.compact_queue",
+    }
+)
+
+# rq-dashboard opens its own client per request from this URL; without these it has no timeouts.
+RQ_CLIENT_OPTIONS = {"socket_connect_timeout": "5", "socket_timeout": "30"}
+
+# Underscore's _.template compiles with `new Function`, so rq-dashboard's pages need
+# 'unsafe-eval'; their inline <script> is allowed by hash, never by 'unsafe-inline', so
+# injected markup cannot run handlers. Inline style attributes are used by both pages.
+CSP = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data:",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
+
+_INLINE_SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
+_SCRIPT_TYPE = re.compile(r"""\btype\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
+_JS_TYPES = {"", "text/javascript", "application/javascript", "module"}
+
+
+class _EscapingRqTemplates(BaseLoader):
+    """rq-dashboard's templates with every Underscore `<%= %>` made an escaping `<%- %>`.
+
+    Upstream job.html/workers.html/queues.html insert descriptions, exception text and
+    names raw (issue 526). jobs.html already escapes with a jQuery idiom; that idiom is
+    turned into `<%- %>` first so it is not escaped twice. base.html also links the app's
+    `static` endpoint, which this app lacks (no static folder): point it at the blueprint's.
+    """
+
+    _JQUERY_ESCAPE = re.compile(r"<%=\s*\$\('<div/>'\)\.text\((.+?)\)\.html\(\)\s*%>")
+
+    def __init__(self) -> None:
+        self._upstream = FileSystemLoader(rq_dashboard.web.blueprint.jinja_loader.searchpath)
+
+    def get_source(self, environment: Environment, template: str):
+        if not template.startswith("rq_dashboard/"):
+            raise TemplateNotFound(template)
+        source, filename, uptodate = self._upstream.get_source(environment, template)
+        source = self._JQUERY_ESCAPE.sub(r"<%- \1 %>", source).replace("<%=", "<%-")
+        source = source.replace("url_for('static',", "url_for('rq_dashboard.static',")
+        return source, filename, uptodate
+
+    def list_templates(self) -> list[str]:
+        return [t for t in self._upstream.list_templates() if t.startswith("rq_dashboard/")]
+
+
+class _TemplateOverrides(Blueprint):
+    """A route-less blueprint registered before rq-dashboard's: Flask searches blueprint
+    template loaders in registration order, so its fixed templates win, per app, without
+    patching the installed package."""
+
+    @property
+    def jinja_loader(self) -> BaseLoader:
+        return _ESCAPING_LOADER
+
+
+_ESCAPING_LOADER = _EscapingRqTemplates()
+_rq_template_overrides = _TemplateOverrides("rq_dashboard_escaped", __name__)
 
 
 def init_dashboard(app: Flask) -> None:
-    pass
+    """Mount both dashboards under /dashboard and guard them; safe to call for many apps."""
+    settings = app.config["SETTINGS"]
+    if not (settings.dashboard_username and settings.dashboard_password):
+        log.warning("DASHBOARD_USERNAME/DASHBOARD_PASSWORD not set: /dashboard refuses every request")
+
+    # A tuple: rq-dashboard indexes it by the URL's instance number.
+    app.config["RQ_DASHBOARD_REDIS_URL"] = (rq_client_url(settings.redis_url),)
+    # Sets app.redis_conn, used by the action routes that carry no instance number;
+    # the view and data routes replace it with a fresh client on every request.
+    rq_dashboard.web.setup_rq_connection(app)
+
+    app.register_blueprint(views.bp)
+    app.register_blueprint(_rq_template_overrides)
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix=RQ_PREFIX)
+    app.before_request(_guard)
+    app.after_request(_security_headers)
+
+
+def rq_client_url(redis_url: str) -> str:
+    """The app's Redis URL with client timeouts added as query options (redis-py reads them)."""
+    parts = urlsplit(redis_url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    for key, value in RQ_CLIENT_OPTIONS.items():
+        query.setdefault(key, value)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def is_dashboard_request() -> bool:
+    """By path and by matched rule, so odd spellings of a dashboard URL are guarded too."""
+    path = request.path
+    rule = request.url_rule.rule if request.url_rule is not None else ""
+    return any(p == PREFIX or p.startswith(PREFIX + "/") for p in (path, rule))
+
+
+def _guard() -> Response | None:
+    if not is_dashboard_request():
+        return None
+    if not dashboard_credentials_ok():
+        return _unauthorized()
+    if request.endpoint in RQ_ACTIONS and request.method != "POST":
+        response = error_response(405, "method_not_allowed", "This action only accepts POST.")
+        response.headers["Allow"] = "POST"
+        return response
+    if request.method not in SAFE_METHODS and not same_origin():
+        log.warning("refused cross-origin %s %s", request.method, request.path)
+        return error_response(403, "cross_origin_refused", "Cross-origin requests to the dashboard are refused.")
+    instance = (request.view_args or {}).get("instance_number")
+    if instance is not None and instance >= len(current_app.config["RQ_DASHBOARD_REDIS_URL"]):
+        return error_response(404, "not_found", "No such Redis instance.")  # upstream raises LookupError: 500
+    return None
+
+
+def _unauthorized() -> Response:
+    response = error_response(401, "unauthorized", "Dashboard credentials required.")
+    response.headers["WWW-Authenticate"] = 'Basic realm="dashboard"'
+    return response
+
+
+def _origin_key(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def same_origin() -> bool:
+    """Origin, or Referer when the browser sent no Origin, must be this request's scheme+host.
+
+    Behind a TLS-terminating proxy the app must see the client's scheme and host
+    (e.g. werkzeug's ProxyFix), or every same-origin POST is refused.
+    """
+    source = request.headers.get("Origin") if "Origin" in request.headers else request.headers.get("Referer")
+    if not source:
+        return False
+    given = _origin_key(source)
+    return given is not None and given == _origin_key(request.host_url)
+
+
+def _security_headers(response: Response) -> Response:
+    if not is_dashboard_request():
+        return response
+    response.headers["Content-Security-Policy"] = content_security_policy(response)
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def content_security_policy(response: Response) -> str:
+    policy = dict(CSP)
+    if response.mimetype == "text/html" and not response.direct_passthrough and not response.is_streamed:
+        sources = ["'self'"]
+        if request.blueprint == "rq_dashboard":
+            sources.append("'unsafe-eval'")
+        sources += [f"'sha256-{h}'" for h in inline_script_hashes(response.get_data(as_text=True))]
+        policy["script-src"] = " ".join(sources)
+    return "; ".join(f"{name} {value}" for name, value in policy.items())
+
+
+def inline_script_hashes(html: str) -> list[str]:
+    """CSP hashes of the page's executable inline scripts (browsers hash LF-normalised text)."""
+    hashes = []
+    for attrs, body in _INLINE_SCRIPT.findall(html):
+        if re.search(r"\bsrc\s*=", attrs, re.IGNORECASE):
+            continue
+        kind = _SCRIPT_TYPE.search(attrs)
+        if (kind.group(1).lower() if kind else "") not in _JS_TYPES:
+            continue
+        text = body.replace("\r\n", "\n").replace("\r", "\n")
+        hashes.append(base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii"))
+    return sorted(set(hashes))

@@ -107,7 +107,7 @@ def test_two_schedulers_firing_the_same_slot_run_it_once(make_scheduler, redis):
     threads = [threading.Thread(target=fire, args=(s,)) for s in (first, second)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    assert sorted(outcomes, key=str) == ["queued", None]
+    assert sorted(outcomes, key=str) == [None, "queued"]
     assert JobRun.select().count() == 1
     assert Queue("forecast", connection=redis).count == 1
 
