@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, current_app, jsonify, request, url_for
+from werkzeug.exceptions import MethodNotAllowed
 
 from app import runs
 from app.api.schemas import RUN_ID_PATTERN, HistoryQuery, TriggerBody, parse_json_body, parse_query
@@ -91,6 +92,8 @@ def history(job_name: str):
 @bp.get("/<job_name>/<run_id>")
 @require_read_token
 def status(job_name: str, run_id: str):
+    if run_id == "trigger":  # GET on the trigger route lands here: answer as for a wrong method
+        raise MethodNotAllowed(valid_methods=["POST"])
     name, run_id = _job_name(job_name), _run_id(run_id)
     try:
         run = runs.get_run(name, run_id)

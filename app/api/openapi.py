@@ -1,3 +1,152 @@
-from flask import Blueprint
+"""The API's OpenAPI 3.1 document, served at `/api/openapi.json`.
+
+Query parameters and request bodies come from the same pydantic models that validate them,
+so the document cannot drift from what the routes accept.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from pydantic import BaseModel
+
+from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, TriggerBody
+from workers.catalog import JOBS
 
 bp = Blueprint("openapi", __name__)
+
+ISO_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict]:
+    schema = model.model_json_schema()
+    params = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        if "anyOf" in prop:  # Optional[X]: the query parameter is X, absent when null
+            options = [o for o in prop.pop("anyOf") if o.get("type") != "null"]
+            prop.update(options[0] if len(options) == 1 else {"anyOf": options})
+            prop.pop("default", None)
+        params.append({"name": name, "in": "query", "required": False, "schema": prop})
+    return params
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(description: str, ref: str, status: str = "200") -> dict:
+    return {status: {"description": description,
+                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}}
+
+
+JOB_NAME = {"name": "job_name", "in": "path", "required": True, "schema": {"type": "string", "enum": list(JOBS)}}
+RUN_ID = {"name": "run_id", "in": "path", "required": True,
+          "schema": {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": 64}}
+BEARER = [{"bearer": []}]
+READ = [{"bearer": []}, {}]  # the token is needed for reads only when API_READ_AUTH=1
+
+RUN = {
+    "type": "object",
+    "required": ["job_id", "status", "attempts"],
+    "properties": {
+        "job_id": {"type": "string"}, "job_name": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "scheduled", "started", "finished", "failed",
+                                               "canceled", "stopped", "skipped"]},
+        "trigger": {"type": "string", "enum": ["scheduled", "manual"]}, "queue": {"type": "string"},
+        "result": {"type": ["object", "null"]}, "error": {"type": ["string", "null"]},
+        "enqueued_at": ISO_TIME, "started_at": ISO_TIME, "ended_at": ISO_TIME, "slot": ISO_TIME,
+        "attempts": {"type": "integer", "minimum": 0},
+    },
+}
+ALERT = {
+    "type": "object",
+    "required": ["id", "type", "severity", "source", "subject", "created_at"],
+    "properties": {
+        "id": {"type": "integer"}, "type": {"type": "string"},
+        "severity": {"type": "string", "enum": ["high", "medium", "low"]},
+        "title": {"type": "string"}, "message": {"type": "string"}, "source": {"type": "string"},
+        "job_id": {"type": ["string", "null"]}, "subject": {"type": "string"}, "figures": {"type": "object"},
+        "occurrences": {"type": "integer"}, "resolved": {"type": "boolean"},
+        "created_at": ISO_TIME, "last_seen_at": ISO_TIME,
+    },
+}
+
+
+def build_document() -> dict:
+    trigger_body = TriggerBody.model_json_schema()
+    trigger_body.pop("title", None)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Forecast job service", "version": "1.0.0",
+                 "description": "Trigger, watch and cancel forecast jobs; read their alerts."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                    "type": "object", "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Run": RUN,
+                "Alert": ALERT,
+                "Triggered": {"type": "object", "required": ["job_id", "status", "message"],
+                              "properties": {"job_id": {"type": "string"}, "job_name": {"type": "string"},
+                                             "status": {"type": "string"}, "message": {"type": "string"},
+                                             "waits_for": {"type": "string"}}},
+                "Canceled": {"type": "object", "required": ["job_id", "status"],
+                             "properties": {"job_id": {"type": "string"},
+                                            "status": {"type": "string", "enum": ["canceled", "stopping"]},
+                                            "message": {"type": "string"}}},
+                "RunPage": {"type": "object", "required": ["runs", "next_cursor"],
+                            "properties": {"runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+                                           "next_cursor": {"type": ["string", "null"]}}},
+                "AlertPage": {"type": "object", "required": ["alerts", "next_cursor"],
+                              "properties": {"alerts": {"type": "array",
+                                                        "items": {"$ref": "#/components/schemas/Alert"}},
+                                             "next_cursor": {"type": ["string", "null"]}}},
+                "Object": {"type": "object"},
+            },
+        },
+        "paths": {
+            "/api/jobs": {"get": {"summary": "The job catalogue", "security": READ,
+                                  "responses": {**_ok("jobs", "Object"), "401": _error("no or wrong token")}}},
+            "/api/jobs/{job_name}/trigger": {"post": {
+                "summary": "Trigger a run", "security": BEARER, "parameters": [JOB_NAME],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": trigger_body}}},
+                "responses": {**_ok("queued", "Triggered", "202"), "400": _error("bad body"),
+                              "401": _error("no or wrong token"), "404": _error("unknown job"),
+                              "409": _error("a run is queued or running"), "413": _error("body too large"),
+                              "503": _error("Redis or database down")}}},
+            "/api/jobs/{job_name}/history": {"get": {
+                "summary": "Runs, newest first", "security": READ,
+                "parameters": [JOB_NAME, *_query_parameters(HistoryQuery)],
+                "responses": {**_ok("a page of runs", "RunPage"), "400": _error("bad filter or cursor"),
+                              "401": _error("no or wrong token"), "404": _error("unknown job"),
+                              "503": _error("database down")}}},
+            "/api/jobs/{job_name}/{run_id}": {"get": {
+                "summary": "Run status", "security": READ, "parameters": [JOB_NAME, RUN_ID],
+                "responses": {**_ok("the run", "Run"), "400": _error("invalid id"), "401": _error("no or wrong token"),
+                              "404": _error("unknown job or run"), "503": _error("database down")}}},
+            "/api/jobs/{job_name}/{run_id}/cancel": {"post": {
+                "summary": "Cancel a queued run or stop a running one", "security": BEARER,
+                "parameters": [JOB_NAME, RUN_ID],
+                "responses": {**_ok("canceled", "Canceled"), **_ok("stop requested", "Canceled", "202"),
+                              "400": _error("invalid id"), "401": _error("no or wrong token"),
+                              "404": _error("unknown job or run"), "409": _error("already ended"),
+                              "503": _error("Redis or database down")}}},
+            "/api/jobs/stats": {"get": {
+                "summary": "Workers, queues, tasks, schedules and last-24 h figures", "security": READ,
+                "responses": {**_ok("stats", "Object"), "401": _error("no or wrong token"),
+                              "503": _error("Redis or database down")}}},
+            "/api/alerts": {"get": {
+                "summary": "Alerts, newest first", "security": READ, "parameters": _query_parameters(AlertQuery),
+                "responses": {**_ok("a page of alerts", "AlertPage"), "400": _error("bad filter or cursor"),
+                              "401": _error("no or wrong token"), "503": _error("database down")}}},
+            "/healthz": {"get": {"summary": "Liveness", "security": [],
+                                 "responses": _ok("alive", "Object")}},
+            "/readyz": {"get": {"summary": "Readiness: Redis and database", "security": [],
+                                "responses": {**_ok("ready", "Object"), "503": {"description": "not ready"}}}},
+        },
+    }
+
+
+@bp.get("/api/openapi.json")
+def openapi_document():
+    return jsonify(build_document())

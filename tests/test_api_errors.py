@@ -1,0 +1,124 @@
+"""Every error status of the API is a JSON body; bad input changes nothing."""
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from app.models import JobRun
+from tests.servers import free_port
+
+
+def error_of(response, status):
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body["error"]) >= {"code", "message"}
+    return body["error"]
+
+
+@pytest.mark.parametrize("body,content_type", [
+    (b"{not json", "application/json"),
+    (b"[1, 2]", "application/json"),
+    (b'{"force": "yes"}', "application/json"),
+    (b'{"force": true, "extra": 1}', "application/json"),
+    (b"\xff\xfe", "application/octet-stream"),
+])
+def test_bad_trigger_body_is_400_and_queues_nothing(client, auth, body, content_type):
+    error_of(client.post("/api/jobs/forecast/trigger", headers=auth, data=body, content_type=content_type), 400)
+    assert JobRun.select().count() == 0
+
+
+@pytest.mark.parametrize("query", [
+    "limit=abc", "limit=-5", "limit=0", "limit=100000", "status=bogus", "trigger=cron",
+    "cursor=garbage", "cursor=" + "A" * 500, "cursor=WyJ4IiwxXQ", "limit=1&limit=2", "unknown=1",
+])
+def test_bad_history_query_is_400(client, query):
+    error_of(client.get(f"/api/jobs/forecast/history?{query}"), 400)
+
+
+@pytest.mark.parametrize("query", ["severity=urgent", "since=yesterday", "limit=-1", "cursor=%00%01", "type=DROP%20TABLE"])
+def test_bad_alert_query_is_400(client, query):
+    error_of(client.get(f"/api/alerts?{query}"), 400)
+
+
+def test_bad_and_long_job_ids_are_400(client, auth):
+    long_id = "a" * 5000
+    error_of(client.get(f"/api/jobs/forecast/{long_id}"), 400)
+    error_of(client.post(f"/api/jobs/forecast/{long_id}/cancel", headers=auth), 400)
+    error_of(client.get("/api/jobs/forecast/bad.id"), 400)
+
+
+def test_unknown_job_and_run_are_404(client, auth):
+    assert error_of(client.post("/api/jobs/nope/trigger", headers=auth), 404)["code"] == "not_found"
+    error_of(client.get("/api/jobs/forecast/0123abcd"), 404)
+    error_of(client.get("/api/jobs/nope/history"), 404)
+
+
+def test_missing_or_wrong_token_is_401(client):
+    response = client.post("/api/jobs/forecast/trigger")
+    error_of(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    error_of(client.post("/api/jobs/forecast/trigger", headers={"Authorization": "Bearer wrong"}), 401)
+    error_of(client.post("/api/jobs/forecast/trigger", headers={"Authorization": "Basic dXNlcjpwYXNz"}), 401)
+    error_of(client.post("/api/jobs/forecast/x1/cancel"), 401)
+    assert JobRun.select().count() == 0
+
+
+def test_reads_are_open_by_default(client):
+    assert client.get("/api/jobs/forecast/history").status_code == 200
+    assert client.get("/api/alerts").status_code == 200
+
+
+def test_wrong_method_is_405(client, auth):
+    error_of(client.get("/api/jobs/forecast/trigger", headers=auth), 405)
+    error_of(client.delete("/api/alerts"), 405)
+
+
+def test_body_over_limit_is_413(client, auth):
+    error_of(client.post("/api/jobs/forecast/trigger", headers=auth, data=b"{" + b" " * 70000 + b"}",
+                         content_type="application/json"), 413)
+    assert JobRun.select().count() == 0
+
+
+def test_openapi_document_lists_every_api_route(client, app):
+    doc = client.get("/api/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    documented = {path.replace("{", "<").replace("}", ">") for path in doc["paths"]}
+    routes = {r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/api/") and r.rule != "/api/openapi.json"}
+    assert routes <= documented
+
+
+class TestReadAuth:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides):
+        return {**settings_overrides, "api_read_auth": True}
+
+    def test_reads_need_the_token(self, client, auth):
+        error_of(client.get("/api/jobs/forecast/history"), 401)
+        error_of(client.get("/api/alerts"), 401)
+        error_of(client.get("/api/jobs/stats"), 401)
+        assert client.get("/api/alerts", headers=auth).status_code == 200
+        assert client.get("/healthz").status_code == 200
+
+
+def test_redis_down_is_503_not_500(settings_overrides, auth):
+    app = create_app({**settings_overrides, "redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    client = app.test_client()
+    from app.connections import db_session
+    from app.models import create_tables
+
+    with db_session():
+        create_tables()
+    assert error_of(client.post("/api/jobs/forecast/trigger", headers=auth), 503)["code"] == "redis_unavailable"
+    error_of(client.get("/api/jobs/stats"), 503)
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/readyz").get_json()["checks"]["database"] == "ok"
+    assert client.get("/api/alerts").status_code == 200  # database-only routes keep working
+
+
+def test_database_down_is_503_not_500(settings_overrides, auth):
+    dead = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    client = create_app({**settings_overrides, "database_url": dead}).test_client()
+    assert error_of(client.get("/api/alerts"), 503)["code"] == "database_unavailable"
+    error_of(client.get("/api/jobs/forecast/history"), 503)
+    error_of(client.post("/api/jobs/forecast/trigger", headers=auth), 503)
+    assert client.get("/readyz").get_json()["checks"]["database"].startswith("down")
