@@ -10,6 +10,7 @@ import logging
 import peewee
 import redis.exceptions
 from flask import Flask, jsonify
+from rq.exceptions import NoSuchJobError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ def register_error_handlers(app: Flask) -> None:
     def _redis_down(exc):
         log.warning("redis unavailable: %s", type(exc).__name__)
         return error_response(503, "redis_unavailable", "Redis is unavailable; try again shortly.")
+
+    @app.errorhandler(NoSuchJobError)
+    def _no_such_job(exc):
+        return error_response(404, "not_found", "no such job")
 
     @app.errorhandler(peewee.OperationalError)
     @app.errorhandler(peewee.InterfaceError)
