@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "text"
 
+    @field_validator("forecast_cron", "daily_summary_cron", "cleanup_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        import crontab
+
+        try:
+            crontab.CronTab(value)
+        except ValueError as exc:
+            raise ValueError(f"invalid cron string {value!r}: {exc}") from None
+        return value
+
     @field_validator("log_format")
     @classmethod
     def _known_log_format(cls, value: str) -> str:
