@@ -88,10 +88,11 @@ class TestStopRunning:
     def settings_overrides(self, settings_overrides):
         return use(settings_overrides, forecast_pipeline="tests.pipelines:sleepy")
 
-    def test_stop_running_run(self, client, auth, start_process):
+    def test_stop_running_run(self, client, auth, start_process, redis):
         job_id = trigger(client, auth).get_json()["job_id"]
         start_process("-m", "workers")
         wait_for(lambda: client.get(f"/api/jobs/forecast/{job_id}").get_json()["status"] == "started")
+        assert {q.decode() for q in redis.smembers("rq:queues")} >= {f"rq:queue:{q}" for q in ("forecast", "reports", "maintenance", "default")}
         response = client.post(f"/api/jobs/forecast/{job_id}/cancel", headers=auth)
         assert response.status_code == 202 and response.get_json()["status"] == "stopping"
         body = wait_for(lambda: (b := client.get(f"/api/jobs/forecast/{job_id}").get_json())["status"] == "stopped" and b)

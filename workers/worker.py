@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     preload()
     connection = redis_connection(settings)
     worker = build_worker(settings, connection, args.queues, name=args.name)
+    # Make every queue visible to `rq info` and rq-dashboard before its first job.
+    connection.sadd(Queue.redis_queues_keys, *(q.key for q in worker.queues))
     log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
     # with_scheduler: RQ's own scheduler brings delayed retries back from ScheduledJobRegistry.
     worker.work(with_scheduler=True, burst=args.burst, logging_level=settings.log_level.upper())
