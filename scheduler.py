@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -50,7 +51,7 @@ class ServiceScheduler(Scheduler):
     def __init__(self, settings: Settings, connection: Redis, **kwargs):
         super().__init__(connection=connection, interval=settings.scheduler_interval, **kwargs)
         self.settings = settings
-        self._stopping = False
+        self._stop_event = threading.Event()
 
     # -- registration -------------------------------------------------------------------
     def register_schedules(self) -> list[str]:
@@ -143,14 +144,14 @@ class ServiceScheduler(Scheduler):
             self.remove_lock()
 
     def stop(self, *_):
-        self._stopping = True
+        self._stop_event.set()
 
     def run(self, burst: bool = False):
         """Poll every `scheduler_interval` seconds until SIGTERM/SIGINT; survive outages."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         registered = False
-        while not self._stopping:
+        while not self._stop_event.is_set():
             started = time.monotonic()
             try:
                 if not registered:
@@ -165,7 +166,7 @@ class ServiceScheduler(Scheduler):
                 log.exception("scheduler tick failed; retrying")
             if burst:
                 break
-            time.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+            self._stop_event.wait(max(0.0, self._interval - (time.monotonic() - started)))
         try:
             self.remove_lock()
             self.register_death()
