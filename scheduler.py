@@ -140,6 +140,7 @@ class ServiceScheduler(Scheduler):
             with db_session():
                 self.register_schedules()
                 self.enqueue_jobs()
+                runs.reconcile(self.connection, self.settings)
         finally:
             self.remove_lock()
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,9 +32,15 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://localhost:6379/0"
+    # rediss:// certificate checks; Heroku Redis has a self-signed certificate (none, or name its CA).
+    redis_ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
+    redis_ssl_ca_certs: str = ""
     database_url: str = DEFAULT_SQLITE_URL
     port: int = 8000
     app_env: str = "development"
+    web_concurrency: int = Field(2, ge=1)  # gunicorn workers (Heroku sets WEB_CONCURRENCY)
+    gunicorn_timeout: int = Field(30, ge=1)
+    migration_lock_timeout: float = Field(300.0, gt=0)  # seconds a migrate waits for another one
 
     api_token: str = ""
     api_read_auth: bool = False
@@ -44,6 +52,12 @@ class Settings(BaseSettings):
     cleanup_cron: str = "0 0 * * 0"
     scheduler_interval: float = Field(5.0, gt=0)
     scheduler_lock_ttl: int = Field(30, gt=0)
+
+    # A killed worker's run is detected as abandoned within about
+    # heartbeat interval + abandoned-after + maintenance interval seconds, then retried.
+    worker_heartbeat_interval: int = Field(10, ge=1)
+    worker_abandoned_after: int = Field(30, ge=1)
+    worker_maintenance_interval: int = Field(30, ge=1)
 
     job_max_retries: int = Field(3, ge=0)
     job_retry_delay: int = Field(300, ge=0)
@@ -66,6 +80,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "text"
 
+    # Slack-compatible incoming webhooks; empty: not posted. Their URLs are secrets (redacted in logs).
+    summary_webhook_url: str = ""
+    alert_webhook_url: str = ""
+    webhook_timeout: float = Field(10.0, gt=0)
+
     @field_validator("forecast_cron", "daily_summary_cron", "cleanup_cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
@@ -75,6 +94,14 @@ class Settings(BaseSettings):
             crontab.CronTab(value)
         except ValueError as exc:
             raise ValueError(f"invalid cron string {value!r}: {exc}") from None
+        return value
+
+    @field_validator("summary_webhook_url", "alert_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and (urlparse(value).scheme not in ("http", "https") or not urlparse(value).netloc):
+            raise ValueError("webhook URLs must be http:// or https:// URLs")
         return value
 
     @field_validator("log_format")

@@ -275,6 +275,51 @@ def record_failure(job: Job, redis: Redis, error: str) -> RunStatus:
     return status
 
 
+def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
+    """Bring unfinished rows in line with RQ after paths no worker reported on.
+
+    A worker killed outright leaves its run `started`; RQ's maintenance later retries it
+    (queued/scheduled again) or fails it. A job that vanished from Redis (data lost) is
+    failed once it is older than the hard time limit. Returns how many rows changed.
+    """
+    rows = list(
+        JobRun.select(JobRun.id, JobRun.job_name, JobRun.status, JobRun.enqueued_at)
+        .where(JobRun.status.in_([RunStatus.QUEUED.value, RunStatus.SCHEDULED.value, RunStatus.STARTED.value]))
+        .order_by(JobRun.enqueued_at)
+        .limit(limit)
+        .tuples()
+    )
+    if not rows:
+        return 0
+    with redis.pipeline() as pipe:
+        for run_id, *_ in rows:
+            pipe.hget(f"rq:job:{run_id}", "status")
+        statuses = pipe.execute()
+    changed = 0
+    lost_before = utcnow().timestamp() - settings.job_timeout - 60
+    for (run_id, job_name, status, enqueued_at), raw in zip(rows, statuses):
+        rq_status = JobStatus(raw.decode()) if raw else None
+        if rq_status is None:
+            if enqueued_at.timestamp() < lost_before:
+                mark_ended(run_id, RunStatus.FAILED, error="lost: the job vanished from Redis")
+                release_slot(redis, job_name, run_id)
+                changed += 1
+            continue
+        target = FROM_RQ.get(rq_status)
+        if target is None or target == RunStatus.FINISHED or target.value == status:
+            continue  # finished rows are written by the job itself (or a fan-out's gather step)
+        if target in TERMINAL:
+            mark_ended(run_id, target, error="abandoned: its worker died" if target == RunStatus.FAILED else None)
+            release_slot(redis, job_name, run_id)
+        elif status == RunStatus.STARTED.value:
+            mark_ended(run_id, target, error="abandoned: its worker died; retrying")
+        else:
+            continue
+        log.warning("run %s reconciled: %s -> %s", run_id, status, target.value)
+        changed += 1
+    return changed
+
+
 def cancel_run(job_name: str, run_id: str, *, redis: Redis) -> RunStatus:
     """Cancel a queued/deferred/retry-waiting run, or ask its worker to stop a running one.
 

@@ -36,3 +36,14 @@ def always_fail(settings):
 def sleepy(settings):
     time.sleep(30)
     return []
+
+
+def slow_first_attempt(settings):
+    """The built-in pipeline, after a pause on the first attempt only (a window to kill the worker)."""
+    import os
+
+    from app.forecast.pipeline import run_pipeline
+
+    if JobRun.get_by_id(get_current_job().id).attempts == 1:
+        time.sleep(float(os.environ.get("TEST_PIPELINE_SLEEP", "30")))
+    return run_pipeline(settings)

@@ -23,10 +23,32 @@ log = logging.getLogger(__name__)
 
 
 class ServiceWorker(Worker):
+    #: seconds a run's heartbeat may be late before RQ's maintenance treats it as abandoned
+    abandoned_after = 30
+
+    def get_heartbeat_ttl(self, job) -> int:
+        """RQ adds a fixed 60 s; a configurable margin bounds how long a killed worker's run waits."""
+        if job.timeout and job.timeout > 0:
+            remaining = job.timeout - self.current_job_working_time
+            return int(min(remaining, self.job_monitoring_interval)) + self.abandoned_after
+        return self.job_monitoring_interval + self.abandoned_after
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """Wake from an empty queue often enough to run maintenance (abandoned-run detection) on time."""
+        return max(1, min(self.worker_ttl - 15, self.maintenance_interval))
+
     def fork_work_horse(self, job, queue):
         if not database.is_closed():
             database.close()
         super().fork_work_horse(job, queue)
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        """RQ's heartbeat, plus this worker's CPU% and RSS for the dashboard and /metrics."""
+        super().heartbeat(timeout, pipeline=pipeline)
+        from app.metrics import publish_worker_resources
+
+        publish_worker_resources(self, pipeline)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
@@ -52,12 +74,16 @@ def preload() -> None:
 
 def build_worker(settings: Settings, connection: Redis, queues: list[str] | None = None, **kwargs) -> ServiceWorker:
     names = queues or list(QUEUES)
-    return ServiceWorker(
+    worker = ServiceWorker(
         [Queue(name, connection=connection) for name in names],
         connection=connection,
         default_result_ttl=settings.result_ttl,
+        job_monitoring_interval=settings.worker_heartbeat_interval,
+        maintenance_interval=settings.worker_maintenance_interval,
         **kwargs,
     )
+    worker.abandoned_after = settings.worker_abandoned_after
+    return worker
 
 
 def main(argv: list[str] | None = None) -> None:
