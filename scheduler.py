@@ -34,6 +34,7 @@ log = logging.getLogger("scheduler")
 
 SLOT_KEY = "forecast-service:slot:{name}:{epoch}"
 SLOT_KEY_TTL = 7 * 24 * 3600
+MAX_MISSED_RECORDED = 100  # per catch-up; a long outage of a fast schedule is not replayed row by row
 
 _RELEASE_IF_OWNER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -115,9 +116,27 @@ class ServiceScheduler(Scheduler):
                 # Un-claim so the next tick retries this slot once the database is back.
                 self.connection.delete(SLOT_KEY.format(name=name, epoch=int(slot.timestamp())))
                 raise
-        next_time = next_fire_time(cron, max(utcnow(), slot))
+        now = utcnow()
+        if claimed:
+            self._record_missed(name, cron, slot, now)
+        next_time = next_fire_time(cron, max(now, slot))
         self.connection.zadd(self.scheduled_jobs_key, {template_id(name): to_unix(next_time)})
         return outcome
+
+    def _record_missed(self, name: str, cron: str, caught_up: datetime, now: datetime) -> None:
+        """Slots between the one just fired and now were missed (outage): record each as skipped."""
+        missed = next_fire_time(cron, caught_up)
+        for _ in range(MAX_MISSED_RECORDED):
+            if missed > now:
+                return
+            key = SLOT_KEY.format(name=name, epoch=int(missed.timestamp()))
+            if self.connection.set(key, self.name, nx=True, ex=SLOT_KEY_TTL):
+                try:
+                    runs.record_skipped_slot(name, missed.replace(tzinfo=None),
+                                             f"missed: scheduler or Redis unavailable; caught up by {caught_up.isoformat()}")
+                except peewee.IntegrityError:
+                    pass
+            missed = next_fire_time(cron, missed)
 
     # -- lock -----------------------------------------------------------------------------
     def acquire_lock(self):

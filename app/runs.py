@@ -179,10 +179,7 @@ def enqueue_run(
     except RunConflict as conflict:
         if trigger != "scheduled":
             raise
-        with db_session():
-            _create_row(run_id, spec, trigger, slot, RunStatus.SKIPPED, ended_at=utcnow(),
-                        error=f"skipped: run {conflict.active_id} still queued or running")
-        log.info("%s slot %s skipped: %s is still active", job_name, slot, conflict.active_id)
+        record_skipped_slot(job_name, slot, f"skipped: run {conflict.active_id} still queued or running")
         return EnqueueOutcome(run_id, RunStatus.SKIPPED, waits_for=conflict.active_id)
 
     try:
@@ -220,6 +217,16 @@ def enqueue_run(
         raise
     log.info("%s run %s queued (%s)%s", job_name, run_id, trigger, f" after {waits_for}" if waits_for else "")
     return EnqueueOutcome(run_id, RunStatus.QUEUED, waits_for=waits_for)
+
+
+def record_skipped_slot(job_name: str, slot: datetime, reason: str) -> str:
+    """Record a schedule slot that did not run (a run was active, or it was missed in an outage)."""
+    spec = get_job(job_name)
+    run_id = new_run_id(spec, slot)
+    with db_session():
+        _create_row(run_id, spec, "scheduled", slot, RunStatus.SKIPPED, ended_at=utcnow(), error=reason)
+    log.info("%s slot %s %s", job_name, slot, reason)
+    return run_id
 
 
 def _create_row(run_id, spec, trigger, slot, status, ended_at=None, error=None) -> JobRun:

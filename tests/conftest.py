@@ -164,7 +164,7 @@ def start_process(settings_overrides, tmp_path):
             proc.kill()
             proc.wait()
         with open(proc.log_path, "rb") as fh:
-            print(f"--- output of {proc.args[1:]} (exit {proc.returncode}):\n{fh.read().decode(errors='replace')[-5000:]}")
+            print(f"--- output of {proc.args[1:]} (exit {proc.returncode}):\n{fh.read().decode(errors='replace')[-30000:]}")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from app.forecast.demo import seed_demo
 from app.models import Alert, JobRun
 from tests.test_job_policies import wait_for
 from tests.test_jobs_api import trigger
@@ -50,8 +51,8 @@ def status(client, job_id):
 
 
 @pytest.fixture
-def seeded(runner):
-    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+def seeded(app):
+    seed_demo()
 
 
 def test_sigkill_mid_run_is_detected_retried_and_finishes_once(client, auth, start_process, seeded):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+
+import redis.exceptions
 
 from redis import Redis
 from rq import Queue, Worker
@@ -37,6 +40,26 @@ class ServiceWorker(Worker):
     def dequeue_timeout(self) -> int:
         """Wake from an empty queue often enough to run maintenance (abandoned-run detection) on time."""
         return max(1, min(self.worker_ttl - 15, self.maintenance_interval))
+
+    # RQ lets a Redis error in its monitoring loop end the worker while the work-horse runs
+    # on (an orphan). These bookkeeping writes may fail during an outage; the run goes on.
+    def maintain_heartbeats(self, job):
+        try:
+            super().maintain_heartbeats(job)
+        except redis.exceptions.ConnectionError as exc:
+            log.warning("heartbeat for run %s failed (%s); Redis unavailable", job.id, type(exc).__name__)
+
+    def heartbeat(self, *args, **kwargs):
+        try:
+            return super().heartbeat(*args, **kwargs)
+        except redis.exceptions.ConnectionError as exc:
+            log.warning("worker heartbeat failed (%s); Redis unavailable", type(exc).__name__)
+
+    def set_current_job_working_time(self, *args, **kwargs):
+        try:
+            super().set_current_job_working_time(*args, **kwargs)
+        except redis.exceptions.ConnectionError:
+            pass
 
     def fork_work_horse(self, job, queue):
         if not database.is_closed():
@@ -104,3 +127,6 @@ def main(argv: list[str] | None = None) -> None:
     log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
     # with_scheduler: RQ's own scheduler brings delayed retries back from ScheduledJobRegistry.
     worker.work(with_scheduler=True, burst=args.burst, logging_level=settings.log_level.upper())
+    if not args.burst and worker._shutdown_requested_date is None:
+        log.error("worker loop ended unexpectedly; exiting so the process manager restarts it")
+        sys.exit(1)
