@@ -163,6 +163,17 @@ class ServiceScheduler(Scheduler):
         finally:
             self.remove_lock()
 
+    def _sleep_time(self, tick_started: float) -> float:
+        """Until the next poll, or the earliest fire time if sooner: slots fire on time, not up to an interval late."""
+        wait = self._interval - (time.monotonic() - tick_started)
+        try:
+            earliest = self.connection.zrange(self.scheduled_jobs_key, 0, 0, withscores=True)
+        except redis.exceptions.RedisError:
+            earliest = []
+        if earliest:
+            wait = min(wait, earliest[0][1] - time.time() + 0.005)
+        return max(0.0, wait)
+
     def stop(self, *_):
         self._stop_event.set()
 
@@ -186,7 +197,7 @@ class ServiceScheduler(Scheduler):
                 log.exception("scheduler tick failed; retrying")
             if burst:
                 break
-            self._stop_event.wait(max(0.0, self._interval - (time.monotonic() - started)))
+            self._stop_event.wait(self._sleep_time(started))
         try:
             self.remove_lock()
             self.register_death()

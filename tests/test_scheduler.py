@@ -130,3 +130,17 @@ def test_firing_while_a_run_is_active_is_recorded_as_skipped(make_scheduler, cli
     skipped = JobRun.get(JobRun.trigger == "scheduled")
     assert skipped.status == "skipped" and manual in skipped.error
     assert Queue("forecast", connection=redis).job_ids == [manual]
+
+
+def test_scheduler_wakes_for_a_fire_time_sooner_than_its_poll_interval(make_scheduler, redis):
+    scheduler = make_scheduler()
+    scheduler.register_schedules()
+    soon = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+    _make_due(redis, "forecast", soon)
+    import time as _time
+
+    assert scheduler._sleep_time(_time.monotonic()) <= 1.6
+    redis.zadd(ZSET, {template_id("forecast"): (datetime.now(timezone.utc) + timedelta(hours=1)).timestamp()})
+    redis.zadd(ZSET, {template_id(n): (datetime.now(timezone.utc) + timedelta(hours=1)).timestamp()
+                      for n in ("daily-summary", "cleanup")})
+    assert scheduler._sleep_time(_time.monotonic()) == pytest.approx(scheduler.settings.scheduler_interval, abs=0.1)
