@@ -25,7 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         TESTING=bool(test_config),
     )
-    bind_database(settings)
+    bind_database(settings, pooled=True)  # per-request connections come from a per-process pool
     app.extensions["redis"] = redis_connection(settings)
 
     @app.teardown_appcontext
@@ -43,6 +43,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(jobs.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(openapi.bp)
+
+    from app.api import reports
+
+    app.register_blueprint(reports.bp)
+
+    from app.api import schedules
+    from app.metrics import init_metrics
+
+    app.register_blueprint(schedules.bp)
+    init_metrics(app)
 
     from dashboard import init_dashboard
 

@@ -26,6 +26,7 @@ class StoreOutcome:
     new: int = 0
     updated: int = 0
     by_severity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
+    created: list[Alert] = field(default_factory=list)  # new rows, for notifications after commit
 
 
 def _check(candidate: dict) -> None:
@@ -67,5 +68,6 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
         )
         open_alerts[alert.fingerprint] = alert
         outcome.new += 1
+        outcome.created.append(alert)
         log.info("alert created: %s %s - %s", candidate["type"], candidate["severity"], candidate["subject"])
     return outcome

@@ -5,14 +5,16 @@ import click
 from flask import Flask
 
 from app.connections import db_session
-from app.models import DemandHistory, create_tables
+from app.models import DemandHistory
 
 
 @click.command("init-db")
 def init_db_command():
-    """Create missing tables and indexes (idempotent; the Procfile's release step)."""
-    with db_session():
-        create_tables()
+    """Create or migrate the tables: apply pending migrations (idempotent; same as `migrate`)."""
+    from app.cli_ops import apply_migrations, operator_errors
+
+    for name in operator_errors(apply_migrations)():
+        click.echo(f"applied {name}")
     click.echo("database ready")
 
 
@@ -23,10 +25,11 @@ def init_db_command():
 @click.option("--if-empty", is_flag=True, help="do nothing when demand history exists")
 def seed_demo_command(items: int, days: int, seed: int, if_empty: bool):
     """Create demo production lines and demand history with labelled anomalies."""
+    from app.cli_ops import apply_migrations
     from app.forecast.demo import seed_demo
 
+    apply_migrations()
     with db_session():
-        create_tables()
         if if_empty and DemandHistory.select().exists():
             click.echo("demand history present; demo data not seeded")
             return
@@ -34,6 +37,40 @@ def seed_demo_command(items: int, days: int, seed: int, if_empty: bool):
     click.echo(f"seeded {summary['lines']} lines, {summary['items']} items, {summary['rows']} demand rows")
 
 
+class InvalidImport(click.ClickException):
+    exit_code = 2  # bad input, as for the other operator commands
+
+
+@click.command("import-demand")
+@click.argument("demand_csv", type=click.Path(exists=True, dir_okay=False))
+@click.option("--capacity", "capacity_csv", type=click.Path(exists=True, dir_okay=False),
+              help="CSV of line,name,daily_capacity (else daily_capacity columns in DEMAND_CSV, or lines in the database)")
+@click.option("--replace", is_flag=True, help="overwrite stored rows of the same date, item and line")
+def import_demand_command(demand_csv: str, capacity_csv: str | None, replace: bool):
+    """Import demand history from DEMAND_CSV (date,item,line,quantity): all rows or none."""
+    from app.cli_ops import apply_migrations, operator_errors
+    from app.forecast.importer import ImportFailed, import_demand
+
+    def migrate_and_import():
+        apply_migrations()
+        return import_demand(demand_csv, capacity_csv, replace=replace)
+
+    try:
+        summary = operator_errors(migrate_and_import)()
+    except ImportFailed as exc:
+        raise InvalidImport(str(exc)) from None
+    lines = f"; lines created: {', '.join(summary.lines_created)}" if summary.lines_created else ""
+    lines += f"; lines updated: {', '.join(summary.lines_updated)}" if summary.lines_updated else ""
+    replaced = f" ({summary.replaced_rows} replaced)" if summary.replaced_rows else ""
+    click.echo(f"imported {summary.rows} demand rows{replaced} of {summary.items} series, "
+               f"{summary.start}..{summary.end}{lines}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(init_db_command)
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(import_demand_command)
+
+    from app import cli_ops
+
+    cli_ops.register(app)

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     capacity_low_utilisation: float = 0.80
     spike_medium_score: float = 4.0
     spike_high_score: float = 8.0
+    # Fan-out: a built-in forecast run with more series than the threshold is split into chunk
+    # jobs of `forecast_chunk_size` series on the forecast queue (any free worker takes one).
+    forecast_fanout_threshold: int = Field(4000, ge=0)
+    forecast_chunk_size: int = Field(2500, ge=1)
+    # Test hook: "<chunk index>:<failures>" makes that chunk fail its first <failures> attempts.
+    forecast_chunk_fault: str = Field("", pattern=r"^(\d+:\d+)?$")
 
     max_request_bytes: int = 64 * 1024
     log_level: str = "INFO"

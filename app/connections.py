@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
 
 import peewee
 from playhouse.db_url import parse as parse_db_url
+from playhouse.pool import PooledPostgresqlDatabase
 from redis import Redis
 
 from app.config import Settings
@@ -20,10 +21,26 @@ from app.config import Settings
 database = peewee.DatabaseProxy()
 
 
+def redis_client_url(settings: Settings) -> str:
+    """`settings.redis_url` with the TLS settings as query options for rediss:// URLs.
+
+    Every client (the service's and rq-dashboard's, which opens its own from a URL) reads the
+    same certificate policy this way; options already written in REDIS_URL win.
+    """
+    parts = urlsplit(settings.redis_url)
+    if parts.scheme != "rediss":
+        return settings.redis_url
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.setdefault("ssl_cert_reqs", settings.redis_ssl_cert_reqs)
+    if settings.redis_ssl_ca_certs:
+        query.setdefault("ssl_ca_certs", settings.redis_ssl_ca_certs)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def redis_connection(settings: Settings) -> Redis:
     """A Redis client for `settings.redis_url` (redis://, rediss://, with or without password)."""
     return Redis.from_url(
-        settings.redis_url,
+        redis_client_url(settings),
         socket_connect_timeout=5,
         socket_timeout=30,
         health_check_interval=30,
@@ -31,8 +48,12 @@ def redis_connection(settings: Settings) -> Redis:
     )
 
 
-def make_database(url: str) -> peewee.Database:
-    """A peewee database for a `sqlite:///path`, `postgres://` or `postgresql://` URL."""
+def make_database(url: str, pooled: bool = False) -> peewee.Database:
+    """A peewee database for a `sqlite:///path`, `postgres://` or `postgresql://` URL.
+
+    `pooled` keeps PostgreSQL connections open between requests (the web process only: a
+    pool would carry open connections across a worker's fork).
+    """
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ":memory:"
@@ -48,16 +69,21 @@ def make_database(url: str) -> peewee.Database:
         params = parse_db_url(url)
         params.setdefault("connect_timeout", 5)
         name = params.pop("database")
+        if pooled:
+            return PooledPostgresqlDatabase(name, max_connections=32, stale_timeout=300, timeout=10, **params)
         return peewee.PostgresqlDatabase(name, **params)
     raise ValueError(f"unsupported DATABASE_URL scheme {scheme!r} (use sqlite:///, postgres:// or postgresql://)")
 
 
-def bind_database(settings: Settings) -> peewee.Database:
+def bind_database(settings: Settings, pooled: bool = False) -> peewee.Database:
     """Bind the models' proxy to the configured database (no connection is opened)."""
     current = getattr(database, "obj", None)
-    if current is not None and not current.is_closed():
-        current.close()
-    db = make_database(settings.database_url)
+    if current is not None:
+        if not current.is_closed():
+            current.close()
+        if isinstance(current, PooledPostgresqlDatabase):
+            current.close_all()
+    db = make_database(settings.database_url, pooled=pooled)
     database.initialize(db)
     return db
 

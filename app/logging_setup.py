@@ -1,12 +1,27 @@
-"""Logging for web, worker and scheduler: text or one JSON object a line, job id on every run line."""
+"""Logging for web, worker and scheduler: text or one JSON object a line, job id on every run line.
+
+Every formatted line passes a redactor that removes the configured secrets (API token,
+dashboard password, webhook URLs, the Redis and database passwords) and any URL password or
+bearer token, so neither a message nor a traceback can leak them.
+"""
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Iterable
 from datetime import datetime, timezone
+from urllib.parse import quote, unquote, urlsplit
 
 from app.config import Settings
+
+REDACTED = "***"
+# Loggers of code that runs a job outside `job.perform()` (RQ's worker, our worker class):
+# their records get the job from the caller's `job` variable when no job is current.
+_WORKER_LOGGERS = ("rq.", "workers.")
+_STACK_DEPTH = 25
+_WORKER_LOOPS = frozenset({"work", "main"})
 
 
 class JobContextFilter(logging.Filter):
@@ -20,15 +35,89 @@ class JobContextFilter(logging.Filter):
             job = get_current_job()
         except Exception:  # outside a worker there is no job context
             job = None
+        if job is None and record.name.startswith(_WORKER_LOGGERS):
+            job = _job_in_caller()
         if job is not None:
             job_id = job.id
-            job_name = (job.meta or {}).get("job_name", job.func_name)
+            job_name = (job.meta or {}).get("job_name") or _safe_func_name(job)
         record.job_id = getattr(record, "job_id", job_id)
         record.job_name = getattr(record, "job_name", job_name)
         return True
 
 
+def _job_in_caller():
+    """The RQ job in a calling frame's `job` variable (RQ's worker methods all name it so).
+
+    RQ logs a run's dequeue, success, failure and retry lines in the worker process or the
+    work-horse outside `job.perform()`, where `get_current_job()` is None. The search stops at
+    the worker loop (`Worker.work`), whose `job` is the previous run's, not the line's.
+    """
+    try:
+        from rq.job import Job
+    except ImportError:
+        return None
+    frame = sys._getframe(2)
+    for _ in range(_STACK_DEPTH):
+        if frame is None or frame.f_code.co_name in _WORKER_LOOPS:
+            return None
+        candidate = frame.f_locals.get("job")
+        if isinstance(candidate, Job):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _safe_func_name(job) -> str:
+    try:
+        return job.func_name
+    except Exception:  # an undeserialisable job still gets its id logged
+        return ""
+
+
+class Redactor:
+    """Replaces secrets in a formatted line: configured values, URL passwords, bearer tokens."""
+
+    URL_PASSWORD = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@")
+    BEARER = re.compile(r"(?i)(?P<prefix>\bbearer\s+)[A-Za-z0-9._~+/=-]{6,}")
+    MIN_LENGTH = 4  # shorter values would redact ordinary words
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        variants = set()
+        for secret in secrets:
+            if secret and len(secret) >= self.MIN_LENGTH:
+                variants.update({secret, quote(secret, safe=""), json.dumps(secret)[1:-1]})
+        self.secrets = sorted(variants, key=len, reverse=True)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Redactor":
+        secrets = [settings.api_token, settings.dashboard_password,
+                   settings.summary_webhook_url, settings.alert_webhook_url]
+        for url in (settings.summary_webhook_url, settings.alert_webhook_url):
+            path = urlsplit(url).path if url else ""
+            if len(path) > 1:
+                secrets.append(path)  # Slack's token is the path
+        for url in (settings.redis_url, settings.database_url):
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                secrets += [password, unquote(password)]
+        return cls(secrets)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        text = self.URL_PASSWORD.sub(lambda m: m.group("prefix") + REDACTED + "@", text)
+        return self.BEARER.sub(lambda m: m.group("prefix") + REDACTED, text)
+
+
 class JSONFormatter(logging.Formatter):
+    def __init__(self, redactor: Redactor | None = None):
+        super().__init__()
+        self.redact = redactor or Redactor()
+
     def format(self, record: logging.LogRecord) -> str:
         payload = {
             "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
@@ -42,15 +131,19 @@ class JSONFormatter(logging.Formatter):
             payload["job_name"] = record.job_name
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload)
+        return self.redact(json.dumps(payload))
 
 
 class TextFormatter(logging.Formatter):
+    def __init__(self, fmt: str, redactor: Redactor | None = None):
+        super().__init__(fmt)
+        self.redact = redactor or Redactor()
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         if record.job_id:
             line = line.replace(" :: ", f" [{record.job_name} {record.job_id}] ", 1)
-        return line.replace(" :: ", " ", 1)
+        return self.redact(line.replace(" :: ", " ", 1))
 
 
 def setup_logging(settings: Settings, process: str) -> None:
@@ -68,9 +161,11 @@ def setup_logging(settings: Settings, process: str) -> None:
         return True
 
     handler.addFilter(tag)
+    redactor = Redactor.from_settings(settings)
     if settings.log_format == "json":
-        handler.setFormatter(JSONFormatter())
+        handler.setFormatter(JSONFormatter(redactor))
     else:
-        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)s {process} %(name)s :: %(message)s"))
+        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)s {process} %(name)s :: %(message)s",
+                                           redactor))
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())

@@ -215,7 +215,8 @@ def enqueue_run(
             except Exception:  # Redis is what failed; the lock frees itself (pending TTL)
                 pass
         raise
-    log.info("%s run %s queued (%s)%s", job_name, run_id, trigger, f" after {waits_for}" if waits_for else "")
+    log.info("%s run %s queued (%s)%s", job_name, run_id, trigger, f" after {waits_for}" if waits_for else "",
+             extra={"job_id": run_id, "job_name": job_name})
     return EnqueueOutcome(run_id, RunStatus.QUEUED, waits_for=waits_for)
 
 
@@ -225,7 +226,7 @@ def record_skipped_slot(job_name: str, slot: datetime, reason: str) -> str:
     run_id = new_run_id(spec, slot)
     with db_session():
         _create_row(run_id, spec, "scheduled", slot, RunStatus.SKIPPED, ended_at=utcnow(), error=reason)
-    log.info("%s slot %s %s", job_name, slot, reason)
+    log.info("%s slot %s %s", job_name, slot, reason, extra={"job_id": run_id, "job_name": job_name})
     return run_id
 
 
@@ -348,7 +349,7 @@ def cancel_run(job_name: str, run_id: str, *, redis: Redis) -> RunStatus:
 
         try:
             send_stop_job_command(redis, run_id)
-            log.info("%s run %s: stop requested", job_name, run_id)
+            log.info("%s run %s: stop requested", job_name, run_id, extra={"job_id": run_id, "job_name": job_name})
             return RunStatus.STARTED
         except InvalidJobOperation:
             rq_status = job.get_status(refresh=True)
@@ -363,5 +364,5 @@ def cancel_run(job_name: str, run_id: str, *, redis: Redis) -> RunStatus:
     with db_session():
         mark_ended(run_id, RunStatus.CANCELED, error="canceled by request")
     release_slot(redis, job_name, run_id)
-    log.info("%s run %s canceled", job_name, run_id)
+    log.info("%s run %s canceled", job_name, run_id, extra={"job_id": run_id, "job_name": job_name})
     return RunStatus.CANCELED

@@ -108,3 +108,69 @@ def service_stats(redis: Redis, settings: Settings) -> dict:
         "schedules": [schedule_json(info) for info in read_schedules(redis, settings)],
         "last_24h": run_stats(24),
     }
+
+
+# --- helpers for the dashboard's data endpoint and /metrics (aggregates computed in SQL) -------
+
+# Fields a ServiceWorker adds to its RQ hash on heartbeat (app.metrics.publish_worker_resources).
+CPU_FIELD = "svc_cpu_percent"
+RSS_FIELD = "svc_rss_bytes"
+SAMPLED_FIELD = "svc_resources_at"  # unix time of the sample
+
+
+def is_postgres() -> bool:
+    import peewee
+
+    from app.connections import database
+
+    return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+def duration_seconds_sql():
+    """`ended_at - started_at` in seconds as an SQL expression (SQLite and PostgreSQL differ)."""
+    from peewee import SQL
+
+    if is_postgres():
+        return SQL('EXTRACT(EPOCH FROM ("ended_at" - "started_at"))')
+    return SQL('((julianday("ended_at") - julianday("started_at")) * 86400.0)')
+
+
+def hour_bucket_sql(field):
+    """`field` truncated to the hour as text `YYYY-MM-DDTHH`, in SQL."""
+    from peewee import fn
+
+    if is_postgres():
+        return fn.to_char(field, 'YYYY-MM-DD"T"HH24').coerce(False)  # text, not parsed as the field's type
+    return fn.strftime("%Y-%m-%dT%H", field).coerce(False)
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..1) of an ascending list; None when empty."""
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def worker_resources(redis: Redis, worker_keys: list[str]) -> list[dict]:
+    """CPU%, RSS and sample time each worker last published (None where it published none)."""
+    with redis.pipeline(transaction=False) as pipe:
+        for key in worker_keys:
+            pipe.hmget(key, CPU_FIELD, RSS_FIELD, SAMPLED_FIELD)
+        rows = pipe.execute()
+    out = []
+    for cpu, rss, sampled in rows:
+        rss_value = _number(rss)
+        out.append({"cpu_percent": _number(cpu), "rss_bytes": int(rss_value) if rss_value is not None else None,
+                    "sampled_at": _number(sampled)})
+    return out
+
+
+def _number(raw: bytes | None) -> float | None:
+    """A published figure, or None when absent or unreadable (a page must not fail on one)."""
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None

@@ -1,4 +1,4 @@
-"""rq-dashboard behind Basic auth, plus the project's own metrics page.
+"""rq-dashboard behind Basic auth, plus the project's own monitoring page (`dashboard.views`).
 
 rq-dashboard's blueprint has no auth, no CSRF protection, a requeue route that answers GET
 and Underscore templates that insert job data unescaped (rq-dashboard issue 526). Its
@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from jinja2 import BaseLoader, Environment, FileSystemLoader, TemplateNotFound
 
 from app.auth import dashboard_credentials_ok
+from app.connections import redis_client_url
 from app.errors import error_response
 from dashboard import views
 
@@ -111,7 +112,7 @@ def init_dashboard(app: Flask) -> None:
         log.warning("DASHBOARD_USERNAME/DASHBOARD_PASSWORD not set: /dashboard refuses every request")
 
     # A tuple: rq-dashboard indexes it by the URL's instance number.
-    app.config["RQ_DASHBOARD_REDIS_URL"] = (rq_client_url(settings.redis_url),)
+    app.config["RQ_DASHBOARD_REDIS_URL"] = (rq_client_url(redis_client_url(settings)),)
     # Sets app.redis_conn, used by the action routes that carry no instance number;
     # the view and data routes replace it with a fresh client on every request.
     rq_dashboard.web.setup_rq_connection(app)
@@ -205,6 +206,8 @@ def content_security_policy(response: Response) -> str:
             sources.append("'unsafe-eval'")
         sources += [f"'sha256-{h}'" for h in inline_script_hashes(response.get_data(as_text=True))]
         policy["script-src"] = " ".join(sources)
+    if request.blueprint == views.bp.name:
+        policy["style-src"] = "'self'"  # the project's page has no inline styles at all
     return "; ".join(f"{name} {value}" for name, value in policy.items())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.forecast.model import PARAM_NAMES, forecast
+from app.forecast.model import PARAM_NAMES, forecast, param_grid
 
 WEEK = np.array([5.0, 10.0, 20.0, 30.0, 25.0, 8.0, 2.0])
 
@@ -89,3 +89,32 @@ def test_nan_counts_as_zero():
     y = np.full((1, 60), 10.0)
     y[0, 5] = np.nan
     assert np.isfinite(forecast(y, 7).forecast).all()
+
+
+def test_steady_noisy_series_is_forecast_by_its_least_squares_fit():
+    """Trend and weekly pattern that hold steady: zero smoothing, i.e. the regression itself."""
+    rng = np.random.default_rng(5)
+    t = np.arange(364)
+    y = 80 + 0.2 * t + weekly(364) + rng.normal(0, 2, 364)
+    result = forecast(y, 14)
+    assert (result.params["alpha"][0], result.params["beta"][0], result.params["gamma"][0]) == (0, 0, 0)
+    design = np.column_stack([t, (t[:, None] % 7 == np.arange(7)).astype(float)])  # slope + one level per weekday
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]
+    future = np.arange(364, 378)
+    expected = coef[0] * future + coef[1:][future % 7]
+    np.testing.assert_allclose(result.forecast[0], expected, rtol=1e-9)
+
+
+def test_level_shift_is_followed():
+    rng = np.random.default_rng(6)
+    y = 100 + weekly(300) + rng.normal(0, 1, 300)
+    y[-40:] += 50  # the last 40 days run 50 higher
+    result = forecast(y, 14)
+    assert result.params["alpha"][0] > 0
+    assert abs(result.forecast[0].mean() - (150 + WEEK.mean())) < 5
+
+
+def test_grid_has_no_combos_that_act_the_same():
+    grid = param_grid()
+    effective = {(a, a * b, (1 - a) * g, p) for a, b, g, p in grid}
+    assert len(effective) == len(grid) and (0.0, 0.0, 0.0, 1.0) in effective

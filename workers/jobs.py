@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 
 import peewee
 
+from app import notify
 from app.alert_store import store_alerts
 from app.config import Settings
 from app.connections import database
@@ -31,12 +32,24 @@ def load_pipeline(path: str):
 
 @tracked("forecast")
 def run_scheduled_forecast(job_id: str, settings: Settings) -> dict:
-    """Run the configured pipeline and store its alerts (refreshing open ones)."""
+    """Run the configured pipeline and store its alerts (refreshing open ones).
+
+    The built-in pipeline runs in `workers.forecast_chunks`: a large run is fanned out over
+    the workers and finished by its gather job (this job then returns at once).
+    """
+    from rq import get_current_job
+
+    from workers import forecast_chunks
+
+    if settings.forecast_pipeline == forecast_chunks.BUILTIN:
+        return forecast_chunks.run_forecast(job_id, settings, get_current_job())
     pipeline = load_pipeline(settings.forecast_pipeline)
     log.info("running forecast pipeline %s", settings.forecast_pipeline)
     candidates = pipeline(settings)
     with database.atomic():
         outcome = store_alerts(candidates, job_id=job_id)
+    # Committed first: a webhook that fails or hangs cannot lose or hold up the alerts.
+    notify.notify_high_alerts(settings, outcome.created)
     return {
         "status": "completed",
         "alerts_generated": outcome.new + outcome.updated,
@@ -77,16 +90,28 @@ def summarise_day(day: date) -> dict:
     }
 
 
+def _report_day(job_id: str) -> date:
+    """The UTC day before the run's slot (or enqueue time), so a retry after midnight reports the same day."""
+    run = JobRun.get_or_none(JobRun.id == job_id)
+    base = (run.slot or run.enqueued_at) if run is not None else utcnow()
+    return base.date() - timedelta(days=1)
+
+
 @tracked("daily-summary")
 def generate_daily_summary(job_id: str, settings: Settings) -> dict:
-    """Report on the previous UTC day; re-running the day replaces its stored report."""
-    day = datetime.now(timezone.utc).date() - timedelta(days=1)
+    """Report on the previous UTC day; re-running the day replaces its stored report.
+
+    The report is committed before the webhook is posted: a webhook failure raises, so RQ
+    retries the run with its policy, and the retry replaces the same day's report.
+    """
+    day = _report_day(job_id)
     report = summarise_day(day)
     with database.atomic():
         DailySummary.delete().where(DailySummary.day == day).execute()
         DailySummary.create(day=day, report=report, job_id=job_id, created_at=utcnow())
     log.info("daily summary for %s: %d alerts", day, report["alerts"]["total"])
-    return {"status": "completed", **report}
+    delivered = notify.send_daily_report(settings, report, job_id)
+    return {"status": "completed", **report, "delivered": delivered}
 
 
 def _delete_in_batches(model, condition, batch_size: int) -> int:

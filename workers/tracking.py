@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from dataclasses import dataclass, field
 
 from rq import get_current_job
 
@@ -17,6 +18,18 @@ from app.config import get_settings
 from app.connections import db_session
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinishedLater:
+    """A body's answer when follow-up jobs finish its run (a fanned-out forecast's gather job).
+
+    The wrapper then leaves the row `started` and keeps the overlap lock; the follow-up job
+    records the outcome (`runs.mark_ended`) and releases the lock (`runs.release_slot`).
+    `result` is only this job's own RQ result.
+    """
+
+    result: dict = field(default_factory=dict)
 
 
 def tracked(job_name: str):
@@ -35,6 +48,9 @@ def tracked(job_name: str):
             began = time.monotonic()
             with db_session():
                 result = body(job_id=job_id, settings=settings)
+                if isinstance(result, FinishedLater):  # the row and the lock now belong to follow-up jobs
+                    log.info("%s continues in follow-up jobs (%.2fs so far)", job_name, time.monotonic() - began)
+                    return result.result
                 result.setdefault("duration_seconds", round(time.monotonic() - began, 3))
                 if job is not None:
                     runs.mark_ended(job_id, runs.RunStatus.FINISHED, result=result)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
+from app.api.reports import DailyReportQuery, ReportPageQuery
 from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, TriggerBody
 from workers.catalog import JOBS
 
@@ -71,6 +72,70 @@ ALERT = {
 }
 
 
+SCHEDULE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": list(JOBS)}}
+SCHEDULE = {
+    "type": "object",
+    "required": ["name", "cron", "queue", "paused", "next_run", "last_run", "last_status"],
+    "properties": {
+        "name": {"type": "string"}, "cron": {"type": "string"}, "timezone": {"type": "string"},
+        "queue": {"type": "string"}, "task": {"type": "string"},
+        "registered": {"type": "boolean", "description": "the scheduler has registered its template"},
+        "paused": {"type": "boolean", "description": "paused: its slots are skipped until resumed"},
+        "next_run": ISO_TIME, "last_run": ISO_TIME, "last_run_id": {"type": ["string", "null"]},
+        "last_status": {"type": ["string", "null"]},
+        "changed": {"type": "boolean", "description": "pause/resume only: whether the state changed"},
+        "message": {"type": "string"},
+    },
+}
+
+
+def _schedule_action(summary: str, ok: dict) -> dict:
+    return {"post": {"summary": summary, "security": BEARER, "parameters": [SCHEDULE_NAME],
+                     "responses": {**ok, "401": _error("no or wrong token"), "404": _error("unknown schedule"),
+                                   "503": _error("Redis or database down")}}}
+
+
+SCHEDULE_PATHS = {
+    "/api/schedules": {"get": {
+        "summary": "The cron schedules: next run, last run and its status, paused", "security": READ,
+        "responses": {**_ok("schedules", "ScheduleList"), "401": _error("no or wrong token"),
+                      "503": _error("Redis or database down")}}},
+    "/api/schedules/{name}/pause": _schedule_action(
+        "Pause a schedule (idempotent; kept across scheduler restarts)", _ok("the schedule", "Schedule")),
+    "/api/schedules/{name}/resume": _schedule_action("Resume a paused schedule (idempotent)",
+                                                     _ok("the schedule", "Schedule")),
+    "/api/schedules/{name}/run": _schedule_action(
+        "Run the schedule's job now, as a manual trigger",
+        {**_ok("queued", "Triggered", "202"), "409": _error("a run is queued or running")}),
+    "/metrics": {"get": {
+        "summary": "Prometheus text format: runs, durations, queues, workers, schedules", "security": READ,
+        "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "401": _error("no or wrong token")}}},
+}
+
+REPORT = {
+    "type": "object",
+    "required": ["kind", "date", "report", "created_at"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["daily"]}, "date": {"type": "string", "format": "date"},
+        "job_id": {"type": ["string", "null"]}, "created_at": ISO_TIME,
+        "report": {"type": "object", "description": "alerts by type, severity and source; runs by job and status"},
+    },
+}
+REPORT_PATHS = {
+    "/api/reports/daily": {"get": {
+        "summary": "The daily report of one UTC day (the latest when no date is given)", "security": READ,
+        "parameters": _query_parameters(DailyReportQuery),
+        "responses": {**_ok("the report", "Report"), "400": _error("bad date"), "401": _error("no or wrong token"),
+                      "404": _error("no report for that day"), "503": _error("database down")}}},
+    "/api/reports": {"get": {
+        "summary": "Daily reports, newest day first", "security": READ,
+        "parameters": _query_parameters(ReportPageQuery),
+        "responses": {**_ok("a page of reports", "ReportPage"), "400": _error("bad limit or cursor"),
+                      "401": _error("no or wrong token"), "503": _error("database down")}}},
+}
+
+
 def build_document() -> dict:
     trigger_body = TriggerBody.model_json_schema()
     trigger_body.pop("title", None)
@@ -102,6 +167,13 @@ def build_document() -> dict:
                                                         "items": {"$ref": "#/components/schemas/Alert"}},
                                              "next_cursor": {"type": ["string", "null"]}}},
                 "Object": {"type": "object"},
+                "Report": REPORT,
+                "ReportPage": {"type": "object", "required": ["reports", "next_cursor"], "properties": {
+                    "reports": {"type": "array", "items": {"$ref": "#/components/schemas/Report"}},
+                    "next_cursor": {"type": ["string", "null"]}}},
+                "Schedule": SCHEDULE,
+                "ScheduleList": {"type": "object", "required": ["schedules"], "properties": {
+                    "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}}},
             },
         },
         "paths": {
@@ -139,6 +211,8 @@ def build_document() -> dict:
                 "summary": "Alerts, newest first", "security": READ, "parameters": _query_parameters(AlertQuery),
                 "responses": {**_ok("a page of alerts", "AlertPage"), "400": _error("bad filter or cursor"),
                               "401": _error("no or wrong token"), "503": _error("database down")}}},
+            **SCHEDULE_PATHS,
+            **REPORT_PATHS,
             "/healthz": {"get": {"summary": "Liveness", "security": [],
                                  "responses": _ok("alive", "Object")}},
             "/readyz": {"get": {"summary": "Readiness: Redis and database", "security": [],

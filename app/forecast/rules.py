@@ -64,27 +64,46 @@ def spike_severity(score: float, t: Thresholds) -> str | None:
     return None
 
 
+def line_loads(forecast: np.ndarray, series_lines: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Each line's summed daily forecast and its number of series (the capacity rule's input).
+
+    Sums add up per line, so the loads of slices of the series (fan-out chunks) add up to the
+    loads of the whole.
+    """
+    forecast = np.asarray(forecast, dtype=np.float64)
+    codes = list(dict.fromkeys(series_lines))
+    if not codes:
+        return {}, {}
+    index = {code: i for i, code in enumerate(codes)}
+    rows = np.array([index[code] for code in series_lines], dtype=np.int64)
+    load = np.zeros((len(codes), forecast.shape[1]))
+    np.add.at(load, rows, forecast)
+    counts = np.bincount(rows, minlength=len(codes))
+    return {code: load[i] for i, code in enumerate(codes)}, {code: int(counts[i]) for i, code in enumerate(codes)}
+
+
 def capacity_warnings(forecast: np.ndarray, series_lines: Sequence[str], capacities: Mapping[str, float],
                       horizon_start: date, thresholds: Thresholds,
                       line_names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """One alert per line whose peak daily forecast load reaches the low threshold or more."""
     forecast = np.asarray(forecast, dtype=np.float64)
-    codes = list(capacities)
-    if not codes or forecast.size == 0:
+    if forecast.size == 0:
         return []
-    index = {code: i for i, code in enumerate(codes)}
-    rows = np.array([index.get(code, -1) for code in series_lines], dtype=np.int64)
-    known = rows >= 0
-    load = np.zeros((len(codes), forecast.shape[1]))
-    np.add.at(load, rows[known], forecast[known])
-    counts = np.bincount(rows[known], minlength=len(codes))
+    loads, counts = line_loads(forecast, series_lines)
+    return capacity_warnings_from_loads(loads, counts, capacities, horizon_start, thresholds, line_names)
 
+
+def capacity_warnings_from_loads(loads: Mapping[str, np.ndarray], counts: Mapping[str, int],
+                                 capacities: Mapping[str, float], horizon_start: date, thresholds: Thresholds,
+                                 line_names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The capacity rule on each line's summed daily forecast (lines without capacity are skipped)."""
     alerts = []
-    for i, code in enumerate(codes):
-        capacity = float(capacities[code])
-        if capacity <= 0 or counts[i] == 0:
+    for code, capacity in capacities.items():
+        capacity = float(capacity)
+        daily = loads.get(code)
+        if capacity <= 0 or daily is None or not counts.get(code) or len(daily) == 0:
             continue  # no capacity on record (or no items): utilisation is undefined
-        daily = load[i]
+        daily = np.asarray(daily, dtype=np.float64)
         util = daily / capacity
         peak = int(np.argmax(daily))
         severity = capacity_severity(util[peak], thresholds)
@@ -105,7 +124,7 @@ def capacity_warnings(forecast: np.ndarray, series_lines: Sequence[str], capacit
             "mean_utilisation": _num(util.mean(), 4),
             "overloaded_days": int(over.size),
             "first_overloaded_date": first_over,
-            "items": int(counts[i]),
+            "items": int(counts[code]),
             "horizon_start": horizon_start.isoformat(),
             "horizon_days": int(daily.size),
             "forecast": [_num(v, 1) for v in daily],
@@ -197,8 +216,12 @@ def evaluate(history: np.ndarray, forecast: np.ndarray, series: Sequence[tuple[s
     alerts = capacity_warnings(forecast, [line for _, line in series], capacities, horizon_start,
                                thresholds, line_names)
     alerts += demand_spikes(history, forecast, series, horizon_start, thresholds)
-    alerts.sort(key=lambda a: (_SEVERITY_ORDER[a["severity"]], a["type"], a["subject"]))
-    return alerts
+    return sort_alerts(alerts)
+
+
+def sort_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Most severe first, then by type and subject: the same order however the alerts were computed."""
+    return sorted(alerts, key=lambda a: (_SEVERITY_ORDER[a["severity"]], a["type"], a["subject"]))
 
 
 def _alert(alert_type: str, severity: str, title: str, message: str, subject: str,

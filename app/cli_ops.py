@@ -1,0 +1,348 @@
+"""Operator commands (`flask --app app <command>`): runs, schedules, alerts, reports, migrations.
+
+They go through the same functions and validation as the API (app.runs, app.api.schemas,
+app.api.schedules), so a command accepts and refuses exactly what the matching route does.
+Errors print one clear line and exit non-zero: 2 for bad input, 1 for everything else.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from urllib.parse import urlsplit
+
+import click
+import peewee
+import redis.exceptions
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from werkzeug.datastructures import MultiDict
+
+from app import runs
+from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, parse_query
+from app.api.serializers import alert_json, run_json
+from app.config import get_settings
+from app.connections import database, db_session
+from app.errors import APIError, BadRequest
+from app.migrations import MigrationError, migrate, status
+from app.models import Alert, DailySummary, JobRun
+from app.pagination import keyset_page
+from workers.catalog import JOBS, UnknownJob, get_job
+
+log = logging.getLogger(__name__)
+
+_RUN_ID = re.compile(RUN_ID_PATTERN)
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def _redis():
+    return current_app.extensions["redis"]
+
+
+def _where(url: str) -> str:
+    """host:port of a URL, never its password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or ''}".rstrip(":")
+
+
+def operator_errors(command):
+    """Run in the app's context; turn the API's errors and unreachable servers into one-line messages."""
+
+    @functools.wraps(command)
+    def wrapped(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BadRequest as exc:
+            raise click.UsageError(exc.message) from None
+        except APIError as exc:
+            details = "".join(f"; {k.replace('_', ' ')}: {v}" for k, v in exc.details.items())
+            raise click.ClickException(exc.message + details) from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise click.ClickException(
+                f"Redis at {_where(_settings().redis_url)} is unavailable ({type(exc).__name__}); is it running?"
+            ) from None
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(
+                f"the database at {_where(_settings().database_url)} is unavailable: {first_line}") from None
+        except MigrationError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return with_appcontext(wrapped)
+
+
+def _job_name(name: str) -> str:
+    try:
+        return get_job(name).name
+    except UnknownJob:
+        raise click.UsageError(f"unknown job {name[:50]!r}; known: {', '.join(JOBS)}") from None
+
+
+def _run_id(run_id: str) -> str:
+    if not _RUN_ID.match(run_id):
+        raise click.UsageError("invalid job id: 1-64 letters, digits, '_' or '-'")
+    return run_id
+
+
+def _query(model, **options):
+    """Validate CLI options with the API's query model (unset options are left out)."""
+    return parse_query(model, MultiDict({k: str(v) for k, v in options.items() if v is not None}))
+
+
+def _emit(payload, as_json: bool, lines) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def _table(rows: list[list], headers: list[str]) -> list[str]:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*headers), *(fmt.format(*["" if x is None else str(x) for x in row]) for row in rows)]
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+
+
+# -- migrations ----------------------------------------------------------------------------
+def apply_migrations(target: str | None = None) -> list[str]:
+    """Apply pending migrations under the migration lock (init-db, migrate, seed-demo)."""
+    with db_session():
+        return migrate(database, target=target, lock_timeout=get_settings().migration_lock_timeout)
+
+
+@click.command("migrate")
+@click.option("--list", "list_only", is_flag=True, help="show applied and pending migrations; change nothing")
+@click.option("--target", default=None, metavar="VERSION", help="stop after this version (e.g. 0001)")
+@operator_errors
+def migrate_command(list_only: bool, target: str | None):
+    """Apply pending schema migrations (idempotent; safe from several machines at once)."""
+    if list_only:
+        with db_session():
+            for step, applied_at in status(database):
+                click.echo(f"{step.name:<40} {'applied ' + applied_at.isoformat(timespec='seconds') if applied_at else 'pending'}")
+        return
+    names = apply_migrations(target)
+    for name in names:
+        click.echo(f"applied {name}")
+    click.echo("database schema up to date" if names or target is None else "nothing to apply")
+
+
+# -- runs ----------------------------------------------------------------------------------
+@click.command("trigger")
+@click.argument("job")
+@click.option("--force", is_flag=True, help="queue behind the active run instead of refusing")
+@json_option
+@operator_errors
+def trigger_command(job: str, force: bool, as_json: bool):
+    """Trigger a run of JOB (forecast, daily-summary, cleanup), as POST /api/jobs/JOB/trigger."""
+    name = _job_name(job)
+    try:
+        outcome = runs.enqueue_run(name, redis=_redis(), settings=_settings(), trigger="manual", force=force)
+    except runs.RunConflict as conflict:
+        raise click.ClickException(f"{conflict} (use --force to queue behind it)") from None
+    payload = {"job_id": outcome.run_id, "job_name": name, "status": outcome.status.value,
+               "waits_for": outcome.waits_for}
+    after = f"; it starts when {outcome.waits_for} ends" if outcome.waits_for else ""
+    _emit(payload, as_json, [f"{name} run {outcome.run_id} {outcome.status.value}{after}"])
+
+
+@click.command("status")
+@click.argument("job")
+@click.argument("run_id")
+@json_option
+@operator_errors
+def status_command(job: str, run_id: str, as_json: bool):
+    """Show one run of JOB: status, attempts, times, result or error."""
+    name, run_id = _job_name(job), _run_id(run_id)
+    with db_session():
+        try:
+            run = runs.get_run(name, run_id)
+        except runs.RunNotFound:
+            raise click.ClickException(f"no {name} run with id {run_id}") from None
+        body = run_json(run)
+    lines = [f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in body.items()]
+    _emit(body, as_json, lines)
+
+
+@click.command("cancel")
+@click.argument("job")
+@click.argument("run_id")
+@operator_errors
+def cancel_command(job: str, run_id: str):
+    """Cancel a queued run of JOB or stop a running one."""
+    name, run_id = _job_name(job), _run_id(run_id)
+    try:
+        new_status = runs.cancel_run(name, run_id, redis=_redis())
+    except runs.RunNotFound:
+        raise click.ClickException(f"no {name} run with id {run_id}") from None
+    except runs.RunAlreadyEnded as ended:
+        raise click.ClickException(f"run {run_id} already ended ({ended.run.status})") from None
+    click.echo(f"run {run_id} " + ("stop requested" if new_status == runs.RunStatus.STARTED else "canceled"))
+
+
+@click.command("runs")
+@click.argument("job")
+@click.option("--status", default=None, help="queued, scheduled, started, finished, failed, canceled, stopped, skipped")
+@click.option("--trigger", default=None, help="scheduled or manual")
+@click.option("--limit", default=None, type=str, help="rows per page (1-500, default 50)")
+@click.option("--cursor", default=None, help="the next_cursor of the previous page")
+@json_option
+@operator_errors
+def runs_command(job: str, status: str | None, trigger: str | None, limit: str | None, cursor: str | None,
+                 as_json: bool):
+    """List runs of JOB, newest first (as GET /api/jobs/JOB/history)."""
+    name = _job_name(job)
+    query = _query(HistoryQuery, status=status, trigger=trigger, limit=limit, cursor=cursor)
+    with db_session():
+        select = JobRun.select().where(JobRun.job_name == name)
+        if query.status:
+            select = select.where(JobRun.status == query.status)
+        if query.trigger:
+            select = select.where(JobRun.trigger == query.trigger)
+        rows, next_cursor = keyset_page(select, JobRun.enqueued_at, JobRun.id, query.cursor, query.limit, str)
+        body = {"runs": [run_json(r) for r in rows], "next_cursor": next_cursor}
+    lines = _table([[r["job_id"], r["status"], r["trigger"], r["attempts"], r["enqueued_at"], r["ended_at"]]
+                    for r in body["runs"]], ["job_id", "status", "trigger", "attempts", "enqueued_at", "ended_at"])
+    if next_cursor:
+        lines.append(f"more: --cursor {next_cursor}")
+    _emit(body, as_json, lines)
+
+
+# -- schedules -----------------------------------------------------------------------------
+@click.group("schedules", invoke_without_command=True)
+@click.pass_context
+def schedules_group(ctx: click.Context):
+    """List the cron schedules; pause, resume or run one (as /api/schedules)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_schedules_command)
+
+
+@schedules_group.command("list")
+@json_option
+@operator_errors
+def list_schedules_command(as_json: bool = False):
+    """The schedules: cron (UTC), paused, next run, last run and its status."""
+    from app.stats import schedule_json
+    from workers.schedules import read_schedules
+
+    with db_session():
+        body = [schedule_json(info) for info in read_schedules(_redis(), _settings())]
+    lines = _table([[s["name"], s["cron"], s["queue"], "yes" if s["paused"] else "no", s["next_run"],
+                     s["last_run"], s["last_status"]] for s in body],
+                   ["name", "cron (UTC)", "queue", "paused", "next_run", "last_run", "last_status"])
+    _emit({"schedules": body}, as_json, lines)
+
+
+def _set_paused(name: str, paused: bool) -> None:
+    from app.api.schedules import schedule_name, set_paused
+
+    name = schedule_name(name)
+    changed = set_paused(_redis(), name, paused)
+    verb = "paused" if paused else "resumed"
+    click.echo(f"schedule {name} {verb}" if changed else f"schedule {name} was already {verb}")
+
+
+@schedules_group.command("pause")
+@click.argument("name")
+@operator_errors
+def pause_command(name: str):
+    """Pause a schedule: its slots are skipped until it is resumed (survives restarts)."""
+    _set_paused(name, True)
+
+
+@schedules_group.command("resume")
+@click.argument("name")
+@operator_errors
+def resume_command(name: str):
+    """Resume a paused schedule."""
+    _set_paused(name, False)
+
+
+@schedules_group.command("run")
+@click.argument("name")
+@operator_errors
+def run_schedule_command(name: str):
+    """Run a schedule's job now, as a manual trigger."""
+    from app.api.schedules import run_now, schedule_name
+
+    outcome = run_now(_redis(), _settings(), schedule_name(name))
+    click.echo(f"{name} run {outcome.run_id} {outcome.status.value}")
+
+
+# -- alerts and reports --------------------------------------------------------------------
+@click.command("alerts")
+@click.option("--source", default=None)
+@click.option("--severity", default=None, help="high, medium or low")
+@click.option("--type", "type_", default=None, help="e.g. capacity_warning, demand_spike")
+@click.option("--since", default=None, help="ISO 8601 time, e.g. 2024-05-01T00:00:00Z")
+@click.option("--limit", default=None, type=str, help="rows per page (1-500, default 50)")
+@click.option("--cursor", default=None, help="the next_cursor of the previous page")
+@json_option
+@operator_errors
+def alerts_command(source, severity, type_, since, limit, cursor, as_json: bool):
+    """List alerts, newest first (as GET /api/alerts)."""
+    query = _query(AlertQuery, source=source, severity=severity, type=type_, since=since, limit=limit, cursor=cursor)
+    with db_session():
+        select = Alert.select()
+        for column in ("source", "severity", "type"):
+            value = getattr(query, column)
+            if value:
+                select = select.where(getattr(Alert, column) == value)
+        if query.since:
+            select = select.where(Alert.created_at >= query.since)
+        rows, next_cursor = keyset_page(select, Alert.created_at, Alert.id, query.cursor, query.limit, int)
+        body = {"alerts": [alert_json(a) for a in rows], "next_cursor": next_cursor}
+    lines = _table([[a["id"], a["severity"], a["type"], a["subject"], a["occurrences"], a["created_at"], a["job_id"]]
+                    for a in body["alerts"]], ["id", "severity", "type", "subject", "seen", "created_at", "job_id"])
+    if next_cursor:
+        lines.append(f"more: --cursor {next_cursor}")
+    _emit(body, as_json, lines)
+
+
+@click.command("report")
+@click.option("--date", "day", default=None, help="UTC day YYYY-MM-DD (default: the latest report)")
+@json_option
+@operator_errors
+def report_command(day: str | None, as_json: bool):
+    """Show a stored daily report (as GET /api/reports/daily)."""
+    from datetime import date
+
+    from app.api.reports import DailyReportQuery, report_json
+
+    query = _query(DailyReportQuery, date=day)
+    with db_session():
+        select = DailySummary.select()
+        if query.date:
+            summary = select.where(DailySummary.day == date.fromisoformat(query.date)).first()
+        else:
+            summary = select.order_by(DailySummary.day.desc()).first()
+        if summary is None:
+            raise click.ClickException(f"no daily report for {query.date}" if query.date else "no daily report yet")
+        body = report_json(summary)
+    report = body["report"]
+    alerts = report.get("alerts", {})
+    lines = [f"daily report {body['date']} (UTC), run {body['job_id']}, stored {body['created_at']}",
+             f"alerts: {alerts.get('total', 0)}"]
+    for key in ("by_severity", "by_type", "by_source"):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(alerts.get(key, {}).items())) or "none"
+        lines.append(f"  {key.replace('_', ' ')}: {counts}")
+    lines.append("runs:")
+    for job, statuses in sorted(report.get("runs", {}).items()):
+        lines.append(f"  {job}: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    _emit(body, as_json, lines)
+
+
+COMMANDS = [migrate_command, trigger_command, status_command, cancel_command, runs_command, schedules_group,
+            alerts_command, report_command]
+
+
+def register(app: Flask) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)

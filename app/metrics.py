@@ -1,0 +1,262 @@
+"""Prometheus metrics at `/metrics`, and the worker resource figures they (and the dashboard) show.
+
+Every figure is read from Redis and the database when Prometheus scrapes: the collector keeps
+no in-process counters, so each gunicorn worker process answers the same for the same state,
+and a restart loses nothing. Process-local collectors (prometheus-client's process/platform
+ones) are left out for the same reason.
+
+Run counts are gauges, not counters: they count rows of the run history, which the weekly
+cleanup prunes (HISTORY_RETENTION_DAYS), so they may go down.
+
+`/metrics` is a read route: open by default, and it needs `Authorization: Bearer $API_TOKEN`
+when API_READ_AUTH=1 (Prometheus' `authorization` scrape setting sends it).
+
+Workers publish their own CPU and memory: `ServiceWorker.heartbeat` calls
+`publish_worker_resources`, which writes the figures into the worker's RQ hash, so they
+expire and vanish with the worker's own record.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import peewee
+import redis.exceptions
+from flask import Blueprint, Flask, Response, current_app, request
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from redis import Redis
+from rq import Worker
+
+from app.auth import require_read_token
+from app.config import Settings
+from app.connections import db_session
+from app.models import JobRun
+from app.stats import CPU_FIELD, RSS_FIELD, SAMPLED_FIELD, duration_seconds_sql, queue_stats, worker_resources
+from workers.catalog import JOBS
+from workers.schedules import read_schedules
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("metrics", __name__)
+
+MIN_SAMPLE_INTERVAL = 1.0  # seconds; RQ may heartbeat several times in a row
+
+DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+
+# --- worker side: CPU and RSS, published on heartbeat -----------------------------------------
+
+
+class ResourceSampler:
+    """CPU% since the previous sample and resident memory of a worker and its work-horse.
+
+    CPU time is the worker's own, plus its reaped children's (finished work-horses), plus the
+    live work-horse's, so a sample taken while a job runs counts the job's CPU.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[float, float] | None = None  # (monotonic time, CPU seconds)
+
+    def sample(self, horse_pid: int | None = None) -> dict[str, float]:
+        import psutil
+
+        process = psutil.Process()
+        times = process.cpu_times()
+        cpu_seconds = times.user + times.system + times.children_user + times.children_system
+        rss = process.memory_info().rss
+        if horse_pid:
+            try:
+                horse = psutil.Process(horse_pid)
+                horse_times = horse.cpu_times()
+                cpu_seconds += horse_times.user + horse_times.system
+                rss += horse.memory_info().rss
+            except psutil.Error:  # it ended between the check and the read
+                pass
+        now = time.monotonic()
+        if self._last is None:  # first sample: the average since the process started
+            elapsed, previous = time.time() - process.create_time(), 0.0
+        else:
+            elapsed, previous = now - self._last[0], self._last[1]
+        self._last = (now, cpu_seconds)
+        percent = max(0.0, (cpu_seconds - previous) / elapsed * 100) if elapsed > 0 else 0.0
+        return {"cpu_percent": round(percent, 1), "rss_bytes": int(rss)}
+
+    def due(self) -> bool:
+        return self._last is None or time.monotonic() - self._last[0] >= MIN_SAMPLE_INTERVAL
+
+
+def publish_worker_resources(worker: Worker, pipeline=None) -> None:
+    """Write the worker's CPU% and RSS into its RQ hash; never raises (a heartbeat must not fail).
+
+    Skipped inside the work-horse (a fork of the worker that also heartbeats), so the figures
+    always describe the worker process and its current horse together.
+    """
+    try:
+        if worker.pid is not None and os.getpid() != worker.pid:
+            return
+        sampler = getattr(worker, "_resource_sampler", None)
+        if sampler is None:
+            sampler = worker._resource_sampler = ResourceSampler()
+        if not sampler.due():
+            return
+        figures = sampler.sample(getattr(worker, "_horse_pid", 0) or None)
+        connection = pipeline if pipeline is not None else worker.connection
+        connection.hset(worker.key, mapping={
+            CPU_FIELD: figures["cpu_percent"], RSS_FIELD: figures["rss_bytes"], SAMPLED_FIELD: round(time.time(), 3),
+        })
+    except Exception:
+        log.debug("could not publish worker resources", exc_info=True)
+
+
+# --- scrape side -------------------------------------------------------------------------------
+
+
+def _ts(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+class ServiceCollector(Collector):
+    """Reads the shared state at each scrape; a source that is down reports `forecast_up 0`."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+
+    def describe(self) -> list[Metric]:
+        return []  # no collection at registration time
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("forecast_up", "1 when the source answered this scrape", labels=["source"])
+        redis_ok = db_ok = True
+        try:
+            yield from self._redis_metrics()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("metrics: Redis unavailable (%s)", type(exc).__name__)
+            redis_ok = False
+        try:
+            with db_session():
+                yield from self._database_metrics()
+                if redis_ok:
+                    yield from self._schedule_metrics()
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            log.warning("metrics: database unavailable (%s)", type(exc).__name__)
+            db_ok = False
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("metrics: Redis unavailable (%s)", type(exc).__name__)
+            redis_ok = False
+        up.add_metric(["redis"], int(redis_ok))
+        up.add_metric(["database"], int(db_ok))
+        yield up
+
+    def _redis_metrics(self) -> Iterator[Metric]:
+        queues = GaugeMetricFamily("forecast_queue_jobs", "Jobs per queue and registry (queued = waiting in the queue)",
+                                   labels=["queue", "registry"])
+        for queue, registries in queue_stats(self.redis).items():
+            for registry, count in registries.items():
+                queues.add_metric([queue, registry], count)
+        workers = Worker.all(connection=self.redis)
+        states: dict[str, int] = {"busy": 0, "idle": 0}
+        for worker in workers:
+            state = str(worker.get_state())
+            states[state] = states.get(state, 0) + 1
+        by_state = GaugeMetricFamily("forecast_workers", "RQ workers by state", labels=["state"])
+        for state, count in sorted(states.items()):
+            by_state.add_metric([state], count)
+        cpu = GaugeMetricFamily("forecast_worker_cpu_percent", "CPU% of a worker and its work-horse, as it last published",
+                                labels=["worker"])
+        rss = GaugeMetricFamily("forecast_worker_rss_bytes", "Resident memory of a worker and its work-horse",
+                                labels=["worker"])
+        heartbeat = GaugeMetricFamily("forecast_worker_last_heartbeat_timestamp_seconds",
+                                      "Unix time of the worker's last heartbeat", labels=["worker"])
+        resources = worker_resources(self.redis, [w.key for w in workers])
+        for worker, figures in zip(workers, resources):
+            if figures.get("cpu_percent") is not None:
+                cpu.add_metric([worker.name], figures["cpu_percent"])
+            if figures.get("rss_bytes") is not None:
+                rss.add_metric([worker.name], figures["rss_bytes"])
+            if worker.last_heartbeat is not None:
+                heartbeat.add_metric([worker.name], _ts(worker.last_heartbeat))
+        yield from (queues, by_state, cpu, rss, heartbeat)
+
+    def _database_metrics(self) -> Iterator[Metric]:
+        runs = GaugeMetricFamily("forecast_job_runs", "Runs in the history by job and status (pruned after "
+                                 "HISTORY_RETENTION_DAYS, so not a counter)", labels=["job", "status"])
+        rows = (JobRun.select(JobRun.job_name, JobRun.status, peewee.fn.COUNT(JobRun.id))
+                .group_by(JobRun.job_name, JobRun.status).tuples())
+        for job_name, status, count in rows:
+            runs.add_metric([job_name, status], count)
+        yield runs
+
+        # Each duration is computed once (a materialized CTE), then compared with every bound:
+        # inline, SQLite would parse both timestamps again for each of the 13 buckets.
+        finished = (
+            JobRun.select(JobRun.job_name, duration_seconds_sql().alias("seconds"))
+            .where((JobRun.status == "finished") & JobRun.started_at.is_null(False) & JobRun.ended_at.is_null(False))
+            .cte("finished_runs", materialized=True)
+        )
+        seconds = finished.c.seconds
+        columns = [peewee.fn.SUM(peewee.Case(None, [(seconds <= bound, 1)], 0)) for bound in DURATION_BUCKETS]
+        rows = (
+            finished.select_from(finished.c.job_name, peewee.fn.COUNT(peewee.SQL("*")), peewee.fn.SUM(seconds), *columns)
+            .group_by(finished.c.job_name).tuples()
+        )
+        histogram = HistogramMetricFamily("forecast_job_run_duration_seconds",
+                                          "Duration of finished runs in the history (start to end of the last attempt)",
+                                          labels=["job"])
+        for job_name, count, total, *cumulative in rows:
+            buckets = [(repr(float(b)), int(c or 0)) for b, c in zip(DURATION_BUCKETS, cumulative)]
+            buckets.append(("+Inf", int(count)))
+            histogram.add_metric([job_name], buckets, float(total or 0.0))
+        yield histogram
+
+        last_success = GaugeMetricFamily("forecast_schedule_last_success_timestamp_seconds",
+                                         "Unix time the job's last successful run ended (any trigger)",
+                                         labels=["schedule"])
+        for job_name in JOBS:
+            # Runs of one job do not overlap, so the newest finished run (an index range) ended last.
+            last = (JobRun.select(JobRun.ended_at)
+                    .where((JobRun.job_name == job_name) & (JobRun.status == "finished"))
+                    .order_by(JobRun.enqueued_at.desc()).limit(1).first())
+            if last is not None and last.ended_at is not None:
+                last_success.add_metric([job_name], _ts(last.ended_at))
+        yield last_success
+
+    def _schedule_metrics(self) -> Iterator[Metric]:
+        paused = GaugeMetricFamily("forecast_schedule_paused", "1 when the schedule is paused (its slots do not run)",
+                                   labels=["schedule"])
+        next_run = GaugeMetricFamily("forecast_schedule_next_run_timestamp_seconds",
+                                     "Unix time of the schedule's next slot", labels=["schedule"])
+        for info in read_schedules(self.redis, self.settings):
+            paused.add_metric([info.name], int(info.paused))
+            if info.next_run is not None:
+                next_run.add_metric([info.name], _ts(info.next_run))
+        yield paused
+        yield next_run
+
+
+def init_metrics(app: Flask) -> None:
+    """One registry per app, holding only the shared-state collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(app.extensions["redis"], app.config["SETTINGS"]))
+    app.extensions["metrics_registry"] = registry
+    app.register_blueprint(bp)
+
+
+@bp.get("/metrics")
+@require_read_token
+def metrics() -> Response:
+    """Text format 0.0.4, or OpenMetrics when the scraper's Accept header asks for it."""
+    registry = current_app.extensions["metrics_registry"]
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = Response(encoder(registry), content_type=content_type)
+    response.headers["Cache-Control"] = "no-store"
+    return response

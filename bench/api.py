@@ -1,0 +1,263 @@
+"""API under load: wrk against the service's gunicorn and a bare Flask + gunicorn route.
+
+Each wrk run uses a Lua script that counts status codes per thread and prints one JSON line
+with the request count, duration and latency percentiles (wrk's own histogram). Targets are
+measured interleaved within a round (bare route first), so the ratio to the bare route is
+taken from runs a few seconds apart, and the rounds' medians are reported.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from bench import data
+from bench.stack import BIN, TOKEN, Bench, free_port, http, median, wait_http
+
+ACTIVE_KEY = "forecast-service:active:forecast"
+HOLDER_ID = "bench-api-holder"
+
+LUA = r"""
+local threads = {}
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+  table.insert(threads, thread)
+end
+
+n200, n202, n409, nother = 0, 0, 0, 0
+function response(status, headers, body)
+  if status == 200 then n200 = n200 + 1
+  elseif status == 202 then n202 = n202 + 1
+  elseif status == 409 then n409 = n409 + 1
+  else nother = nother + 1 end
+end
+
+local ids = {}
+local count = 0
+local static_req = nil
+function init(args)
+  math.randomseed(1000 + tid * 7919)
+  if KIND == "status" then
+    for line in io.lines(IDS_FILE) do table.insert(ids, line) end
+  elseif KIND == "get" then
+    static_req = wrk.format("GET", PATH)
+  end
+end
+
+local hdrs = {["Authorization"] = "Bearer " .. TOKEN, ["Content-Type"] = "application/json"}
+function request()
+  count = count + 1
+  if KIND == "status" then
+    return wrk.format("GET", PATH .. ids[math.random(#ids)])
+  elseif KIND == "trigger" then
+    local body = (count % 2 == 0) and '{"force": true}' or '{}'
+    return wrk.format("POST", PATH, hdrs, body)
+  end
+  return static_req
+end
+
+function done(summary, latency, requests)
+  local c200, c202, c409, cother = 0, 0, 0, 0
+  for _, t in ipairs(threads) do
+    c200 = c200 + t:get("n200"); c202 = c202 + t:get("n202")
+    c409 = c409 + t:get("n409"); cother = cother + t:get("nother")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, ' ..
+    '"s200": %d, "s202": %d, "s409": %d, "sother": %d, "connect": %d, "read": %d, "write": %d, "timeout": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, c200, c202, c409, cother, e.connect, e.read, e.write, e.timeout))
+end
+"""
+
+
+def write_script(workdir: Path, name: str, kind: str, path: str, ids_file: Path | None = None) -> Path:
+    head = (f"KIND = {json.dumps(kind)}\nPATH = {json.dumps(path)}\nTOKEN = {json.dumps(TOKEN)}\n"
+            f"IDS_FILE = {json.dumps(str(ids_file) if ids_file else '')}\n")
+    script = workdir / f"wrk-{name}.lua"
+    script.write_text(head + LUA)
+    return script
+
+
+def run_wrk(base: str, script: Path, connections: int, seconds: float) -> dict:
+    threads = min(2, connections)
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+            "-s", str(script), base]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    for line in done.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            out = json.loads(line[len("BENCH_JSON "):])
+            out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
+            out["p50_ms"], out["p99_ms"] = out["p50_us"] / 1000, out["p99_us"] / 1000
+            out["errors"] = out["connect"] + out["read"] + out["write"] + out["timeout"]
+            return out
+    raise RuntimeError(f"wrk printed no result: {done.stdout}\n{done.stderr}")
+
+
+def _deep_cursors(conn, fraction: float = 0.9) -> dict:
+    from app.pagination import encode_cursor
+
+    out = {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM job_runs WHERE job_name = 'forecast' AND status = 'finished' "
+                    "AND trigger = 'scheduled'")
+        total = cur.fetchone()[0]
+        cur.execute("SELECT enqueued_at, id FROM job_runs WHERE job_name = 'forecast' AND status = 'finished' "
+                    "AND trigger = 'scheduled' ORDER BY enqueued_at DESC, id DESC OFFSET %s LIMIT 1",
+                    (int(total * fraction),))
+        at, run_id = cur.fetchone()
+        out["history"] = encode_cursor(at, run_id)
+        cur.execute("SELECT count(*) FROM alerts WHERE severity = 'high' AND source = 'scheduled_job'")
+        total = cur.fetchone()[0]
+        cur.execute("SELECT created_at, id FROM alerts WHERE severity = 'high' AND source = 'scheduled_job' "
+                    "ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1", (int(total * fraction),))
+        at, alert_id = cur.fetchone()
+        out["alerts"] = encode_cursor(at, alert_id)
+    return out
+
+
+def _hold_forecast(redis) -> None:
+    """A pre-set active forecast run that never ends: `{}` triggers get 409, forced ones queue behind."""
+    from rq.job import Job, JobStatus
+
+    job = Job.create("bench.noop_job.noop", id=HOLDER_ID, connection=redis, status=JobStatus.DEFERRED)
+    job.save()
+    redis.set(ACTIVE_KEY, HOLDER_ID)
+
+
+def _release_forecast(bench: Bench, redis) -> int:
+    """Drop the holder and the forced runs queued behind it (their rows: canceled)."""
+    from rq import Queue
+
+    redis.delete(ACTIVE_KEY)
+    queue = Queue("forecast", connection=redis)
+    ids = queue.deferred_job_registry.get_job_ids()
+    with redis.pipeline(transaction=False) as pipe:
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            pipe.unlink(*[f"rq:job:{i}" for i in chunk], *[f"rq:job:{i}:dependents" for i in chunk])
+        pipe.unlink(queue.deferred_job_registry.key, f"rq:job:{HOLDER_ID}", f"rq:job:{HOLDER_ID}:dependents")
+        pipe.execute()
+    conn = bench.pg()
+    with conn.cursor() as cur:
+        cur.execute("UPDATE job_runs SET status = 'canceled', ended_at = now() at time zone 'utc' "
+                    "WHERE job_name = 'forecast' AND status = 'queued'")
+        changed = cur.rowcount
+    conn.close()
+    return changed
+
+
+def load(bench: Bench, rows: int, log) -> dict:
+    conn = bench.pg(autocommit=False)
+    began = time.monotonic()
+    ids = data.load_job_runs(conn, rows)
+    log(f"loaded {rows:,} job_runs rows in {time.monotonic() - began:.0f}s")
+    began = time.monotonic()
+    data.load_alerts(conn, rows, *data.recent_window())
+    log(f"loaded {rows:,} alerts in {time.monotonic() - began:.0f}s")
+    cursors = _deep_cursors(conn)
+    conn.close()
+    ids_file = bench.workdir / "run-ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    return {"ids_file": ids_file, "cursors": cursors}
+
+
+def targets(bench: Bench, loaded: dict) -> list[tuple[str, str, Path]]:
+    """(key, label, wrk script) in measuring order."""
+    wd = bench.workdir
+    hist = "/api/jobs/forecast/history?status=finished&trigger=scheduled&limit=50"
+    alerts = "/api/alerts?severity=high&source=scheduled_job&limit=50"
+    return [
+        ("trigger", "trigger forecast (alternating 202 force / 409)",
+         write_script(wd, "trigger", "trigger", "/api/jobs/forecast/trigger")),
+        ("status", "status of a random run (1M rows)",
+         write_script(wd, "status", "status", "/api/jobs/forecast/", loaded["ids_file"])),
+        ("history_first", "history, first page (status+trigger filter)", write_script(wd, "hist1", "get", hist)),
+        ("history_deep", "history, deep cursor page (90% down)",
+         write_script(wd, "hist2", "get", f"{hist}&cursor={loaded['cursors']['history']}")),
+        ("alerts_first", "alerts, first page (severity+source filter)", write_script(wd, "alerts1", "get", alerts)),
+        ("alerts_deep", "alerts, deep cursor page (90% down)",
+         write_script(wd, "alerts2", "get", f"{alerts}&cursor={loaded['cursors']['alerts']}")),
+        ("stats", "stats (/api/jobs/stats)", write_script(wd, "stats", "get", "/api/jobs/stats")),
+    ]
+
+
+def check_routes(bench: Bench, loaded: dict) -> None:
+    """Each GET target answers 200 with data before it is loaded with wrk."""
+    base = f"http://127.0.0.1:{bench.web_port}"
+    ids = loaded["ids_file"].read_text().split()
+    checks = {
+        "status": f"/api/jobs/forecast/{ids[0]}",
+        "history": "/api/jobs/forecast/history?status=finished&trigger=scheduled&limit=50"
+                   f"&cursor={loaded['cursors']['history']}",
+        "alerts": f"/api/alerts?severity=high&source=scheduled_job&limit=50&cursor={loaded['cursors']['alerts']}",
+    }
+    for name, path in checks.items():
+        status, body, _ = http("GET", base + path, token=None)
+        if status != 200 or not body:
+            raise RuntimeError(f"{name} route answered {status}: {body}")
+        if name in ("history", "alerts") and not body.get("runs" if name == "history" else "alerts"):
+            raise RuntimeError(f"{name} deep page is empty: {body}")
+
+
+def start_bare(bench: Bench):
+    port = free_port()
+    proc = bench.start("bare", [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
+                                "bench.bare_app:app"], bench.env(BENCH_REDIS_URL=bench.redis_url))
+    bench.redis_client().set("bench:bare", "x" * 32)
+    wait_http(f"http://127.0.0.1:{port}/", proc)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencies=(16, 64), log=print) -> dict:
+    redis = bench.redis_client()
+    base = f"http://127.0.0.1:{bench.web_port}"
+    check_routes(bench, loaded)
+    bare_proc, bare_base = start_bare(bench)
+    bare_script = write_script(bench.workdir, "bare", "get", "/")
+    plan = targets(bench, loaded)
+    results: dict = {key: {c: [] for c in concurrencies} for key, _, _ in [("bare", "", None), *plan]}
+    try:
+        for key, _, script in [("bare", "", bare_script), *plan]:  # warm-up: every route, every worker
+            if key == "trigger":
+                _hold_forecast(redis)
+            run_wrk(bare_base if key == "bare" else base, script, 16, 1)
+            if key == "trigger":
+                _release_forecast(bench, redis)
+        for round_no in range(rounds):
+            for conns in concurrencies:
+                for key, _, script in [("bare", "", bare_script), *plan]:
+                    if key == "trigger":
+                        _hold_forecast(redis)
+                    out = run_wrk(bare_base if key == "bare" else base, script, conns, seconds)
+                    if key == "trigger":
+                        out["canceled_rows"] = _release_forecast(bench, redis)
+                    results[key][conns].append(out)
+                    log(f"  api round {round_no + 1} c={conns} {key}: {out['rps']:.0f} req/s, "
+                        f"p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms"
+                        + (f", codes 200={out['s200']} 202={out['s202']} 409={out['s409']} other={out['sother']}"
+                           f" errors={out['errors']}" if out["sother"] or out["errors"] or key == "trigger" else ""))
+    finally:
+        bench.stop(bare_proc)
+    summary = {}
+    for key, per_conn in results.items():
+        summary[key] = {}
+        for conns, runs in per_conn.items():
+            bare_runs = results["bare"][conns]
+            ratios = [r["rps"] / b["rps"] for r, b in zip(runs, bare_runs) if b["rps"]]
+            summary[key][conns] = {
+                "rps": median([r["rps"] for r in runs]),
+                "p50_ms": median([r["p50_ms"] for r in runs]),
+                "p99_ms": median([r["p99_ms"] for r in runs]),
+                "ratio_to_bare": median(ratios),
+                "non_2xx_409": sum(r["sother"] for r in runs),
+                "socket_errors": sum(r["errors"] for r in runs),
+                "s202": sum(r["s202"] for r in runs), "s409": sum(r["s409"] for r in runs),
+                "runs": runs,
+            }
+    summary["labels"] = {key: label for key, label, _ in plan}
+    return summary

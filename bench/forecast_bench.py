@@ -1,0 +1,338 @@
+"""Forecast benchmark (`make bench-forecast`): database to stored alerts, quality, memory.
+
+For each size N (series x 730 days of seeded demo data with labelled anomalies) it measures,
+on its own Redis and PostgreSQL servers and with real worker processes (`python -m workers`):
+
+- the wall time of a forecast run from enqueue to the finished history row, with 1 and with 2
+  workers (fan-out as configured; the service's defaults unless --threshold/--chunk-size), and
+  the run's own split: plan, load, fit, rules, store (fanned-out phases are summed over chunks);
+- the peak memory: the largest work-horse (its own ru_maxrss) and the sampled sum over all
+  worker processes;
+- sMAPE on a 14-day holdout of every series, and of a sample next to statsmodels' Holt-Winters
+  (additive trend and weekly season) fitted series by series on the same training data;
+- the precision and recall of the stored alerts against the seeded anomalies.
+
+Usage: python bench/forecast_bench.py [--quick] [--sizes 1000,10000] [--repeats 3] ...
+(BENCH_QUICK=1 also selects the quick smoke run.)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("ENV_FILE", "/dev/null")  # the benchmark's settings only, not the developer's .env
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+from app import runs  # noqa: E402
+from app.config import Settings, configure  # noqa: E402
+from app.connections import bind_database, database, db_session, redis_connection  # noqa: E402
+from app.forecast import demo, model, pipeline  # noqa: E402
+from app.models import Alert, JobRun  # noqa: E402
+from tests.servers import PostgresServer, RedisServer, ServerUnavailable  # noqa: E402
+
+log = logging.getLogger("bench")
+HOLDOUT = 14
+DAYS = 730
+
+
+@dataclass
+class RunFigures:
+    wall: float
+    timings: dict[str, float]
+    horse_peak_mb: float
+    total_peak_mb: float
+    chunks: int
+    precision: float
+    recall: float
+    alerts: int
+    load_average: float  # the machine's 1-minute load average when the run started
+
+
+@dataclass
+class Case:
+    series: int
+    workers: int
+    label: str
+    runs: list[RunFigures] = field(default_factory=list)
+
+
+class MemorySampler(threading.Thread):
+    """Samples the summed RSS of some processes and all their children (the work-horses)."""
+
+    def __init__(self, pids: list[int], every: float = 0.05):
+        super().__init__(daemon=True)
+        self.pids, self.every, self.peak = pids, every, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            total = 0
+            for pid in self.pids:
+                try:
+                    proc = psutil.Process(pid)
+                    for p in [proc, *proc.children(recursive=True)]:
+                        total += p.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak = max(self.peak, total)
+            self._stop_event.wait(self.every)
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.peak / 2**20
+
+
+def smape(forecast: np.ndarray, actual: np.ndarray) -> float:
+    """Symmetric MAPE in percent; a point where both are 0 counts as 0."""
+    denominator = np.abs(forecast) + np.abs(actual)
+    ratio = np.divide(2 * np.abs(forecast - actual), denominator, out=np.zeros_like(denominator),
+                      where=denominator > 0)
+    return float(100 * ratio.mean())
+
+
+def quality(sample_size: int) -> dict[str, Any]:
+    """sMAPE of the built-in model and of statsmodels on a 14-day holdout of the loaded history."""
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    history = pipeline.load_history()
+    train, actual = history.values[:, :-HOLDOUT], history.values[:, -HOLDOUT:]
+    began = time.perf_counter()
+    ours = model.forecast(train, HOLDOUT).forecast
+    ours_seconds = time.perf_counter() - began
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(len(train), min(sample_size, len(train)), replace=False))
+    reference = np.zeros((len(sample), HOLDOUT))
+    began = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings of individual fits
+        for row, i in enumerate(sample):
+            fit = ExponentialSmoothing(train[i], trend="add", seasonal="add", seasonal_periods=7).fit()
+            reference[row] = fit.forecast(HOLDOUT)
+    statsmodels_seconds = time.perf_counter() - began
+    np.maximum(reference, 0, out=reference)  # demand is never negative; ours is clipped too
+    return {
+        "train_days": train.shape[1],
+        "ours_all": smape(ours, actual),
+        "ours_sample": smape(ours[sample], actual[sample]),
+        "statsmodels_sample": smape(reference, actual[sample]),
+        "sample": len(sample),
+        "ours_ms_per_series": 1000 * ours_seconds / len(train),
+        "statsmodels_ms_per_series": 1000 * statsmodels_seconds / len(sample),
+    }
+
+
+def precision_recall(expected: set[str]) -> tuple[float, float, int]:
+    with db_session():
+        alerted = {a.subject for a in Alert.select(Alert.subject).where(Alert.resolved == False)}  # noqa: E712
+    hits = len(alerted & expected)
+    return (hits / len(alerted) if alerted else 1.0), (hits / len(expected) if expected else 1.0), len(alerted)
+
+
+class Workers:
+    """`python -m workers forecast` processes with the benchmark's settings."""
+
+    def __init__(self, count: int, env: dict[str, str], logdir: Path):
+        self.procs = []
+        for i in range(count):
+            out = open(logdir / f"worker-{i}.log", "ab")
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "workers", "forecast", "--name", f"bench-{i}"],
+                                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT))
+            out.close()
+
+    def wait_ready(self, redis, timeout: float = 30) -> None:
+        from rq import Worker
+
+        deadline = time.monotonic() + timeout
+        while len(Worker.all(connection=redis)) < len(self.procs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                raise RuntimeError("workers did not start; see their logs")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def timed_run(settings: Settings, redis, workers: Workers, expected: set[str]) -> RunFigures:
+    with db_session():
+        Alert.delete().execute()  # every run stores its alerts afresh
+    sampler = MemorySampler([p.pid for p in workers.procs])
+    sampler.start()
+    load_average = os.getloadavg()[0]
+    began = time.perf_counter()
+    outcome = runs.enqueue_run("forecast", redis=redis, settings=settings, trigger="manual")
+    while True:
+        with db_session():
+            row = JobRun.get_by_id(outcome.run_id)
+        if row.status in runs.TERMINAL_VALUES:
+            break
+        time.sleep(0.01)
+    wall = time.perf_counter() - began
+    total_peak = sampler.stop()
+    if row.status != "finished":
+        raise RuntimeError(f"run {row.id} {row.status}: {row.error}")
+    result = row.result
+    precision, recall, alerts = precision_recall(expected)
+    return RunFigures(wall, result["timings"], result.get("peak_rss_mb") or 0.0, total_peak,
+                      result.get("fanout", {}).get("chunks", 0), precision, recall, alerts, load_average)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
+                        help="a fast smoke run: 300 and 3,000 series x 400 days, one repeat, chunks of 1,000")
+    parser.add_argument("--sizes", default=None, help="comma-separated series counts (default 1000,10000)")
+    parser.add_argument("--days", type=int, default=None, help=f"days of history (default {DAYS})")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 3; median shown)")
+    parser.add_argument("--workers", default="1,2", help="worker process counts (default 1,2)")
+    parser.add_argument("--sample", type=int, default=None, help="series fitted by statsmodels (default 100)")
+    parser.add_argument("--threshold", type=int, default=None, help="FORECAST_FANOUT_THRESHOLD (default: the service's)")
+    parser.add_argument("--chunk-size", default=None,
+                        help="FORECAST_CHUNK_SIZE, or a comma-separated list to compare (default: the service's)")
+    parser.add_argument("--in-line", action="store_true", help="also time one worker with fan-out off")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in (args.sizes or ("300,3000" if args.quick else "1000,10000")).split(",")]
+    days = args.days or (400 if args.quick else DAYS)
+    repeats = args.repeats or (1 if args.quick else 3)
+    sample = args.sample or (20 if args.quick else 100)
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    if args.quick:  # small enough to be quick, large enough to fan out
+        args.threshold = 1000 if args.threshold is None else args.threshold
+        args.chunk_size = args.chunk_size or "1000"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("app").setLevel(logging.WARNING)
+
+    redis_server = RedisServer()
+    try:
+        redis_server.start()
+        pg_server = PostgresServer().start()
+    except ServerUnavailable as exc:
+        redis_server.cleanup()
+        raise SystemExit(f"forecast benchmark: {exc}") from None
+    logdir = Path(pg_server.dir)
+    try:
+        overrides: dict[str, Any] = {"redis_url": redis_server.url, "database_url": pg_server.url,
+                                     "log_level": "WARNING", "job_max_retries": 0}
+        if args.threshold is not None:
+            overrides["forecast_fanout_threshold"] = args.threshold
+        chunk_sizes = [int(c) for c in args.chunk_size.split(",")] if args.chunk_size else [None]
+        if chunk_sizes[0] is not None:
+            overrides["forecast_chunk_size"] = chunk_sizes[0]
+        settings = configure(Settings(_env_file=None, **overrides))
+        bind_database(settings)
+        redis = redis_connection(settings)
+        from app.migrations import migrate
+
+        with db_session():
+            migrate(database)
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+        env.update({k.upper(): str(v) for k, v in overrides.items()}, ENV_FILE="/dev/null", PYTHONPATH=str(ROOT))
+
+        cases: list[Case] = []
+        qualities: dict[int, dict[str, Any]] = {}
+        seeds: dict[int, float] = {}
+        for n in sizes:
+            log.info("seeding %d series x %d days", n, days)
+            began = time.perf_counter()
+            summary = demo.seed_demo(items=n, days=days, seed=7)
+            with db_session():  # a table at rest: no autovacuum of the fresh rows during the timed runs
+                database.execute_sql("VACUUM ANALYZE demand_history")
+            seeds[n] = time.perf_counter() - began
+            expected = set(summary["anomalies"]["expected_alerts"])
+            log.info("quality on a %d-day holdout", HOLDOUT)
+            qualities[n] = quality(sample)
+            configs = [(w, f"{w} worker{'s' if w > 1 else ''}" + (f", chunks of {c}" if len(chunk_sizes) > 1 else ""),
+                        {"FORECAST_CHUNK_SIZE": str(c)} if c else {})
+                       for c in chunk_sizes for w in worker_counts]
+            if args.in_line:
+                configs.insert(0, (1, "1 worker, no fan-out", {"FORECAST_FANOUT_THRESHOLD": str(10**9)}))
+            # Rounds: each round starts every configuration's workers afresh and times one run, so
+            # a drift in the machine's load (a shared machine) spreads over all configurations.
+            round_cases = [Case(n, count, label) for count, label, _ in configs]
+            for _ in range(repeats):
+                for case, (count, label, extra) in zip(round_cases, configs):
+                    workers = Workers(count, {**env, **extra}, logdir)
+                    try:
+                        workers.wait_ready(redis)
+                        timed_run(settings, redis, workers, expected)  # warm-up: imports, connections
+                        case.runs.append(timed_run(settings, redis, workers, expected))
+                        log.info("%d series, %s: %.2fs (load average %.1f)", n, label, case.runs[-1].wall,
+                                 case.runs[-1].load_average)
+                    finally:
+                        workers.stop()
+            cases.extend(round_cases)
+        report(cases, qualities, seeds, settings, days, repeats)
+    finally:
+        pg_server.cleanup()
+        redis_server.cleanup()
+
+
+def report(cases: list[Case], qualities: dict[int, dict[str, Any]], seeds: dict[int, float],
+           settings: Settings, days: int, repeats: int) -> None:
+    med = statistics.median
+    print()
+    print(f"Forecast benchmark: {days} days of history per series, PostgreSQL, "
+          f"fan-out above {settings.forecast_fanout_threshold} series in chunks of {settings.forecast_chunk_size}; "
+          f"median of {repeats} round(s), each configuration's workers started afresh and warmed up by one run; "
+          f"{os.cpu_count()} CPU(s)")
+    print()
+    head = ("series", "workers", "wall s", "(min-max)", "plan", "load", "fit", "rules", "store", "chunks",
+            "horse MB", "total MB", "precision", "recall", "load avg")
+    rows = []
+    for c in cases:
+        walls = [r.wall for r in c.runs]
+        t = {k: med([r.timings.get(k, 0.0) for r in c.runs]) for k in ("plan", "load", "fit", "rules", "store")}
+        rows.append((f"{c.series:,}", c.label, f"{med(walls):.2f}", f"{min(walls):.2f}-{max(walls):.2f}",
+                     *(f"{t[k]:.2f}" for k in ("plan", "load", "fit", "rules", "store")),
+                     str(c.runs[0].chunks), f"{max(r.horse_peak_mb for r in c.runs):.0f}",
+                     f"{max(r.total_peak_mb for r in c.runs):.0f}",
+                     f"{min(r.precision for r in c.runs):.3f}", f"{min(r.recall for r in c.runs):.3f}",
+                     f"{med([r.load_average for r in c.runs]):.1f}"))
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+    for r in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+    print()
+    print("phases: seconds inside the run (load/fit/rules summed over chunks when fanned out); "
+          "horse MB: largest work-horse peak RSS; total MB: sampled peak of all worker processes; "
+          "load avg: the machine's 1-minute load average at the runs' start (median)")
+    print()
+    head = ("series", "train days", "sMAPE ours (all)", "sample", "sMAPE ours", "sMAPE statsmodels",
+            "ours ms/series", "statsmodels ms/series", "seed s")
+    rows = [(f"{n:,}", str(q["train_days"]), f"{q['ours_all']:.2f}", str(q["sample"]), f"{q['ours_sample']:.2f}",
+             f"{q['statsmodels_sample']:.2f}", f"{q['ours_ms_per_series']:.3f}",
+             f"{q['statsmodels_ms_per_series']:.1f}", f"{seeds[n]:.0f}") for n, q in qualities.items()]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
+    for r in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+    print()
+    print(f"sMAPE on the last {HOLDOUT} days of each series, both models fitted on the days before; "
+          "statsmodels: ExponentialSmoothing(trend='add', seasonal='add', seasonal_periods=7).fit()")
+
+
+if __name__ == "__main__":
+    main()

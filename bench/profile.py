@@ -1,0 +1,272 @@
+"""Where the time goes: py-spy samples of the service's processes under a bench load.
+
+    .venv/bin/python bench/profile.py api /api/alerts?severity=high     # gunicorn workers under wrk
+    .venv/bin/python bench/profile.py worker --jobs 2000                 # a worker draining tracked jobs
+    .venv/bin/python bench/profile.py api /api/jobs/stats --rows 1000000 --seconds 20
+    .venv/bin/python bench/profile.py timeline --jobs 500             # per-job segments, no sampler
+    .venv/bin/python bench/profile.py redis-ops --jobs 1000           # Redis commands per job, RQ vs Celery
+
+Starts its own Redis and PostgreSQL and the Procfile's processes as bench/run.py does, loads
+`--rows` history rows and alerts (api), then samples with `py-spy record --format raw`
+(including subprocesses: gunicorn's workers, a worker's work-horses) and prints the
+functions with the largest inclusive and self share of the samples. `--idle` also counts
+samples where the process waits (socket reads, sleeps).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import api, jobpath  # noqa: E402
+from bench.stack import BIN, Bench, wait_until  # noqa: E402
+
+_LINE = re.compile(r":\d+\)$")
+
+
+def summarize(raw: Path, top: int = 25, focus: str | None = None) -> str:
+    inclusive: collections.Counter = collections.Counter()
+    self_: collections.Counter = collections.Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_LINE.sub(")", f) for f in stack.split(";")]
+        if focus and not any(focus in f for f in frames):
+            continue
+        total += n
+        for frame in set(frames[1:]):  # the first frame is the process
+            inclusive[frame] += n
+        self_[frames[-1]] += n
+    out = [f"{total} samples" + (f" with {focus!r} on the stack" if focus else "")]
+    out.append("inclusive:")
+    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    out.append("self:")
+    out += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in self_.most_common(top)]
+    return "\n".join(out)
+
+
+def record(pid: int, seconds: float, out: Path, idle: bool, rate: int = 200) -> subprocess.Popen:
+    argv = [str(BIN / "py-spy"), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
+            "--format", "raw", "--output", str(out), "--subprocesses", "--nonblocking"]
+    if idle:
+        argv.append("--idle")
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def profile_api(bench: Bench, args) -> Path:
+    loaded = api.load(bench, args.rows, print)
+    web = bench.start_web()
+    bench.start_worker()
+    script = api.write_script(bench.workdir, "profile", "status" if args.path == "status" else "get",
+                              "/api/jobs/forecast/" if args.path == "status" else args.path, loaded["ids_file"])
+    api.run_wrk(f"http://127.0.0.1:{bench.web_port}", script, args.connections, 2)  # warm-up
+    raw = bench.workdir / "api.raw"
+    spy = record(web.pid, args.seconds, raw, args.idle)
+    time.sleep(1)
+    result = api.run_wrk(f"http://127.0.0.1:{bench.web_port}", script, args.connections, args.seconds - 2)
+    spy.wait(args.seconds + 60)
+    print(f"wrk: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+          f"codes 200={result['s200']} other={result['sother']}")
+    return raw
+
+
+def profile_worker(bench: Bench, args) -> Path:
+    from rq import Queue, Worker
+
+    redis = bench.redis_client()
+    worker = bench.start_worker()
+    ids = [f"bench-profile-{i:06d}" for i in range(args.jobs)]
+    jobpath._create_rows(bench, ids)
+    queue = Queue("default", connection=redis)
+    raw = bench.workdir / "worker.raw"
+    spy = record(worker.pid, args.seconds, raw, args.idle)
+    time.sleep(1)
+    with redis.pipeline() as pipe:
+        queue.enqueue_many([Queue.prepare_data("bench.bench_jobs.tracked_noop", job_id=i, result_ttl=3600,
+                                               meta={"job_name": "bench", "trigger": "manual"}) for i in ids],
+                           pipeline=pipe)
+        pipe.execute()
+    began = time.monotonic()
+    wait_until(lambda: queue.finished_job_registry.count >= args.jobs or spy.poll() is not None,
+               args.seconds + 120, 0.2, "the jobs")
+    print(f"{queue.finished_job_registry.count} jobs in {time.monotonic() - began:.1f}s "
+          f"({Worker.count(connection=redis)} worker)")
+    spy.wait(args.seconds + 60)
+    return raw
+
+
+def timeline(bench: Bench, args) -> None:
+    """Per-job segments of a drained queue, from RQ's and the history rows' own timestamps."""
+    from rq import Queue, Worker
+
+    from bench.stack import median
+
+    redis = bench.redis_client()
+    for kind in args.kinds.split(","):
+        queue = Queue("default" if kind == "project" else jobpath.RAW_QUEUE, connection=redis)
+        if kind == "project":
+            proc = bench.start_worker()
+        else:
+            cls = {"rq-fork": "rq.worker.Worker", "rq-simple": "rq.worker.SimpleWorker"}[kind]
+            proc = bench.start("rq-worker", [str(BIN / "rq"), "worker", "--url", bench.redis_url, "--worker-class",
+                                             cls, jobpath.RAW_QUEUE])
+            wait_until(lambda: Worker.count(connection=redis) >= 1, 60, 0.1, "the worker")
+            time.sleep(1)
+        ids = [f"bench-tl-{kind}-{i:06d}" for i in range(args.jobs)]
+        func = "bench.bench_jobs.tracked_noop" if kind == "project" else "bench.noop_job.noop"
+        if kind == "project":
+            jobpath._create_rows(bench, ids)
+        with redis.pipeline() as pipe:
+            queue.enqueue_many([Queue.prepare_data(func, job_id=i, result_ttl=3600,
+                                                   meta={"job_name": "bench", "trigger": "manual"}) for i in ids],
+                               pipeline=pipe)
+            pipe.execute()
+        wait_until(lambda: queue.finished_job_registry.count >= args.jobs, args.jobs / 2 + 60, 0.2, "the jobs")
+        bench.stop(proc)
+        with redis.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hmget(f"rq:job:{i}", "started_at", "ended_at")
+            rq_times = [(jobpath._ts(a), jobpath._ts(b)) for a, b in pipe.execute()]
+        rows = {}
+        if kind == "project":
+            conn = bench.pg()
+            with conn.cursor() as cur:
+                cur.execute("SELECT id, EXTRACT(EPOCH FROM started_at AT TIME ZONE 'UTC'), "
+                            "EXTRACT(EPOCH FROM ended_at AT TIME ZONE 'UTC') FROM job_runs WHERE id = ANY(%s)", (ids,))
+                rows = {i: (float(a), float(b)) for i, a, b in cur.fetchall()}
+                cur.execute("DELETE FROM job_runs WHERE job_name = 'bench'")
+            conn.close()
+        order = sorted(range(len(ids)), key=lambda k: rq_times[k][0])
+        seg = collections.defaultdict(list)
+        for pos, k in enumerate(order):
+            start, end = rq_times[k]
+            if pos + 1 < len(order):
+                seg["after: RQ ended_at -> next job's RQ started_at (horse exit, wait, bookkeeping, dequeue)"].append(
+                    rq_times[order[pos + 1]][0] - end)
+            if kind == "project":
+                r_start, r_end = rows[ids[k]]
+                seg["a: RQ started_at (worker, before fork) -> row started_at (horse: fork, connect, UPDATE)"].append(
+                    r_start - start)
+                seg["b: row started_at -> row ended_at (body, mark_ended UPDATE)"].append(r_end - r_start)
+                seg["c: row ended_at -> RQ ended_at (release_slot, RQ success bookkeeping)"].append(end - r_end)
+            else:
+                seg["RQ started_at -> ended_at (fork if any, perform, success bookkeeping)"].append(end - start)
+        total = (rq_times[order[-1]][1] - rq_times[order[0]][0]) / len(ids)
+        print(f"{kind}: {len(ids)} jobs, {1 / total:.0f} jobs/s, {total * 1000:.1f} ms per job; medians:")
+        for name, values in seg.items():
+            print(f"  {median(values) * 1000:7.2f} ms  {name}")
+        jobpath._drop_queue(redis, queue)
+
+
+def redis_ops(bench: Bench, args) -> None:
+    """Redis commands per job (INFO commandstats over a drained batch) for each worker kind."""
+    import os
+
+    from rq import Queue, Worker
+
+    redis = bench.redis_client()
+    for kind in args.kinds.split(","):
+        ids = [f"bench-ops-{kind}-{i:06d}" for i in range(args.jobs)]
+        if kind == "celery":
+            url = f"redis://127.0.0.1:{bench.redis.port}/1"
+            os.environ["BENCH_CELERY_URL"] = url
+            from bench.celery_app import noop
+
+            redis.config_resetstat()
+            task_ids = [noop.apply_async().id for _ in ids]
+            proc = bench.start("celery", [str(BIN / "celery"), "-A", "bench.celery_app", "worker", "-c", "1",
+                                          "-P", "prefork", "--loglevel", "INFO"], bench.env(BENCH_CELERY_URL=url))
+            r1 = bench.redis_client(db=1)
+            keys = [f"celery-task-meta-{t}" for t in task_ids]
+            wait_until(lambda: r1.exists(*keys) >= len(keys), args.jobs / 2 + 60, 0.2, "celery tasks")
+            stats = redis.info("commandstats")
+            bench.stop(proc)
+            r1.flushdb()
+            idle_s = 0
+        else:
+            queue = Queue("default" if kind == "project" else jobpath.RAW_QUEUE, connection=redis)
+            if kind == "project":
+                proc = bench.start_worker()
+                jobpath._create_rows(bench, ids)
+                func = "bench.bench_jobs.tracked_noop"
+            else:
+                cls = {"rq-fork": "rq.worker.Worker", "rq-simple": "rq.worker.SimpleWorker"}[kind]
+                proc = bench.start("rq-worker", [str(BIN / "rq"), "worker", "--url", bench.redis_url,
+                                                 "--worker-class", cls, jobpath.RAW_QUEUE])
+                wait_until(lambda: Worker.count(connection=redis) >= 1, 60, 0.1, "the worker")
+                func = "bench.noop_job.noop"
+            time.sleep(2)
+            data = [Queue.prepare_data(func, job_id=i, meta={"job_name": "bench", "trigger": "manual"}) for i in ids]
+            began = time.monotonic()
+            redis.config_resetstat()
+            with redis.pipeline() as pipe:
+                queue.enqueue_many(data, pipeline=pipe)
+                pipe.execute()
+            wait_until(lambda: queue.finished_job_registry.count >= args.jobs, args.jobs / 2 + 60, 0.2, "the jobs")
+            stats = redis.info("commandstats")
+            idle_s = time.monotonic() - began
+            bench.stop(proc)
+            jobpath._drop_queue(redis, queue)
+        calls = {name.replace("cmdstat_", ""): v["calls"] for name, v in stats.items()}
+        calls.pop("info", None)
+        calls.pop("config|resetstat", None)
+        total = sum(calls.values())
+        top = ", ".join(f"{k} {v / args.jobs:.1f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:12])
+        print(f"{kind}: {total / args.jobs:.1f} Redis commands per job (incl. enqueue; {idle_s:.0f}s) - {top}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p_api = sub.add_parser("api")
+    p_api.add_argument("path", help="a GET path, or 'status' for random run ids")
+    p_api.add_argument("--rows", type=int, default=200_000)
+    p_api.add_argument("--connections", type=int, default=16)
+    p_worker = sub.add_parser("worker")
+    p_worker.add_argument("--jobs", type=int, default=1000)
+    p_tl = sub.add_parser("timeline")
+    p_tl.add_argument("--jobs", type=int, default=500)
+    p_tl.add_argument("--kinds", default="project,rq-fork,rq-simple")
+    p_ops = sub.add_parser("redis-ops")
+    p_ops.add_argument("--jobs", type=int, default=1000)
+    p_ops.add_argument("--kinds", default="project,rq-fork,rq-simple,celery")
+    for p in (p_api, p_worker):
+        p.add_argument("--seconds", type=float, default=15)
+        p.add_argument("--idle", action="store_true")
+        p.add_argument("--top", type=int, default=30)
+        p.add_argument("--focus", default=None, help="only stacks through a frame containing this text")
+    args = parser.parse_args(argv)
+    bench = Bench()
+    try:
+        bench.start_servers()
+        bench.migrate()
+        if args.what == "redis-ops":
+            redis_ops(bench, args)
+            return 0
+        if args.what == "timeline":
+            timeline(bench, args)
+            return 0
+        if args.what == "api":
+            bench.start_scheduler()
+            raw = profile_api(bench, args)
+        else:
+            raw = profile_worker(bench, args)
+    finally:
+        bench.shutdown()
+    print(summarize(raw, args.top, args.focus))
+    print(f"raw samples: {raw}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+// The monitoring page: fills the cards from data.json and refreshes them without reloading.
+// Data is only ever inserted as text (append of strings / textContent), never as HTML, so job
+// arguments, error texts and worker names cannot become markup. Actions are same-origin POSTs.
+"use strict";
+
+(() => {
+  const root = document.getElementById("dashboard");
+  if (!root) return;
+  const urls = root.dataset;
+  const refreshMs = Math.max(2, Number(urls.refreshSeconds) || 5) * 1000;
+  const SVG = "http://www.w3.org/2000/svg";
+  let serverNow = Date.now();
+  let loading = false;
+  let again = false;
+
+  // --- DOM helpers (text only) ---------------------------------------------------------------
+  function h(tag, props, ...kids) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const kid of kids.flat(Infinity)) {
+      if (kid === null || kid === undefined || kid === false) continue;
+      node.append(kid instanceof Node ? kid : String(kid));
+    }
+    return node;
+  }
+
+  function s(tag, attrs, ...kids) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+    for (const kid of kids.flat()) if (kid !== null && kid !== undefined) node.append(kid instanceof Node ? kid : String(kid));
+    return node;
+  }
+
+  function table(head, rows, headGroups) {
+    const thead = h("thead", null,
+      headGroups ? h("tr", { class: "group" }, headGroups.map(([label, span, cls]) => h("th", { colspan: span, class: cls }, label))) : null,
+      h("tr", null, head.map((c) => (typeof c === "string" ? h("th", null, c) : h("th", { class: c[1] }, c[0])))));
+    return h("table", null, thead, h("tbody", null, rows));
+  }
+
+  function badge(text, kind) {
+    return h("span", { class: `badge ${kind || text}` }, text);
+  }
+
+  function fill(cardId, ...content) {
+    const body = document.querySelector(`#${cardId} .body`);
+    body.replaceChildren(...content.flat().filter((n) => n !== null && n !== undefined));
+  }
+
+  // --- formatting ------------------------------------------------------------------------------
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} m ${Math.round(seconds % 60)} s`;
+    return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} m`;
+  }
+
+  function fmtAge(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    const abs = Math.abs(seconds);
+    let text;
+    if (abs < 60) text = `${Math.round(abs)} s`;
+    else if (abs < 3600) text = `${Math.round(abs / 60)} min`;
+    else if (abs < 86400 * 2) text = `${(abs / 3600).toFixed(1)} h`;
+    else text = `${Math.round(abs / 86400)} d`;
+    return seconds >= 0 ? `${text} ago` : `in ${text}`;
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "–";
+    return `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
+  }
+
+  function timeCell(iso) {
+    if (!iso) return h("td", null, h("span", { class: "muted" }, "–"));
+    const age = (serverNow - Date.parse(iso)) / 1000;
+    return h("td", { title: iso }, fmtTime(iso), h("br"), h("span", { class: "muted" }, fmtAge(age)));
+  }
+
+  function fmtPercent(rate) {
+    return rate === null || rate === undefined ? "–" : `${(rate * 100).toFixed(1)} %`;
+  }
+
+  function rateClass(rate) {
+    if (rate === null || rate === undefined) return "muted";
+    return rate >= 0.95 ? "rate-good" : rate >= 0.8 ? "rate-warn" : "rate-bad";
+  }
+
+  function fmtBytes(bytes) {
+    if (bytes === null || bytes === undefined) return "–";
+    return bytes >= 1 << 30 ? `${(bytes / (1 << 30)).toFixed(2)} GiB` : `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  }
+
+  function runDuration(run) {
+    if (!run.started_at || !run.ended_at) return null;
+    return (Date.parse(run.ended_at) - Date.parse(run.started_at)) / 1000;
+  }
+
+  // --- links -----------------------------------------------------------------------------------
+  const rqJob = (id) => urls.urlRqJob.replace("JOB_ID", encodeURIComponent(id));
+  const rqJobs = (queue, registry) =>
+    urls.urlRqJobs.replace("QUEUE", encodeURIComponent(queue)).replace("REGISTRY", encodeURIComponent(registry));
+
+  function runLink(id) {
+    return h("a", { href: `#run-${encodeURIComponent(id)}`, class: "mono", dataset: { runId: id },
+                    onclick: (event) => { event.preventDefault(); search(id); } }, id);
+  }
+
+  // --- actions ---------------------------------------------------------------------------------
+  function banner(message, isError, kind) {
+    const node = document.getElementById("banner");
+    node.textContent = message;
+    node.className = isError ? "banner error" : "banner";
+    node.dataset.kind = kind || "action";
+    node.hidden = !message;
+  }
+
+  async function post(url, button) {
+    if (button) button.disabled = true;
+    try {
+      const response = await fetch(url, { method: "POST", credentials: "same-origin",
+                                          headers: { Accept: "application/json" } });
+      const body = await response.json().catch(() => null);
+      if (!response.ok) {
+        const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
+        banner(`Refused: ${message}`, true);
+        return null;
+      }
+      banner(body && body.message ? body.message : "done", false);
+      return body;
+    } catch (error) {
+      banner(`Request failed: ${error.message}`, true);
+      return null;
+    } finally {
+      if (button) button.disabled = false;
+      refresh();
+    }
+  }
+
+  function scheduleAction(name, action, button) {
+    return post(`${urls.urlSchedules}${encodeURIComponent(name)}/${action}`, button);
+  }
+
+  async function cancelRun(run, button) {
+    const verb = run.status === "started" ? "Stop" : "Cancel";
+    if (!window.confirm(`${verb} ${run.job_name} run ${run.job_id}?`)) return;
+    const body = await post(`${urls.urlRuns}${encodeURIComponent(run.job_id)}/cancel`, button);
+    if (body && !document.getElementById("search-result").hidden) search(run.job_id);
+  }
+
+  function cancelButton(run) {
+    if (!run.active) return null;
+    const verb = run.status === "started" ? "Stop" : "Cancel";
+    return h("button", { type: "button", class: "danger", dataset: { action: verb.toLowerCase(), run: run.job_id },
+                         onclick: (event) => cancelRun(run, event.currentTarget) }, verb);
+  }
+
+  // --- cards -----------------------------------------------------------------------------------
+  function renderJobs(jobs) {
+    const windowCells = (w, first) => [
+      h("td", { class: `num${first ? " sep" : ""}` }, w.runs),
+      h("td", { class: `num ${rateClass(w.success_rate)}`, title: `${w.success} finished, ${w.failure} failed or stopped` },
+        fmtPercent(w.success_rate)),
+      h("td", { class: "num" }, fmtDuration(w.duration_p50)),
+      h("td", { class: "num" }, fmtDuration(w.duration_p95)),
+    ];
+    const rows = Object.entries(jobs).map(([name, job]) =>
+      h("tr", { dataset: { job: name } },
+        h("td", null, h("strong", null, name), h("br"), h("a", { href: rqJobs(job.queue, "queued"), class: "muted" }, `queue ${job.queue}`)),
+        windowCells(job["24h"], true), windowCells(job["7d"], true)));
+    const cols = [["runs", "num sep"], ["success", "num"], ["p50", "num"], ["p95", "num"]];
+    fill("card-jobs",
+      table([["job", ""], ...cols, ...cols], rows, [["", 1], ["last 24 h", 4, "sep"], ["last 7 d", 4, "sep"]]),
+      h("p", { class: "muted" }, "Success rate: finished ÷ (finished + failed + stopped). Durations: finished runs, start to end."));
+  }
+
+  function renderChart(data) {
+    const hours = data.hours;
+    const series = data.series;
+    const totals = hours.map((_, i) => series.finished[i] + series.failed[i] + series.other[i]);
+    const max = Math.max(1, ...totals);
+    const width = 960, height = 190, left = 34, bottom = 22, top = 8;
+    const plotH = height - bottom - top;
+    const step = (width - left - 4) / hours.length;
+    const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
+                           "aria-label": `runs per hour, ${totals.reduce((a, b) => a + b, 0)} in 24 h` });
+    svg.append(s("line", { x1: left, y1: top + plotH + 0.5, x2: width, y2: top + plotH + 0.5, class: "axis" }));
+    svg.append(s("line", { x1: left, y1: top, x2: width, y2: top, class: "axis" }));
+    svg.append(s("text", { x: left - 6, y: top + 10, "text-anchor": "end" }, String(max)));
+    svg.append(s("text", { x: left - 6, y: top + plotH, "text-anchor": "end" }, "0"));
+    hours.forEach((iso, i) => {
+      const x = left + i * step + 2;
+      const group = s("g", { "data-hour": iso });
+      let y = top + plotH;
+      for (const kind of ["finished", "failed", "other"]) {
+        const value = series[kind][i];
+        if (!value) continue;
+        const barH = (value / max) * plotH;
+        y -= barH;
+        group.append(s("rect", { x, y, width: Math.max(1, step - 4), height: barH, class: `bar-${kind}` }));
+      }
+      group.append(s("title", null, `${fmtTime(iso)} UTC: ${series.finished[i]} finished, ${series.failed[i]} failed/stopped, ${series.other[i]} other`));
+      svg.append(group);
+      if (i % 3 === 0) svg.append(s("text", { x: x + (step - 4) / 2, y: height - 6, "text-anchor": "middle" }, iso.slice(11, 13) + "h"));
+    });
+    const total = totals.reduce((a, b) => a + b, 0);
+    fill("card-chart", h("div", { class: "chart" }, svg),
+      h("div", { class: "legend" }, h("span", { class: "finished" }, "finished"), h("span", { class: "failed" }, "failed / stopped"),
+        h("span", { class: "other" }, "queued, running, canceled, skipped"), h("span", { id: "chart-total" }, `${total} runs in 24 h`)));
+  }
+
+  function renderQueues(queues) {
+    const registries = ["queued", "started", "scheduled", "deferred", "failed", "finished", "canceled"];
+    const rows = Object.entries(queues).map(([name, counts]) =>
+      h("tr", { dataset: { queue: name } },
+        h("td", null, h("a", { href: rqJobs(name, "queued") }, name)),
+        registries.map((r) => h("td", { class: `num${r === "failed" && counts[r] ? " nonzero-bad" : ""}`, dataset: { registry: r } },
+          counts[r] ? h("a", { href: rqJobs(name, r) }, counts[r]) : "0"))));
+    fill("card-queues", table([["queue", ""], ...registries.map((r) => [r, "num"])], rows));
+  }
+
+  function renderWorkers(workers) {
+    if (!workers.length) {
+      fill("card-workers", h("p", { class: "muted" }, "No workers registered."));
+      return;
+    }
+    const rows = workers.map((w) =>
+      h("tr", { dataset: { worker: w.name } },
+        h("td", null, h("span", { class: "mono" }, w.name), h("br"), h("span", { class: "muted" }, w.queues.join(", "))),
+        h("td", null, badge(w.state)),
+        h("td", null, w.current_job
+          ? [h("a", { href: rqJob(w.current_job), class: "mono" }, w.current_job), h("br"),
+             h("span", { class: "muted" }, w.current_job_description || "")]
+          : h("span", { class: "muted" }, "–")),
+        h("td", { class: "num", title: w.last_heartbeat || "" }, fmtAge(w.heartbeat_age_seconds)),
+        h("td", { class: "num", title: w.resources_age_seconds === null ? "not published yet" : `sampled ${fmtAge(w.resources_age_seconds)}` },
+          w.cpu_percent === null ? "–" : `${w.cpu_percent.toFixed(1)} %`),
+        h("td", { class: "num" }, fmtBytes(w.rss_bytes))));
+    fill("card-workers", table(["worker", "state", "current job", ["heartbeat", "num"], ["CPU", "num"], ["RSS", "num"]], rows));
+  }
+
+  function renderSchedules(schedules) {
+    const rows = schedules.map((sc) => {
+      const toggle = sc.paused
+        ? h("button", { type: "button", dataset: { schedule: sc.name, action: "resume" },
+                        onclick: (e) => scheduleAction(sc.name, "resume", e.currentTarget) }, "Resume")
+        : h("button", { type: "button", dataset: { schedule: sc.name, action: "pause" },
+                        onclick: (e) => scheduleAction(sc.name, "pause", e.currentTarget) }, "Pause");
+      const run = h("button", { type: "button", dataset: { schedule: sc.name, action: "run" },
+                                onclick: (e) => scheduleAction(sc.name, "run", e.currentTarget) }, "Run now");
+      const next = timeCell(sc.next_run);
+      if (sc.paused && sc.next_run) next.append(h("br"), h("span", { class: "muted" }, "skipped while paused"));
+      return h("tr", { dataset: { schedule: sc.name } },
+        h("td", null, h("strong", null, sc.name), h("br"), h("span", { class: "muted" }, `queue ${sc.queue}`)),
+        h("td", null, h("code", null, sc.cron), " ", h("span", { class: "muted" }, sc.timezone)),
+        h("td", { class: "state" }, sc.paused ? badge("paused") : badge("active"),
+          sc.registered ? null : [h("br"), h("span", { class: "muted" }, "not registered yet")]),
+        next,
+        timeCell(sc.last_run),
+        h("td", null, sc.last_status ? badge(sc.last_status) : h("span", { class: "muted" }, "–"),
+          sc.last_run_id ? [h("br"), runLink(sc.last_run_id)] : null),
+        h("td", { class: "actions" }, toggle, run));
+    });
+    fill("card-schedules", table(["schedule", "cron", "state", "next run (UTC)", "last scheduled run", "its status", ""], rows));
+  }
+
+  function runRow(run, withAction) {
+    const duration = runDuration(run);
+    return h("tr", { dataset: { run: run.job_id, status: run.status } },
+      h("td", null, runLink(run.job_id)),
+      h("td", null, run.job_name),
+      h("td", null, badge(run.status)),
+      h("td", null, run.trigger),
+      timeCell(run.enqueued_at),
+      h("td", { class: "num" }, duration === null ? (run.started_at ? "running" : "–") : fmtDuration(duration)),
+      h("td", { class: "error" }, run.error || ""),
+      withAction ? h("td", { class: "actions" }, cancelButton(run), h("a", { href: rqJob(run.job_id), title: "open in rq-dashboard" }, "rq →")) : null);
+  }
+
+  function renderRuns(active, recent) {
+    const head = ["run", "job", "status", "trigger", "enqueued (UTC)", ["duration", "num"], "error"];
+    fill("card-runs",
+      h("h3", null, `Queued and running (${active.length})`),
+      active.length ? table([...head, ""], active.map((r) => runRow(r, true))) : h("p", { class: "muted" }, "Nothing queued or running."),
+      h("h3", null, "Recent runs"),
+      recent.length ? table([...head, ""], recent.map((r) => runRow(r, true))) : h("p", { class: "muted" }, "No runs yet."));
+  }
+
+  function renderAlerts(alerts) {
+    const counts = (w, label) => h("div", { dataset: { window: w } }, h("span", { class: "muted" }, label),
+      ["high", "medium", "low"].map((sev) => badge(`${alerts.by_severity[w][sev]} ${sev}`, sev)));
+    const rows = alerts.recent.map((a) =>
+      h("tr", { dataset: { alert: a.id } },
+        timeCell(a.created_at),
+        h("td", null, badge(a.severity)),
+        h("td", null, a.type),
+        h("td", null, h("strong", null, a.title), h("br"), h("span", { class: "muted" }, a.message)),
+        h("td", null, a.subject),
+        h("td", { class: "num" }, a.occurrences),
+        h("td", null, a.job_id ? runLink(a.job_id) : "–")));
+    fill("card-alerts", h("div", { class: "counts" }, counts("24h", "last 24 h"), counts("7d", "last 7 d")),
+      rows.length ? table(["created (UTC)", "severity", "type", "alert", "subject", ["seen", "num"], "run"], rows)
+        : h("p", { class: "muted" }, "No alerts."));
+  }
+
+  function render(data) {
+    serverNow = Date.parse(data.generated_at) || Date.now();
+    renderJobs(data.jobs);
+    renderChart(data.runs_per_hour);
+    renderQueues(data.queues);
+    renderWorkers(data.workers);
+    renderSchedules(data.schedules);
+    renderRuns(data.active_runs, data.recent_runs);
+    renderAlerts(data.alerts);
+    root.dataset.generatedAt = data.generated_at;
+    document.getElementById("refreshed").textContent = `updated ${fmtTime(data.generated_at)}:${data.generated_at.slice(17, 19)} UTC`;
+  }
+
+  async function refresh() {
+    if (loading) {
+      again = true; // an action finished during a refresh: load once more afterwards
+      return;
+    }
+    loading = true;
+    try {
+      const response = await fetch(urls.urlData, { headers: { Accept: "application/json" }, cache: "no-store",
+                                                   credentials: "same-origin" });
+      const body = await response.json().catch(() => null);
+      if (!response.ok || !body) throw new Error(body && body.error ? body.error.message : `HTTP ${response.status}`);
+      render(body);
+      root.dataset.loaded = "true";
+      if (document.getElementById("banner").dataset.kind === "refresh") banner("");
+    } catch (error) {
+      banner(`Could not refresh: ${error.message} (showing the last figures)`, true, "refresh");
+    } finally {
+      loading = false;
+      if (again) {
+        again = false;
+        refresh();
+      }
+    }
+  }
+
+  // --- run search --------------------------------------------------------------------------------
+  function runDetails(run) {
+    const field = (label, value) => [h("dt", null, label), h("dd", null, value)];
+    return h("div", { class: "search-hit", dataset: { run: run.job_id, status: run.status } },
+      h("dl", { class: "run" },
+        field("run", h("span", { class: "mono" }, run.job_id)),
+        field("job", run.job_name),
+        field("status", badge(run.status)),
+        field("trigger", run.trigger),
+        field("attempts", run.attempts),
+        field("enqueued", run.enqueued_at || "–"),
+        field("started", run.started_at || "–"),
+        field("ended", run.ended_at || "–"),
+        field("duration", fmtDuration(runDuration(run))),
+        run.error ? field("error", h("pre", { class: "error" }, run.error)) : null,
+        run.result ? field("result", h("pre", null, JSON.stringify(run.result, null, 2))) : null),
+      h("p", null, cancelButton(run), " ", h("a", { href: rqJob(run.job_id) }, "open in rq-dashboard →")));
+  }
+
+  async function search(query) {
+    const card = document.getElementById("search-result");
+    const body = card.querySelector(".body");
+    card.hidden = false;
+    body.replaceChildren(h("p", { class: "muted" }, `searching ${query}…`));
+    try {
+      const response = await fetch(`${urls.urlSearch}?q=${encodeURIComponent(query)}`,
+                                   { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      const data = await response.json().catch(() => null);
+      if (!response.ok) {
+        body.replaceChildren(h("p", { class: "banner error" }, data && data.error ? data.error.message : `HTTP ${response.status}`));
+        return;
+      }
+      body.replaceChildren(...(data.runs.length ? data.runs.map(runDetails)
+        : [h("p", { class: "muted" }, `No run with an id starting with ${query}.`)]));
+    } catch (error) {
+      body.replaceChildren(h("p", { class: "banner error" }, `Search failed: ${error.message}`));
+    }
+  }
+
+  document.getElementById("search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = event.currentTarget.elements.q.value.trim();
+    if (query) search(query);
+  });
+  document.getElementById("search-close").addEventListener("click", () => {
+    document.getElementById("search-result").hidden = true;
+  });
+
+  refresh();
+  setInterval(() => { if (!document.hidden) refresh(); }, refreshMs);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+})();

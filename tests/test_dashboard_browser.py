@@ -1,0 +1,385 @@
+"""The dashboard in a real headless Chromium (Debian's `chromium`, driven by Playwright).
+
+The app is served by werkzeug on a loopback port, with real Redis, a real worker process and
+SQLite (the page's SQL runs on both databases in test_dashboard.py). Every page is also checked
+for script errors and Content-Security-Policy violations.
+
+Skipped when Chromium or Playwright is missing, unless REQUIRE_BROWSER=1 (CI sets it).
+`make screenshots` runs `test_screenshots` with SCREENSHOT_DIR=screenshots.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from rq import Queue
+
+from tests.conftest import DASHBOARD_PASSWORD, DASHBOARD_USER
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--disable-dev-shm-usage"]
+PAYLOAD = '<img src=x onerror="window.__xss=1">'
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # requirements-dev.txt installs it
+    sync_playwright = expect = None
+
+_MISSING = ("playwright is not installed" if sync_playwright is None
+            else None if os.access(CHROMIUM, os.X_OK) else f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(_MISSING) and os.environ.get("REQUIRE_BROWSER") != "1", reason=_MISSING or ""),
+]
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """SQLite only: the browser tests are about the page; both databases run test_dashboard.py."""
+    return f"sqlite:///{tmp_path / 'browser.db'}"
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides):
+    return {**settings_overrides, "forecast_pipeline": "tests.pipelines:two_alerts"}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if _MISSING:
+        pytest.fail(f"REQUIRE_BROWSER=1 but {_MISSING}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(app):
+    """The test app on a loopback port, in a thread (it shares the test's Redis and database)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+
+
+class PageProblems(list):
+    """Script errors and CSP violations a page reported; the test fails on any."""
+
+
+@pytest.fixture
+def open_page(browser, live_server):
+    contexts = []
+    problems = PageProblems()
+
+    def open_(path: str = "/dashboard/", viewport=(1400, 1000)):
+        context = browser.new_context(
+            http_credentials={"username": DASHBOARD_USER, "password": DASHBOARD_PASSWORD},
+            viewport={"width": viewport[0], "height": viewport[1]},
+        )
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.on("console", lambda msg: problems.append(f"console: {msg.text}")
+                if msg.type == "error" and ("Content Security Policy" in msg.text or "Refused" in msg.text) else None)
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.last_response = page.goto(live_server + path)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert not problems, problems
+
+
+def wait_loaded(page) -> None:
+    page.wait_for_selector("#dashboard[data-loaded='true']")
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def run_status(client, job_id: str, job: str = "forecast") -> str:
+    return client.get(f"/api/jobs/{job}/{job_id}").get_json()["status"]
+
+
+def trigger(client, auth, job: str = "forecast") -> str:
+    response = client.post(f"/api/jobs/{job}/trigger", headers=auth)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    return response.get_json()["job_id"]
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+def test_login_is_required(open_page, browser, live_server):
+    """Headless Chromium shows no login prompt: without (right) credentials the navigation fails
+    or shows the 401 answer; with them the page loads."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for credentials in (None, {"username": DASHBOARD_USER, "password": "wrong"}):
+        context = browser.new_context(http_credentials=credentials)
+        try:
+            response = context.request.get(live_server + "/dashboard/data.json")
+            assert response.status == 401 and response.headers["www-authenticate"] == 'Basic realm="dashboard"'
+            page = context.new_page()
+            try:
+                refused = page.goto(live_server + "/dashboard/")
+            except PlaywrightError as exc:  # no credentials at all: Chromium gives up on the challenge
+                assert "ERR_INVALID_AUTH_CREDENTIALS" in str(exc)
+            else:  # wrong ones: Chromium shows the 401 answer
+                assert refused.status == 401
+                assert page.locator("#dashboard").count() == 0
+        finally:
+            context.close()
+    page = open_page()
+    assert page.last_response.status == 200
+    wait_loaded(page)
+    expect(page.locator("h1")).to_have_text("Forecast jobs")
+
+
+def test_cards_are_filled_from_a_real_run(open_page, client, auth, start_process):
+    job_id = trigger(client, auth)
+    start_process("-m", "workers")
+    wait_for(lambda: run_status(client, job_id) == "finished")
+    page = open_page()
+    assert page.last_response.status == 200
+    wait_loaded(page)
+
+    forecast = page.locator("#card-jobs tr[data-job='forecast']")
+    expect(forecast).to_contain_text("100.0 %")
+    assert forecast.locator("td").nth(1).inner_text() == "1"  # runs in the last 24 h
+    expect(page.locator("#chart-total")).to_have_text("1 runs in 24 h")
+    assert page.locator("#card-chart svg rect.bar-finished").count() == 1
+    expect(page.locator("#card-queues tbody tr")).to_have_count(4)
+    expect(page.locator("#card-queues tr[data-queue='forecast'] td[data-registry='finished']")).to_have_text("1")
+    expect(page.locator("#card-schedules tbody tr")).to_have_count(3)
+    expect(page.locator(f"#card-runs tr[data-run='{job_id}']").first).to_contain_text("finished")
+    expect(page.locator("#card-alerts [data-window='24h']")).to_contain_text("1 high")
+    expect(page.locator("#card-alerts tbody tr")).to_have_count(2)
+    worker = page.locator("#card-workers tbody tr").first
+    expect(worker).to_contain_text("idle")
+    expect(worker).to_contain_text("MiB")  # RSS the worker published itself
+    expect(worker.locator("td").nth(4)).to_contain_text("%")
+    assert page.locator(".card .rq-link").count() == page.locator(".card").count() - 1  # all but the search card
+
+
+def test_page_refreshes_itself_without_reloading(open_page, client, auth):
+    page = open_page()
+    wait_loaded(page)
+    page.evaluate("window.__sameDocument = true")
+    expect(page.locator("#card-runs")).to_contain_text("Nothing queued or running.")
+    job_id = trigger(client, auth)
+    expect(page.locator(f"#card-runs tr[data-run='{job_id}']").first).to_contain_text("queued", timeout=15000)
+    assert page.evaluate("window.__sameDocument") is True  # no navigation happened
+
+
+def test_pause_and_resume_a_schedule(open_page, client):
+    page = open_page()
+    wait_loaded(page)
+    row = page.locator("#card-schedules tr[data-schedule='forecast']")
+    expect(row.locator("td.state")).to_contain_text("active")
+    row.locator("button[data-action='pause']").click()
+    expect(row.locator("td.state")).to_contain_text("paused")
+    expect(page.locator("#banner")).to_contain_text("forecast")
+    assert {s["name"]: s["paused"] for s in client.get("/api/schedules").get_json()["schedules"]}["forecast"] is True
+    row.locator("button[data-action='resume']").click()
+    expect(row.locator("td.state")).to_contain_text("active")
+    assert not any(s["paused"] for s in client.get("/api/schedules").get_json()["schedules"])
+
+
+def test_run_a_schedule_now_and_409_is_shown(open_page, client, redis):
+    page = open_page()
+    wait_loaded(page)
+    button = page.locator("#card-schedules tr[data-schedule='cleanup'] button[data-action='run']")
+    button.click()
+    expect(page.locator("#banner")).to_contain_text("cleanup run queued")
+    expect(page.locator("#card-runs tr[data-status='queued']").first).to_contain_text("cleanup")
+    assert Queue("maintenance", connection=redis).count == 1
+    button.click()
+    expect(page.locator("#banner.error")).to_contain_text("already queued or running")
+
+
+class TestStop:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides):
+        return {**settings_overrides, "forecast_pipeline": "tests.pipelines:sleepy"}
+
+    def test_stop_a_running_run(self, open_page, client, auth, start_process):
+        job_id = trigger(client, auth)
+        start_process("-m", "workers")
+        wait_for(lambda: run_status(client, job_id) == "started")
+        page = open_page()
+        wait_loaded(page)
+        worker = page.locator("#card-workers tbody tr").first
+        expect(worker).to_contain_text("busy")
+        expect(worker).to_contain_text(job_id)
+        page.locator(f"#card-runs button[data-action='stop'][data-run='{job_id}']").first.click()
+        expect(page.locator("#banner")).to_contain_text("stop requested")
+        wait_for(lambda: run_status(client, job_id) == "stopped")
+        expect(page.locator(f"#card-runs tr[data-run='{job_id}']").first).to_contain_text("stopped", timeout=15000)
+        assert page.locator(f"button[data-run='{job_id}']").count() == 0
+
+
+def test_search_a_run_and_cancel_it(open_page, client, auth):
+    job_id = trigger(client, auth)
+    page = open_page()
+    wait_loaded(page)
+    page.fill("#search-q", job_id[:8])
+    page.press("#search-q", "Enter")
+    hit = page.locator(f"#search-result .search-hit[data-run='{job_id}']")
+    expect(hit).to_contain_text("queued")
+    hit.locator("button[data-action='cancel']").click()
+    expect(page.locator(f"#search-result .search-hit[data-run='{job_id}']")).to_contain_text("canceled")
+    assert run_status(client, job_id) == "canceled"
+    page.fill("#search-q", "no-such-run")
+    page.press("#search-q", "Enter")
+    expect(page.locator("#search-result")).to_contain_text("No run with an id starting with no-such-run.")
+
+
+def test_open_rq_dashboard_from_the_cards(open_page, client, auth):
+    trigger(client, auth)  # so rq-dashboard has a queue to list
+    page = open_page()
+    wait_loaded(page)
+    hrefs = page.eval_on_selector_all(".card .rq-link", "links => links.map(a => a.getAttribute('href'))")
+    assert hrefs and all(h.startswith("/dashboard/rq/") for h in hrefs)
+    page.locator("#card-workers .rq-link").click()
+    page.wait_for_url("**/dashboard/rq/0/view/workers")
+    expect(page.locator("body")).to_contain_text("Workers")
+    page.go_back()
+    wait_loaded(page)
+    page.locator("#card-queues .rq-link").click()
+    page.wait_for_url("**/dashboard/rq/")
+    expect(page.locator("body")).to_contain_text("forecast")  # rq-dashboard lists this app's queues
+
+
+def test_markup_in_job_data_is_shown_as_text(open_page, client, redis):
+    """Stored XSS attempts (job arguments, worker name, error text, alert text) stay text."""
+    from rq import Worker
+
+    from app.connections import db_session
+    from app.models import Alert, JobRun, utcnow
+
+    job = Queue("forecast", connection=redis).enqueue("tests.no_such_module.f", PAYLOAD, meta={"job_name": "forecast"})
+    worker = Worker(["forecast"], connection=redis, name="w-xss-img")
+    worker.register_birth()
+    worker.set_state("busy")
+    worker.set_current_job_id(job.id)
+    with db_session():
+        JobRun.create(id="xss-run", job_name="forecast", queue="forecast", trigger="manual", status="failed",
+                      enqueued_at=utcnow(), attempts=1, error=f"RuntimeError: {PAYLOAD}")
+        Alert.create(type="demand_spike", severity="high", title=PAYLOAD, message=PAYLOAD, subject=PAYLOAD,
+                     fingerprint="xss", figures={})
+    page = open_page()
+    wait_loaded(page)
+    expect(page.locator("#card-alerts")).to_contain_text(PAYLOAD)
+    expect(page.locator("#card-runs")).to_contain_text(PAYLOAD)
+    expect(page.locator("#card-workers")).to_contain_text(PAYLOAD)
+    page.fill("#search-q", "xss-run")
+    page.press("#search-q", "Enter")
+    expect(page.locator("#search-result pre.error")).to_contain_text(PAYLOAD)
+    assert page.locator("img").count() == 0
+    assert page.evaluate("window.__xss") is None
+
+    for path in (f"/dashboard/rq/0/view/job/{job.id}", "/dashboard/rq/0/view/workers",
+                 "/dashboard/rq/0/view/jobs/forecast/queued/8/asc/1"):
+        rq_page = open_page(path)
+        expect(rq_page.locator("body")).to_contain_text(job.id if "workers" not in path else "w-xss-img")
+        rq_page.wait_for_timeout(300)  # rq-dashboard renders its Underscore templates after a fetch
+        assert rq_page.locator("img[src='x']").count() == 0, path
+        assert rq_page.evaluate("window.__xss") is None, path
+
+
+# --- screenshots (`make screenshots`) ---------------------------------------------------------------
+
+
+def _history(now, count_per_job: int = 60) -> None:
+    """A week of varied runs and alerts, so every card and the chart have something to show."""
+    import random
+
+    from app.models import Alert, JobRun
+
+    rng = random.Random(5)
+    rows = []
+    for job, queue, base in (("forecast", "forecast", 40.0), ("daily-summary", "reports", 6.0),
+                             ("cleanup", "maintenance", 2.0)):
+        for i in range(count_per_job):
+            enqueued = now - timedelta(hours=rng.uniform(0.2, 24 if i % 2 else 24 * 7))
+            status = rng.choices(["finished", "failed", "stopped", "canceled", "skipped"], [88, 6, 2, 2, 2])[0]
+            started = enqueued + timedelta(seconds=rng.uniform(0.1, 3)) if status in ("finished", "failed", "stopped") else None
+            ended = started + timedelta(seconds=rng.lognormvariate(0, 0.4) * base) if started else enqueued
+            rows.append(dict(id=f"{job}-hist-{i:03d}", job_name=job, queue=queue, trigger=rng.choice(["scheduled", "manual"]),
+                             status=status, enqueued_at=enqueued, started_at=started, ended_at=ended, attempts=1,
+                             error="RuntimeError: upstream feed timed out" if status == "failed" else None))
+    JobRun.insert_many(rows).execute()
+    for i, (severity, kind, subject) in enumerate([("high", "capacity_warning", "line:L1"),
+                                                    ("medium", "demand_spike", "item:A@L1"),
+                                                    ("low", "capacity_warning", "line:L3"),
+                                                    ("medium", "demand_spike", "item:C@L2")]):
+        created = now - timedelta(hours=3 * i + 1)
+        Alert.create(type=kind, severity=severity, title=f"{kind.replace('_', ' ')} on {subject}",
+                     message="forecast load 112% of capacity" if kind == "capacity_warning" else "demand 9.1 MADs over baseline",
+                     subject=subject, fingerprint=f"{kind}|{subject}", figures={}, created_at=created, last_seen_at=created)
+
+
+class TestScreenshots:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides):
+        return {**settings_overrides, "forecast_pipeline": "tests.pipelines:sleepy"}
+
+    def test_screenshots(self, open_page, app, client, auth, redis, start_process, tmp_path):
+        from app.connections import db_session
+        from app.models import utcnow
+        from scheduler import ServiceScheduler
+
+        out = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
+        out.mkdir(parents=True, exist_ok=True)
+        with db_session():
+            _history(utcnow())
+        ServiceScheduler(app.config["SETTINGS"], redis).register_schedules()
+        client.post("/api/schedules/cleanup/pause", headers=auth)
+        running = trigger(client, auth)
+        queued = trigger(client, auth, "daily-summary")
+        start_process("-m", "workers", "forecast")  # serves forecasts only: daily-summary stays queued
+        wait_for(lambda: run_status(client, running) == "started")
+
+        page = open_page(viewport=(1440, 900))
+        wait_loaded(page)
+        expect(page.locator("#card-workers tbody tr").first).to_contain_text("busy")
+        expect(page.locator("#card-workers tbody tr").first).to_contain_text("MiB")
+        shots = {"dashboard.png": page}
+        page.screenshot(path=str(out / "dashboard.png"), full_page=True)
+        page.fill("#search-q", queued)
+        page.press("#search-q", "Enter")
+        expect(page.locator("#search-result .search-hit")).to_contain_text("queued")
+        page.locator("#search-result").screenshot(path=str(out / "dashboard-search.png"))
+        for name, path in (("rq-dashboard.png", "/dashboard/rq/"),
+                           ("rq-dashboard-workers.png", "/dashboard/rq/0/view/workers"),
+                           ("rq-dashboard-job.png", f"/dashboard/rq/0/view/job/{running}")):
+            rq_page = open_page(path, viewport=(1440, 900))
+            rq_page.wait_for_load_state("networkidle")
+            rq_page.screenshot(path=str(out / name), full_page=True)
+            shots[name] = rq_page
+        for name in [*shots, "dashboard-search.png"]:
+            data = (out / name).read_bytes()
+            assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
