@@ -125,8 +125,13 @@ def _holder_is_stale(redis: Redis, holder: str, ttl: int) -> bool:
     try:
         status = Job.fetch(holder, connection=redis).get_status(refresh=False)
     except NoSuchJobError:
-        return True
-    return status in RQ_ENDED
+        status = None
+    if status is not None and status not in RQ_ENDED:
+        return False
+    # A job can end before its run does (a fanned-out forecast finishes in its gather job).
+    with db_session():
+        row = JobRun.get_or_none(JobRun.id == holder)
+    return row is None or row.status in TERMINAL_VALUES
 
 
 def _take_slot(redis: Redis, spec: JobSpec, run_id: str, force: bool) -> str | None:

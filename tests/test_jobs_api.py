@@ -134,3 +134,14 @@ def test_stats_lists_tasks_queues_and_schedules(client, auth, run_worker):
     assert stats["last_24h"]["jobs"]["forecast"]["success"] == 1
     assert {s["name"]: s["cron"] for s in stats["schedules"]} == {
         "forecast": "0 */2 * * *", "daily-summary": "0 8 * * *", "cleanup": "0 0 * * 0"}
+
+
+def test_a_run_that_outlives_its_job_still_blocks_overlap(client, auth, redis):
+    """A fanned-out run's own RQ job finishes before the run does: the run still holds the job."""
+    from rq.job import Job, JobStatus
+
+    first = trigger(client, auth).get_json()["job_id"]
+    Job.fetch(first, connection=redis).set_status(JobStatus.FINISHED)
+    assert trigger(client, auth).get_json()["error"]["active_job_id"] == first
+    JobRun.update(status="finished").where(JobRun.id == first).execute()
+    assert trigger(client, auth).status_code == 202
