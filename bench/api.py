@@ -213,6 +213,24 @@ def start_bare(bench: Bench):
     return proc, f"http://127.0.0.1:{port}"
 
 
+def settle(base: str, budget: float = 60.0) -> float:
+    """Wait until gunicorn has answered what wrk left in its backlog: /healthz answers fast twice.
+
+    wrk stops sending at the end of its run, but requests already queued at the sync workers
+    are still served; the next measurement must not start behind them. Returns seconds waited.
+    """
+    began = time.monotonic()
+    fast = 0
+    while time.monotonic() - began < budget and fast < 2:
+        try:
+            _, _, seconds = http("GET", base + "/healthz", token=None, timeout=budget)
+        except OSError:
+            seconds = budget
+        fast = fast + 1 if seconds < 0.05 else 0
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
 def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencies=(16, 64), log=print) -> dict:
     redis = bench.redis_client()
     base = f"http://127.0.0.1:{bench.web_port}"
@@ -226,6 +244,7 @@ def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencie
             if key == "trigger":
                 _hold_forecast(redis)
             run_wrk(bare_base if key == "bare" else base, script, 16, 1)
+            settle(bare_base if key == "bare" else base)
             if key == "trigger":
                 _release_forecast(bench, redis)
         for round_no in range(rounds):
@@ -233,12 +252,14 @@ def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencie
                 for key, _, script in [("bare", "", bare_script), *plan]:
                     if key == "trigger":
                         _hold_forecast(redis)
-                    out = run_wrk(bare_base if key == "bare" else base, script, conns, seconds)
+                    target_base = bare_base if key == "bare" else base
+                    out = run_wrk(target_base, script, conns, seconds)
+                    out["settle_s"] = settle(target_base)
                     if key == "trigger":
                         out["canceled_rows"] = _release_forecast(bench, redis)
                     results[key][conns].append(out)
                     log(f"  api round {round_no + 1} c={conns} {key}: {out['rps']:.0f} req/s, "
-                        f"p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms"
+                        f"p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms (settled {out['settle_s']:.1f}s)"
                         + (f", codes 200={out['s200']} 202={out['s202']} 409={out['s409']} other={out['sother']}"
                            f" errors={out['errors']}" if out["sother"] or out["errors"] or key == "trigger" else ""))
     finally:

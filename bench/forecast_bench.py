@@ -147,21 +147,33 @@ def precision_recall(expected: set[str]) -> tuple[float, float, int]:
 class Workers:
     """`python -m workers forecast` processes with the benchmark's settings."""
 
+    started = 0
+
     def __init__(self, count: int, env: dict[str, str], logdir: Path):
-        self.procs = []
-        for i in range(count):
-            out = open(logdir / f"worker-{i}.log", "ab")
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "workers", "forecast", "--name", f"bench-{i}"],
+        self.procs, self.names = [], []
+        for _ in range(count):
+            Workers.started += 1  # a fresh name: RQ refuses one whose previous owner is still registered
+            name = f"bench-{os.getpid()}-{Workers.started}"
+            out = open(logdir / f"{name}.log", "ab")
+            self.procs.append(subprocess.Popen([sys.executable, "-m", "workers", "forecast", "--name", name],
                                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT))
+            self.names.append(name)
             out.close()
+        self.logdir = logdir
+
+    def check(self) -> None:
+        dead = [name for name, p in zip(self.names, self.procs) if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"worker(s) {', '.join(dead)} exited; see {self.logdir}")
 
     def wait_ready(self, redis, timeout: float = 30) -> None:
         from rq import Worker
 
         deadline = time.monotonic() + timeout
-        while len(Worker.all(connection=redis)) < len(self.procs):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
-                raise RuntimeError("workers did not start; see their logs")
+        while not set(self.names) <= {w.name for w in Worker.all(connection=redis)}:
+            self.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"workers did not register within {timeout}s; see {self.logdir}")
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -183,15 +195,20 @@ def timed_run(settings: Settings, redis, workers: Workers, expected: set[str]) -
     sampler.start()
     load_average = os.getloadavg()[0]
     began = time.perf_counter()
-    outcome = runs.enqueue_run("forecast", redis=redis, settings=settings, trigger="manual")
-    while True:
-        with db_session():
-            row = JobRun.get_by_id(outcome.run_id)
-        if row.status in runs.TERMINAL_VALUES:
-            break
-        time.sleep(0.01)
-    wall = time.perf_counter() - began
-    total_peak = sampler.stop()
+    try:
+        outcome = runs.enqueue_run("forecast", redis=redis, settings=settings, trigger="manual")
+        while True:
+            with db_session():
+                row = JobRun.get_by_id(outcome.run_id)
+            if row.status in runs.TERMINAL_VALUES:
+                break
+            if time.perf_counter() - began > settings.job_timeout:
+                raise RuntimeError(f"run {row.id} still {row.status} after {settings.job_timeout}s")
+            workers.check()
+            time.sleep(0.01)
+        wall = time.perf_counter() - began
+    finally:
+        total_peak = sampler.stop()
     if row.status != "finished":
         raise RuntimeError(f"run {row.id} {row.status}: {row.error}")
     result = row.result
@@ -235,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     logdir = Path(pg_server.dir)
     try:
         overrides: dict[str, Any] = {"redis_url": redis_server.url, "database_url": pg_server.url,
-                                     "log_level": "WARNING", "job_max_retries": 0}
+                                     "log_level": "WARNING", "job_max_retries": 0, "job_timeout": 600}
         if args.threshold is not None:
             overrides["forecast_fanout_threshold"] = args.threshold
         chunk_sizes = [int(c) for c in args.chunk_size.split(",")] if args.chunk_size else [None]
@@ -322,8 +339,8 @@ def report(cases: list[Case], qualities: dict[int, dict[str, Any]], seeds: dict[
     print()
     head = ("series", "train days", "sMAPE ours (all)", "sample", "sMAPE ours", "sMAPE statsmodels",
             "ours ms/series", "statsmodels ms/series", "seed s")
-    rows = [(f"{n:,}", str(q["train_days"]), f"{q['ours_all']:.2f}", str(q["sample"]), f"{q['ours_sample']:.2f}",
-             f"{q['statsmodels_sample']:.2f}", f"{q['ours_ms_per_series']:.3f}",
+    rows = [(f"{n:,}", str(q["train_days"]), f"{q['ours_all']:.3f}", str(q["sample"]), f"{q['ours_sample']:.3f}",
+             f"{q['statsmodels_sample']:.3f}", f"{q['ours_ms_per_series']:.3f}",
              f"{q['statsmodels_ms_per_series']:.1f}", f"{seeds[n]:.0f}") for n, q in qualities.items()]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))

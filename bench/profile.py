@@ -1,10 +1,13 @@
 """Where the time goes: py-spy samples of the service's processes under a bench load.
 
     .venv/bin/python bench/profile.py api /api/alerts?severity=high     # gunicorn workers under wrk
+    .venv/bin/python bench/profile.py api status '/api/alerts?severity=high&cursor={alerts_cursor}'  # several
     .venv/bin/python bench/profile.py worker --jobs 2000                 # a worker draining tracked jobs
     .venv/bin/python bench/profile.py api /api/jobs/stats --rows 1000000 --seconds 20
     .venv/bin/python bench/profile.py timeline --jobs 500             # per-job segments, no sampler
     .venv/bin/python bench/profile.py redis-ops --jobs 1000           # Redis commands per job, RQ vs Celery
+    .venv/bin/python bench/profile.py cleanup --expired 3000000       # the cleanup's statements, timed apart
+    .venv/bin/python bench/profile.py explain --rows 1000000          # EXPLAIN ANALYZE of the API's queries
 
 Starts its own Redis and PostgreSQL and the Procfile's processes as bench/run.py does, loads
 `--rows` history rows and alerts (api), then samples with `py-spy record --format raw`
@@ -63,21 +66,26 @@ def record(pid: int, seconds: float, out: Path, idle: bool, rate: int = 200) -> 
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def profile_api(bench: Bench, args) -> Path:
+def profile_api(bench: Bench, args) -> list[tuple[str, Path]]:
     loaded = api.load(bench, args.rows, print)
+    cursors = loaded["cursors"]
     web = bench.start_web()
     bench.start_worker()
-    script = api.write_script(bench.workdir, "profile", "status" if args.path == "status" else "get",
-                              "/api/jobs/forecast/" if args.path == "status" else args.path, loaded["ids_file"])
-    api.run_wrk(f"http://127.0.0.1:{bench.web_port}", script, args.connections, 2)  # warm-up
-    raw = bench.workdir / "api.raw"
-    spy = record(web.pid, args.seconds, raw, args.idle)
-    time.sleep(1)
-    result = api.run_wrk(f"http://127.0.0.1:{bench.web_port}", script, args.connections, args.seconds - 2)
-    spy.wait(args.seconds + 60)
-    print(f"wrk: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
-          f"codes 200={result['s200']} other={result['sother']}")
-    return raw
+    out = []
+    for n, path in enumerate(args.paths):
+        path = path.replace("{history_cursor}", cursors["history"]).replace("{alerts_cursor}", cursors["alerts"])
+        script = api.write_script(bench.workdir, f"profile{n}", "status" if path == "status" else "get",
+                                  "/api/jobs/forecast/" if path == "status" else path, loaded["ids_file"])
+        api.run_wrk(f"http://127.0.0.1:{bench.web_port}", script, args.connections, 2)  # warm-up
+        raw = bench.workdir / f"api{n}.raw"
+        spy = record(web.pid, args.seconds, raw, args.idle)
+        time.sleep(1)
+        result = api.run_wrk(f"http://127.0.0.1:{bench.web_port}", script, args.connections, args.seconds - 2)
+        spy.wait(args.seconds + 60)
+        print(f"{path[:80]}: wrk {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, p99 "
+              f"{result['p99_ms']:.1f} ms, codes 200={result['s200']} other={result['sother']}")
+        out.append((path, raw))
+    return out
 
 
 def profile_worker(bench: Bench, args) -> Path:
@@ -225,11 +233,125 @@ def redis_ops(bench: Bench, args) -> None:
         print(f"{kind}: {total / args.jobs:.1f} Redis commands per job (incl. enqueue; {idle_s:.0f}s) - {top}")
 
 
+def cleanup_sql(bench: Bench, args) -> None:
+    """The cleanup job's batch statements timed apart, and alternatives on the same table.
+
+    Loads --expired alerts past the retention (and --rows recent ones), then deletes
+    --per-method rows with each method in turn, timing every statement (no writer).
+    """
+    from datetime import timedelta
+
+    from bench import data
+    from app.models import utcnow
+
+    conn = bench.pg(autocommit=False)
+    data.load_alerts(conn, args.rows, *data.recent_window())
+    data.load_alerts(conn, args.expired, *data.expired_window(), seed=11)
+    conn.autocommit = True
+    cutoff = utcnow() - timedelta(days=90)
+    cur = conn.cursor()
+    batch = args.batch
+
+    def job_batches(limit_rows):  # workers.jobs._delete_in_batches, statement for statement
+        sel = dele = 0.0
+        done = 0
+        while done < limit_rows:
+            conn.autocommit = False
+            t = time.perf_counter()
+            cur.execute("SELECT id FROM alerts WHERE created_at < %s LIMIT %s", (cutoff, batch))
+            ids = [r[0] for r in cur.fetchall()]
+            sel += time.perf_counter() - t
+            if not ids:
+                conn.commit()
+                break
+            t = time.perf_counter()
+            cur.execute("DELETE FROM alerts WHERE id IN %s", (tuple(ids),))
+            done += cur.rowcount
+            conn.commit()
+            dele += time.perf_counter() - t
+        conn.autocommit = True
+        return done, sel, dele
+
+    def one_statement(limit_rows, size):  # the id list never leaves the server; oldest first
+        done, took = 0, 0.0
+        while done < limit_rows:
+            t = time.perf_counter()
+            cur.execute("DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE created_at < %s "
+                        "ORDER BY created_at LIMIT %s)", (cutoff, size))
+            took += time.perf_counter() - t
+            if not cur.rowcount:
+                break
+            done += cur.rowcount
+        return done, took
+
+    cur.execute("EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM alerts WHERE created_at < %s LIMIT %s", (cutoff, batch))
+    print("first batch's SELECT:\n  " + "\n  ".join(r[0] for r in cur.fetchall()))
+    done, sel, dele = job_batches(args.per_method)
+    print(f"job's batches ({batch}/batch, ids to the client and back): {done:,} rows in {sel + dele:.1f}s = "
+          f"{done / (sel + dele):,.0f} rows/s; SELECT {sel:.1f}s, DELETE {dele:.1f}s")
+    cur.execute("EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM alerts WHERE created_at < %s LIMIT %s", (cutoff, batch))
+    print(f"SELECT after {done:,} deleted:\n  " + "\n  ".join(r[0] for r in cur.fetchall()))
+    for size in (batch, batch * 10):
+        done, took = one_statement(args.per_method, size)
+        print(f"one statement, oldest first ({size}/batch): {done:,} rows in {took:.1f}s = {done / took:,.0f} rows/s")
+
+
+def explain(bench: Bench, args) -> None:
+    """EXPLAIN ANALYZE of the API's queries as peewee builds them (with 1M rows), and alternatives."""
+    from app.config import Settings
+    from app.connections import bind_database
+    from app.models import Alert, JobRun, utcnow
+    from app.pagination import decode_cursor
+
+    loaded = api.load(bench, args.rows, print)
+    bind_database(Settings(_env_file=None, redis_url=bench.redis_url, database_url=bench.database_url))
+    conn = bench.pg()
+    cur = conn.cursor()
+
+    def show(title, query):
+        sql, params = query.sql()
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        plan = [r[0] for r in cur.fetchall()]
+        print(f"-- {title}\n   {cur.mogrify(sql, params).decode()[:400]}")
+        print("   " + "\n   ".join(plan))
+
+    def pages(model, base, time_field, id_field, cursor, id_type):
+        at, row_id = decode_cursor(cursor, id_type)
+        order = (time_field.desc(), id_field.desc())
+        show(f"{model.__name__}: first page", base.order_by(*order).limit(51))
+        show(f"{model.__name__}: deep page as keyset_page builds it (OR)",
+             base.where((time_field < at) | ((time_field == at) & (id_field < row_id))).order_by(*order).limit(51))
+        show(f"{model.__name__}: deep page with a redundant bound on the time column",
+             base.where((time_field <= at) & ((time_field < at) | ((time_field == at) & (id_field < row_id))))
+             .order_by(*order).limit(51))
+
+    history = JobRun.select().where((JobRun.job_name == "forecast") & (JobRun.status == "finished")
+                                    & (JobRun.trigger == "scheduled"))
+    pages(JobRun, history, JobRun.enqueued_at, JobRun.id, loaded["cursors"]["history"], str)
+    alerts = Alert.select().where((Alert.severity == "high") & (Alert.source == "scheduled_job"))
+    pages(Alert, alerts, Alert.created_at, Alert.id, loaded["cursors"]["alerts"], int)
+    from datetime import timedelta
+
+    since = utcnow() - timedelta(hours=24)
+    show("stats: run_stats(24) rows", JobRun.select(JobRun.job_name, JobRun.status, JobRun.started_at,
+                                                     JobRun.ended_at).where(JobRun.enqueued_at >= since))
+    import peewee
+
+    show("stats: the same per job (job_name IN ...: the (job_name, enqueued_at, id) index), grouped in SQL",
+         JobRun.select(JobRun.job_name, JobRun.status, peewee.fn.COUNT(JobRun.id))
+         .where(JobRun.job_name.in_(["forecast", "daily-summary", "cleanup"]) & (JobRun.enqueued_at >= since))
+         .group_by(JobRun.job_name, JobRun.status))
+    show("stats: last scheduled run of a job (read_schedules)",
+         JobRun.select().where((JobRun.job_name == "forecast") & (JobRun.trigger == "scheduled"))
+         .order_by(JobRun.enqueued_at.desc()).limit(1))
+    conn.close()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     p_api = sub.add_parser("api")
-    p_api.add_argument("path", help="a GET path, or 'status' for random run ids")
+    p_api.add_argument("paths", nargs="+", help="GET paths, or 'status' for random run ids")
     p_api.add_argument("--rows", type=int, default=200_000)
     p_api.add_argument("--connections", type=int, default=16)
     p_worker = sub.add_parser("worker")
@@ -240,6 +362,13 @@ def main(argv=None) -> int:
     p_ops = sub.add_parser("redis-ops")
     p_ops.add_argument("--jobs", type=int, default=1000)
     p_ops.add_argument("--kinds", default="project,rq-fork,rq-simple,celery")
+    p_cl = sub.add_parser("cleanup")
+    p_cl.add_argument("--expired", type=int, default=3_000_000)
+    p_cl.add_argument("--rows", type=int, default=1_000_000)
+    p_cl.add_argument("--per-method", type=int, default=1_000_000)
+    p_cl.add_argument("--batch", type=int, default=5000)
+    p_ex = sub.add_parser("explain")
+    p_ex.add_argument("--rows", type=int, default=1_000_000)
     for p in (p_api, p_worker):
         p.add_argument("--seconds", type=float, default=15)
         p.add_argument("--idle", action="store_true")
@@ -250,6 +379,12 @@ def main(argv=None) -> int:
     try:
         bench.start_servers()
         bench.migrate()
+        if args.what == "explain":
+            explain(bench, args)
+            return 0
+        if args.what == "cleanup":
+            cleanup_sql(bench, args)
+            return 0
         if args.what == "redis-ops":
             redis_ops(bench, args)
             return 0
@@ -258,7 +393,11 @@ def main(argv=None) -> int:
             return 0
         if args.what == "api":
             bench.start_scheduler()
-            raw = profile_api(bench, args)
+            raws = profile_api(bench, args)
+            for path, raw in raws:
+                print(f"== {path}")
+                print(summarize(raw, args.top, args.focus))
+            return 0
         else:
             raw = profile_worker(bench, args)
     finally:

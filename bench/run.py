@@ -221,7 +221,7 @@ def main(argv=None) -> int:
             log(f"api: {args.api_rounds} round(s) of {args.api_seconds}s wrk runs at 16 and 64 connections")
             results["api"] = api.run(bench, loaded, rounds=args.api_rounds, seconds=args.api_seconds, log=log)
             log(f"api: {args.accept_runs} sequential plain accepts")
-            time.sleep(5)  # gunicorn has answered the requests wrk left in its backlog
+            api.settle(base)  # gunicorn has answered the requests wrk left in its backlog
             results["accept"] = jobpath.latency(bench, args.accept_runs, log)
 
         if "cleanup" in args.sections:

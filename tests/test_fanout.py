@@ -198,17 +198,27 @@ def test_small_runs_stay_in_line(app, client, auth, redis, settings):
         Job.fetch(chunk_job_id(run_id, 0), connection=redis)
 
 
-def test_cancel_fanout_cancels_pending_chunks_and_frees_the_job(app, client, auth, redis):
-    seed()
+def test_cancel_fanout_cancels_pending_chunks_and_lets_a_waiting_run_go(app, client, auth, redis):
+    expected = seed()
     run_id = trigger(client, auth).get_json()["job_id"]
     work(app, max_jobs=1)  # fanned out; chunks queued
+    forced = trigger(client, auth, json={"force": True}).get_json()["job_id"]
+    queue = Queue("forecast", connection=redis)
+    queue.remove(forced)
+    queue.push_job_id(forced, at_front=True)
+    work(app, max_jobs=1)  # the forced run fans out behind the first one's gather
+    assert Job.fetch(chunk_job_id(forced, 0), connection=redis).get_status() == JobStatus.DEFERRED
+
     assert cancel_fanout(redis, run_id) is True
     run = client.get(f"/api/jobs/forecast/{run_id}").get_json()
     assert run["status"] == "canceled" and run["error"] == "canceled by request"
     assert Job.fetch(gather_job_id(run_id), connection=redis).get_status() == JobStatus.CANCELED
     assert all(Job.fetch(chunk_job_id(run_id, i), connection=redis).get_status() == JobStatus.CANCELED
                for i in range(CHUNKS))
-    assert Queue("forecast", connection=redis).count == 0
+    assert sorted(queue.job_ids) == [chunk_job_id(forced, i) for i in range(CHUNKS)]  # no longer waiting
     assert cancel_fanout(redis, run_id) is False  # nothing left to cancel
-    assert trigger(client, auth).status_code == 202
-    assert stored_alerts() == []
+
+    work(app)
+    assert client.get(f"/api/jobs/forecast/{forced}").get_json()["status"] == "finished"
+    assert stored_alerts() == expected
+    assert runs.active_run_id(redis, "forecast") is None

@@ -300,7 +300,7 @@ def cancel_fanout(connection: Redis, run_id: str) -> bool:
         return False
     if gather_job.get_status() in ENDED or gather_job.get_status() == JobStatus.STARTED:
         return False  # ended, or finishing the run right now
-    gather_job.cancel()
+    gather_job.cancel(enqueue_dependents=True)  # a run queued behind this one goes ahead
     for chunk in Job.fetch_many(gather_job.kwargs.get("chunk_ids", []), connection=connection):
         status = chunk.get_status() if chunk is not None else None
         if status == JobStatus.STARTED:
