@@ -358,6 +358,13 @@ def cancel_run(job_name: str, run_id: str, *, redis: Redis) -> RunStatus:
             return RunStatus.STARTED
         except InvalidJobOperation:
             rq_status = job.get_status(refresh=True)
+    if rq_status == JobStatus.FINISHED:
+        # The run's own job is done but its row is open: a fanned-out forecast still in its chunks.
+        from workers.forecast_chunks import cancel_fanout
+
+        if cancel_fanout(redis, run_id):
+            log.info("%s run %s canceled with its chunks", job_name, run_id, extra={"job_id": run_id, "job_name": job_name})
+            return RunStatus.CANCELED
     if rq_status in RQ_ENDED:
         with db_session():
             raise RunAlreadyEnded(get_run(job_name, run_id))

@@ -222,3 +222,13 @@ def test_cancel_fanout_cancels_pending_chunks_and_lets_a_waiting_run_go(app, cli
     assert client.get(f"/api/jobs/forecast/{forced}").get_json()["status"] == "finished"
     assert stored_alerts() == expected
     assert runs.active_run_id(redis, "forecast") is None
+
+
+def test_cancel_through_the_api_reaches_a_fanned_out_run(app, client, auth, redis):
+    seed()
+    run_id = trigger(client, auth).get_json()["job_id"]
+    work(app, max_jobs=1)  # fanned out; its own job finished, chunks queued
+    response = client.post(f"/api/jobs/forecast/{run_id}/cancel", headers=auth)
+    assert response.status_code == 200 and response.get_json()["status"] == "canceled"
+    assert Job.fetch(gather_job_id(run_id), connection=redis).get_status() == JobStatus.CANCELED
+    assert trigger(client, auth).status_code == 202

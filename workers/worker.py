@@ -91,6 +91,7 @@ def preload() -> None:
     """Import job code before forking so each work-horse starts warm."""
     import numpy  # noqa: F401
 
+    import workers.forecast_chunks  # noqa: F401
     import workers.jobs  # noqa: F401
     from app.forecast import pipeline  # noqa: F401
 
