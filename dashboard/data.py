@@ -21,7 +21,7 @@ from rq.job import Job
 from app.api.serializers import alert_json, iso, run_json
 from app.config import Settings
 from app.connections import database
-from app.models import Alert, JobRun, utcnow
+from app.models import Alert, DailySummary, JobRun, utcnow
 from app.runs import RunStatus, TERMINAL_VALUES
 from app.stats import (duration_seconds_sql, hour_bucket_sql, is_postgres, percentile, queue_stats,
                        schedule_json, worker_resources)
@@ -53,7 +53,16 @@ def dashboard_data(redis: Redis, settings: Settings) -> dict:
         "active_runs": active_runs(),
         "recent_runs": recent_runs(),
         "alerts": alert_summary(now),
+        "daily_report": latest_daily_report(),
     }
+
+
+def latest_daily_report() -> dict | None:
+    """The newest stored daily summary (what the `daily-summary` job posts to the webhook)."""
+    row = DailySummary.select().order_by(DailySummary.day.desc()).first()
+    if row is None:
+        return None
+    return {"date": row.day.isoformat(), "job_id": row.job_id, "created_at": iso(row.created_at), **row.report}
 
 
 def _summary(counts: dict[str, int], p50: float | None, p95: float | None, n: int) -> dict:

@@ -644,3 +644,13 @@ def test_unreadable_published_figures_do_not_break_the_page(app, client, creds, 
     row = client.get("/dashboard/data.json", headers=creds).get_json()["workers"][0]
     assert (row["cpu_percent"], row["rss_bytes"]) == (None, None)
     assert client.get("/metrics").status_code == 200
+
+
+def test_data_carries_the_latest_daily_report(client, creds, auth, run_worker):
+    assert client.get("/dashboard/data.json", headers=creds).get_json()["daily_report"] is None
+    job_id = client.post("/api/jobs/daily-summary/trigger", headers=auth).get_json()["job_id"]
+    run_worker()
+    report = client.get("/dashboard/data.json", headers=creds).get_json()["daily_report"]
+    assert report["job_id"] == job_id and report["alerts"]["total"] == 0
+    assert report["date"] == client.get(f"/api/jobs/daily-summary/{job_id}").get_json()["result"]["date"]
+    assert 'id="card-report"' in client.get("/dashboard/", headers=creds).get_data(as_text=True)

@@ -310,6 +310,22 @@
         : h("p", { class: "muted" }, "No alerts."));
   }
 
+  function renderReport(report) {
+    if (!report) {
+      fill("card-report", h("p", { class: "muted" }, "No daily report yet (the daily-summary job stores one a day)."));
+      return;
+    }
+    const pairs = (obj) => Object.entries(obj || {}).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+    const runs = Object.entries(report.runs || {}).map(([job, byStatus]) => h("li", null, `${job}: ${pairs(byStatus)}`));
+    fill("card-report",
+      h("p", null, h("strong", null, `${report.date} (UTC)`), " ", h("span", { class: "muted" }, `stored ${fmtTime(report.created_at)} by `),
+        report.job_id ? runLink(report.job_id) : "–"),
+      h("p", null, `${report.alerts.total} alerts: `, ["high", "medium", "low"].map((sev) =>
+        badge(`${(report.alerts.by_severity || {})[sev] || 0} ${sev}`, sev))),
+      h("p", { class: "muted" }, `by type: ${pairs(report.alerts.by_type)}; by source: ${pairs(report.alerts.by_source)}`),
+      runs.length ? h("ul", null, runs) : h("p", { class: "muted" }, "No runs that day."));
+  }
+
   function render(data) {
     serverNow = Date.parse(data.generated_at) || Date.now();
     renderJobs(data.jobs);
@@ -319,6 +335,7 @@
     renderSchedules(data.schedules);
     renderRuns(data.active_runs, data.recent_runs);
     renderAlerts(data.alerts);
+    renderReport(data.daily_report);
     root.dataset.generatedAt = data.generated_at;
     document.getElementById("refreshed").textContent = `updated ${fmtTime(data.generated_at)}:${data.generated_at.slice(17, 19)} UTC`;
   }
