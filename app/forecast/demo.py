@@ -130,6 +130,9 @@ def seed_demo(items: int = 12, days: int = 180, seed: int = 7, replace: bool = T
                 insert_demand(rows)
                 rows = []
         insert_demand(rows)
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        with db_session():
+            database.execute_sql("ANALYZE demand_history")  # fresh statistics for the forecast's queries
 
     subjects = {f"line:{code}": "high" for code in data.overloaded_lines}
     subjects.update({f"item:{item}@{line}": "medium" for item, line in data.spiking_series})
