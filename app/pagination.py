@@ -35,7 +35,8 @@ def keyset_page(query, time_field, id_field, cursor: str | None, limit: int, id_
     """Newest-first page after `cursor`; returns (rows, next_cursor or None)."""
     if cursor:
         at, row_id = decode_cursor(cursor, id_type)
-        query = query.where((time_field < at) | ((time_field == at) & (id_field < row_id)))
+        # The redundant `time <= at` lets the database bound its index scan (an OR cannot be).
+        query = query.where((time_field <= at) & ((time_field < at) | (id_field < row_id)))
     rows = list(query.order_by(time_field.desc(), id_field.desc()).limit(limit + 1))
     next_cursor = None
     if len(rows) > limit:

@@ -55,7 +55,7 @@ def run_stats(hours: int = 24) -> dict:
     since = utcnow() - timedelta(hours=hours)
     rows = (
         JobRun.select(JobRun.job_name, JobRun.status, JobRun.started_at, JobRun.ended_at)
-        .where(JobRun.enqueued_at >= since)
+        .where(JobRun.job_name.in_(list(JOBS)) & (JobRun.enqueued_at >= since))  # uses (job_name, enqueued_at)
         .tuples()
     )
     per_job = {name: {"by_status": {}, "durations": []} for name in JOBS}

@@ -117,12 +117,13 @@ def generate_daily_summary(job_id: str, settings: Settings) -> dict:
 def _delete_in_batches(model, condition, batch_size: int) -> int:
     """Delete matching rows a batch per transaction, so writers never wait on one huge delete."""
     deleted = 0
+    key = model._meta.primary_key
     while True:
-        with database.atomic():
-            ids = [row[0] for row in model.select(model._meta.primary_key).where(condition).limit(batch_size).tuples()]
-            if not ids:
-                return deleted
-            deleted += model.delete().where(model._meta.primary_key.in_(ids)).execute()
+        with database.atomic():  # one server-side statement a batch: no ids travel through Python
+            batch = model.delete().where(key.in_(model.select(key).where(condition).limit(batch_size))).execute()
+        if not batch:
+            return deleted
+        deleted += batch
 
 
 @tracked("cleanup")
