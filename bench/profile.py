@@ -284,6 +284,42 @@ def cleanup_sql(bench: Bench, args) -> None:
             done += cur.rowcount
         return done, took
 
+    if args.real:  # the job's own function, through peewee, each statement timed
+        from app.config import Settings
+        from app.connections import bind_database, database, db_session
+        from app.models import Alert
+        from workers.jobs import _delete_in_batches
+
+        bind_database(Settings(_env_file=None, redis_url=bench.redis_url, database_url=bench.database_url))
+        timings = []
+        real_execute = database.obj.execute_sql
+
+        def timed(sql, params=None, *a, **kw):
+            t = time.perf_counter()
+            try:
+                return real_execute(sql, params, *a, **kw)
+            finally:
+                timings.append((sql.split()[0], time.perf_counter() - t))
+
+        database.obj.execute_sql = timed
+        began = time.perf_counter()
+        with db_session():
+            deleted = _delete_in_batches(Alert, Alert.created_at < cutoff, batch)
+        took = time.perf_counter() - began
+        sql_total = sum(t for _, t in timings)
+        print(f"workers.jobs._delete_in_batches: {deleted:,} rows in {took:.1f}s = {deleted / took:,.0f} rows/s; "
+              f"SQL {sql_total:.1f}s, Python (peewee, lists) {took - sql_total:.1f}s")
+        for verb in ("SELECT", "DELETE", "COMMIT", "BEGIN"):
+            ts = [t for v, t in timings if v.upper() == verb]
+            if ts:
+                tenth = max(1, len(ts) // 10)
+                print(f"  {verb}: {len(ts)} statements, {sum(ts):.1f}s; mean first 10% {1000 * sum(ts[:tenth]) / tenth:.1f} ms"
+                      f", last 10% {1000 * sum(ts[-tenth:]) / tenth:.1f} ms")
+        return
+    if args.one_statement:  # the proposal alone, on the whole expired set
+        done, took = one_statement(args.expired, batch)
+        print(f"one statement, oldest first ({batch}/batch): {done:,} rows in {took:.1f}s = {done / took:,.0f} rows/s")
+        return
     cur.execute("EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM alerts WHERE created_at < %s LIMIT %s", (cutoff, batch))
     print("first batch's SELECT:\n  " + "\n  ".join(r[0] for r in cur.fetchall()))
     done, sel, dele = job_batches(args.per_method)
@@ -367,6 +403,8 @@ def main(argv=None) -> int:
     p_cl.add_argument("--rows", type=int, default=1_000_000)
     p_cl.add_argument("--per-method", type=int, default=1_000_000)
     p_cl.add_argument("--batch", type=int, default=5000)
+    p_cl.add_argument("--one-statement", action="store_true", help="only the server-side DELETE ... IN (SELECT ...)")
+    p_cl.add_argument("--real", action="store_true", help="run workers.jobs._delete_in_batches itself, timed")
     p_ex = sub.add_parser("explain")
     p_ex.add_argument("--rows", type=int, default=1_000_000)
     for p in (p_api, p_worker):

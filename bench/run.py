@@ -104,7 +104,7 @@ def build_rows(results: dict, args) -> list[tuple[str, str, str, str, str, str]]
             rows_info = ""
             if kind == "project":
                 finished = sum(r.get("rows", {}).get("finished", 0) for r in runs)
-                rows_info = f", {finished:,}/{sum(r['jobs'] for r in runs):,} rows finished"
+                rows_info = f", history rows finished: {finished:,}/{sum(r['jobs'] for r in runs):,} (all rounds)"
             failed = sum(r["failed"] for r in runs)
             rows.append(("job path", f"{args.jobs:,} short jobs: {jobpath.LABELS[kind]}, {procs} proc"
                          + ("s" if procs != "1" else "") + rows_info + (f", {failed} FAILED" if failed else ""),
