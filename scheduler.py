@@ -117,7 +117,7 @@ class ServiceScheduler(Scheduler):
                 self.connection.delete(SLOT_KEY.format(name=name, epoch=int(slot.timestamp())))
                 raise
         now = utcnow()
-        if claimed:
+        if claimed and not paused:
             self._record_missed(name, cron, slot, now)
         next_time = next_fire_time(cron, max(now, slot))
         self.connection.zadd(self.scheduled_jobs_key, {template_id(name): to_unix(next_time)})
