@@ -163,7 +163,7 @@ def load(bench: Bench, rows: int, log) -> dict:
     conn.close()
     ids_file = bench.workdir / "run-ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
-    return {"ids_file": ids_file, "cursors": cursors}
+    return {"ids_file": ids_file, "cursors": cursors, "rows": rows}
 
 
 def targets(bench: Bench, loaded: dict) -> list[tuple[str, str, Path]]:
@@ -174,12 +174,14 @@ def targets(bench: Bench, loaded: dict) -> list[tuple[str, str, Path]]:
     return [
         ("trigger", "trigger forecast (alternating 202 force / 409)",
          write_script(wd, "trigger", "trigger", "/api/jobs/forecast/trigger")),
-        ("status", "status of a random run (1M rows)",
+        ("status", f"status of a random run ({loaded['rows']:,} rows)",
          write_script(wd, "status", "status", "/api/jobs/forecast/", loaded["ids_file"])),
-        ("history_first", "history, first page (status+trigger filter)", write_script(wd, "hist1", "get", hist)),
+        ("history_first", f"history, first page (status+trigger filter, {loaded['rows']:,} rows)",
+         write_script(wd, "hist1", "get", hist)),
         ("history_deep", "history, deep cursor page (90% down)",
          write_script(wd, "hist2", "get", f"{hist}&cursor={loaded['cursors']['history']}")),
-        ("alerts_first", "alerts, first page (severity+source filter)", write_script(wd, "alerts1", "get", alerts)),
+        ("alerts_first", f"alerts, first page (severity+source filter, {loaded['rows']:,} rows)",
+         write_script(wd, "alerts1", "get", alerts)),
         ("alerts_deep", "alerts, deep cursor page (90% down)",
          write_script(wd, "alerts2", "get", f"{alerts}&cursor={loaded['cursors']['alerts']}")),
         ("stats", "stats (/api/jobs/stats)", write_script(wd, "stats", "get", "/api/jobs/stats")),

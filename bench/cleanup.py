@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import timezone
 
 from bench import data
 from bench.stack import Bench, http, pct, wait_until

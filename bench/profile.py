@@ -440,6 +440,10 @@ def main(argv=None) -> int:
             raw = profile_worker(bench, args)
     finally:
         bench.shutdown()
+        if args.what not in ("api", "worker"):  # no samples to keep
+            import shutil
+
+            shutil.rmtree(bench.workdir, ignore_errors=True)
     print(summarize(raw, args.top, args.focus))
     print(f"raw samples: {raw}")
     return 0

@@ -51,6 +51,8 @@ def parse_args(argv=None):
     for key, value in FULL.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None,
                             help=f"default {value:,} (quick: {QUICK[key]:,})")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a service setting for every process (e.g. --env CLEANUP_BATCH_SIZE=20000)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (deleted after a clean run)")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench"), help="folder for the JSON and text results")
     args = parser.parse_args(argv)
@@ -169,8 +171,9 @@ def main(argv=None) -> int:
         print("wrk is missing: apt-get install -y wrk (make bench installs it)", file=sys.stderr)
         return 2
     started = time.time()
-    bench = Bench()
-    results: dict = {"config": {k: getattr(args, k) for k in FULL} | {"quick": args.quick, "sections": args.sections}}
+    bench = Bench(extra_env=dict(item.split("=", 1) for item in args.env))
+    results: dict = {"config": {k: getattr(args, k) for k in FULL}
+                     | {"quick": args.quick, "sections": args.sections, "env": bench.extra_env}}
     log(f"bench {'quick' if args.quick else 'full'} run: {', '.join(args.sections)}; logs in {bench.workdir}")
     failed = False
     try:
@@ -245,7 +248,8 @@ def main(argv=None) -> int:
     machine = (f"{platform.node()}: {os.cpu_count()} cores, {_mem_gib():.0f} GiB, Python {platform.python_version()}, "
                f"load average {os.getloadavg()[0]:.1f} at the end")
     print()
-    print(f"forecast service benchmark ({'quick' if args.quick else 'full'}; medians of {args.api_rounds} API "
+    print(f"forecast service benchmark ({'quick' if args.quick else 'full'}"
+          f"{''.join(f'; {k}={v}' for k, v in bench.extra_env.items())}; medians of {args.api_rounds} API "
           f"round(s) and {args.job_rounds} job round(s); {time.time() - started:.0f}s) - {machine}")
     print(table)
     out_dir = Path(args.out)
