@@ -21,13 +21,13 @@ from werkzeug.datastructures import MultiDict
 
 from app import runs
 from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, parse_query
-from app.api.serializers import alert_json, run_json
+from app.api.serializers import run_json
 from app.config import get_settings
 from app.connections import database, db_session
 from app.errors import APIError, BadRequest
 from app.migrations import MigrationError, migrate, status
-from app.models import Alert, DailySummary, JobRun
-from app.pagination import keyset_page
+from app.models import DailySummary
+from app.listings import alerts_page, history_page
 from workers.catalog import JOBS, UnknownJob, get_job
 
 log = logging.getLogger(__name__)
@@ -201,17 +201,11 @@ def runs_command(job: str, status: str | None, trigger: str | None, limit: str |
     name = _job_name(job)
     query = _query(HistoryQuery, status=status, trigger=trigger, limit=limit, cursor=cursor)
     with db_session():
-        select = JobRun.select().where(JobRun.job_name == name)
-        if query.status:
-            select = select.where(JobRun.status == query.status)
-        if query.trigger:
-            select = select.where(JobRun.trigger == query.trigger)
-        rows, next_cursor = keyset_page(select, JobRun.enqueued_at, JobRun.id, query.cursor, query.limit, str)
-        body = {"runs": [run_json(r) for r in rows], "next_cursor": next_cursor}
+        body = history_page(name, query)
     lines = _table([[r["job_id"], r["status"], r["trigger"], r["attempts"], r["enqueued_at"], r["ended_at"]]
                     for r in body["runs"]], ["job_id", "status", "trigger", "attempts", "enqueued_at", "ended_at"])
-    if next_cursor:
-        lines.append(f"more: --cursor {next_cursor}")
+    if body["next_cursor"]:
+        lines.append(f"more: --cursor {body['next_cursor']}")
     _emit(body, as_json, lines)
 
 
@@ -290,19 +284,11 @@ def alerts_command(source, severity, type_, since, limit, cursor, as_json: bool)
     """List alerts, newest first (as GET /api/alerts)."""
     query = _query(AlertQuery, source=source, severity=severity, type=type_, since=since, limit=limit, cursor=cursor)
     with db_session():
-        select = Alert.select()
-        for column in ("source", "severity", "type"):
-            value = getattr(query, column)
-            if value:
-                select = select.where(getattr(Alert, column) == value)
-        if query.since:
-            select = select.where(Alert.created_at >= query.since)
-        rows, next_cursor = keyset_page(select, Alert.created_at, Alert.id, query.cursor, query.limit, int)
-        body = {"alerts": [alert_json(a) for a in rows], "next_cursor": next_cursor}
+        body = alerts_page(query)
     lines = _table([[a["id"], a["severity"], a["type"], a["subject"], a["occurrences"], a["created_at"], a["job_id"]]
                     for a in body["alerts"]], ["id", "severity", "type", "subject", "seen", "created_at", "job_id"])
-    if next_cursor:
-        lines.append(f"more: --cursor {next_cursor}")
+    if body["next_cursor"]:
+        lines.append(f"more: --cursor {body['next_cursor']}")
     _emit(body, as_json, lines)
 
 

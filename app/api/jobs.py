@@ -11,8 +11,7 @@ from app.api.schemas import RUN_ID_PATTERN, HistoryQuery, TriggerBody, parse_jso
 from app.api.serializers import run_json
 from app.auth import require_read_token, require_token
 from app.errors import BadRequest, Conflict, NotFound
-from app.models import JobRun
-from app.pagination import keyset_page
+from app.listings import history_page
 from app.stats import service_stats
 from workers.catalog import JOBS, UnknownJob, get_job
 
@@ -80,13 +79,7 @@ def trigger(job_name: str):
 def history(job_name: str):
     name = _job_name(job_name)
     query = parse_query(HistoryQuery, request.args)
-    select = JobRun.select().where(JobRun.job_name == name)
-    if query.status:
-        select = select.where(JobRun.status == query.status)
-    if query.trigger:
-        select = select.where(JobRun.trigger == query.trigger)
-    rows, next_cursor = keyset_page(select, JobRun.enqueued_at, JobRun.id, query.cursor, query.limit, str)
-    return jsonify(runs=[run_json(r) for r in rows], next_cursor=next_cursor)
+    return jsonify(history_page(name, query))
 
 
 @bp.get("/<job_name>/<run_id>")
