@@ -339,8 +339,8 @@ def report(cases: list[Case], qualities: dict[int, dict[str, Any]], seeds: dict[
     print()
     head = ("series", "train days", "sMAPE ours (all)", "sample", "sMAPE ours", "sMAPE statsmodels",
             "ours ms/series", "statsmodels ms/series", "seed s")
-    rows = [(f"{n:,}", str(q["train_days"]), f"{q['ours_all']:.3f}", str(q["sample"]), f"{q['ours_sample']:.3f}",
-             f"{q['statsmodels_sample']:.3f}", f"{q['ours_ms_per_series']:.3f}",
+    rows = [(f"{n:,}", str(q["train_days"]), f"{q['ours_all']:.4f}", str(q["sample"]), f"{q['ours_sample']:.4f}",
+             f"{q['statsmodels_sample']:.4f}", f"{q['ours_ms_per_series']:.3f}",
              f"{q['statsmodels_ms_per_series']:.1f}", f"{seeds[n]:.0f}") for n, q in qualities.items()]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))

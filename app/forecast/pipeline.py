@@ -27,7 +27,7 @@ from app.forecast import model, rules
 log = logging.getLogger(__name__)
 
 BUILTIN = "app.forecast.pipeline:run_pipeline"
-# The model fits the last 52 weeks; the spike rule needs 9. A little more costs nothing.
+# The model fits the last 104 weeks; the spike rule needs 9. A little more costs nothing.
 LOOKBACK_DAYS = model.FIT_DAYS + 7
 SeriesKey = tuple[str, int]  # (item, production line id), the table's own key
 
