@@ -7,6 +7,8 @@ Designed around rq-scheduler's known pitfalls (SPEC section 10):
 - each slot is claimed in Redis (SET NX per schedule and fire time) and the scheduled run's id
   is derived from the slot (the row's primary key), so two schedulers never run a slot twice;
 - the loop lock is released only by its owner, and Redis or database outages are survived.
+It also moves delayed retries (RQ's ScheduledJobRegistry) back to their queues when due, RQ's
+own scheduler step, so workers run without RQ's scheduler child process.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from datetime import datetime, timezone
 import peewee
 import redis.exceptions
 from redis import Redis
+from rq.registry import ScheduledJobRegistry
+from rq.scheduler import RQScheduler
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import to_unix
 
@@ -27,7 +31,7 @@ from app import runs
 from app.config import Settings, get_settings
 from app.connections import bind_database, db_session, redis_connection
 from app.logging_setup import setup_logging
-from workers.catalog import JOBS, JobSpec
+from workers.catalog import JOBS, QUEUES, JobSpec
 from workers.schedules import PAUSED_KEY, TEMPLATE_PREFIX, next_fire_time, template_id, template_matches
 
 log = logging.getLogger("scheduler")
@@ -53,6 +57,10 @@ class ServiceScheduler(Scheduler):
         super().__init__(connection=connection, interval=settings.scheduler_interval, **kwargs)
         self.settings = settings
         self._stop_event = threading.Event()
+        # RQ's scheduler, driven step by step: its per-queue locks keep one mover per queue
+        # even next to workers started with WORKER_RQ_SCHEDULER=true.
+        self.retries = RQScheduler(list(QUEUES), connection=connection, interval=max(1, int(settings.scheduler_interval)),
+                                   name=f"{self.name}-retries")
 
     # -- registration -------------------------------------------------------------------
     def register_schedules(self) -> list[str]:
@@ -138,6 +146,22 @@ class ServiceScheduler(Scheduler):
                     pass
             missed = next_fire_time(cron, missed)
 
+    # -- delayed retries ------------------------------------------------------------------
+    def move_due_retries(self) -> None:
+        """Put delayed retries whose time has come back on their queues (RQ's scheduler step)."""
+        if self.retries.should_reacquire_locks:
+            self.retries.acquire_locks()
+        if self.retries.acquired_locks:
+            self.retries.heartbeat()
+            self.retries.enqueue_scheduled_jobs()
+
+    def _earliest_retry(self) -> float | None:
+        with self.connection.pipeline() as pipe:
+            for name in QUEUES:
+                pipe.zrange(ScheduledJobRegistry(name, connection=self.connection).key, 0, 0, withscores=True)
+            firsts = [entries[0][1] for entries in pipe.execute() if entries]
+        return min(firsts) if firsts else None
+
     # -- lock -----------------------------------------------------------------------------
     def acquire_lock(self):
         self._lock_acquired = bool(self.connection.set(
@@ -159,6 +183,7 @@ class ServiceScheduler(Scheduler):
             with db_session():
                 self.register_schedules()
                 self.enqueue_jobs()
+                self.move_due_retries()
                 runs.reconcile(self.connection, self.settings)
         finally:
             self.remove_lock()
@@ -168,10 +193,13 @@ class ServiceScheduler(Scheduler):
         wait = self._interval - (time.monotonic() - tick_started)
         try:
             earliest = self.connection.zrange(self.scheduled_jobs_key, 0, 0, withscores=True)
+            retry_at = self._earliest_retry()
         except redis.exceptions.RedisError:
-            earliest = []
+            earliest, retry_at = [], None
         if earliest:
             wait = min(wait, earliest[0][1] - time.time() + 0.005)
+        if retry_at is not None and self.retries.acquired_locks:  # another mover's retries: its business
+            wait = min(wait, max(0.05, retry_at - time.time() + 0.005))
         return max(0.0, wait)
 
     def stop(self, *_):
@@ -200,6 +228,7 @@ class ServiceScheduler(Scheduler):
             self._stop_event.wait(self._sleep_time(started))
         try:
             self.remove_lock()
+            self.retries.release_locks()
             self.register_death()
         except redis.exceptions.RedisError:
             pass

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     worker_heartbeat_interval: int = Field(10, ge=1)
     worker_abandoned_after: int = Field(30, ge=1)
     worker_maintenance_interval: int = Field(30, ge=1)
+    # Queues whose jobs each run in a fresh forked work-horse (a run's memory never outlives it);
+    # jobs of the other queues run in the worker process itself, without a fork per job.
+    worker_fork_queues: str = Field("forecast", pattern=r"^[\w.-]*(,[\w.-]+)*$")
+    # Fork the next work-horse while idle (trigger -> start without a fork; one idle process more).
+    worker_standby_horse: bool = True
+    # RQ's own scheduler child in each worker (moves delayed retries back to their queue).
+    # Off (0): the scheduler process does it, and every worker saves a process.
+    worker_rq_scheduler: bool = False
 
     job_max_retries: int = Field(3, ge=0)
     job_retry_delay: int = Field(300, ge=0)

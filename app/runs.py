@@ -249,9 +249,10 @@ def get_run(job_name: str, run_id: str) -> JobRun:
     return run
 
 
-def mark_started(run_id: str, job_name: str, queue: str, trigger: str = "manual") -> None:
+def mark_started(run_id: str, job_name: str, queue: str, trigger: str = "manual",
+                 started_at: datetime | None = None) -> None:
     """Count an attempt and mark the row started (creating it for a job enqueued outside the API)."""
-    now = utcnow()
+    now = started_at or utcnow()
     updated = (
         JobRun.update(status=RunStatus.STARTED.value, started_at=now, ended_at=None,
                       attempts=JobRun.attempts + 1, error=None)

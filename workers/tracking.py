@@ -16,6 +16,7 @@ from rq import get_current_job
 from app import runs
 from app.config import get_settings
 from app.connections import db_session
+from app.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,16 @@ def tracked(job_name: str):
     def decorator(body):
         @functools.wraps(body)
         def job_function():
+            started_at = utcnow()  # the run starts now; connecting is part of its work
             job = get_current_job()
             settings = get_settings()
             job_id = job.id if job is not None else "local"
-            if job is not None:
-                with db_session():
-                    runs.mark_started(job_id, job_name, job.origin, (job.meta or {}).get("trigger", "manual"))
-            log.info("started %s", job_name)
             began = time.monotonic()
-            with db_session():
+            with db_session():  # one connection for the run (reused if the worker keeps one)
+                if job is not None:
+                    runs.mark_started(job_id, job_name, job.origin, (job.meta or {}).get("trigger", "manual"),
+                                      started_at=started_at)
+                log.info("started %s", job_name)
                 result = body(job_id=job_id, settings=settings)
                 if isinstance(result, FinishedLater):  # the row and the lock now belong to follow-up jobs
                     log.info("%s continues in follow-up jobs (%.2fs so far)", job_name, time.monotonic() - began)

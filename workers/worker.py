@@ -1,20 +1,36 @@
 """The worker class and its start-up (`python -m workers`).
 
-`ServiceWorker` is RQ's forking worker plus two duties: it never carries a database
-connection across the fork (the work-horse opens its own), and after RQ has handled a
-failure (exception, hard time limit, killed or stopped work-horse) it records the outcome
-on the run's history row.
+`ServiceWorker` is RQ's forking worker with a choice per queue:
+- jobs of the fork queues (`WORKER_FORK_QUEUES`, default `forecast`) run in a fresh forked
+  work-horse, so one run's memory never outlives it; no database connection crosses the fork
+  (the work-horse opens its own);
+- jobs of the other queues (reports, maintenance, default: small, short) run in the worker
+  process itself, as RQ's `SimpleWorker` runs them, on a database connection the worker keeps:
+  a fork and a connect per job were most of a short job's cost (bench/README.md). A thread
+  keeps their heartbeats fresh, so a killed worker's run is found abandoned as quickly, and a
+  stop request interrupts them with `RunStopped`.
+After RQ has handled a failure (exception, hard time limit, killed or stopped run) the worker
+records the outcome on the run's history row.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 
+import peewee
 import redis.exceptions
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.executions import Execution
+from rq.job import Job
+from rq.worker import WorkerStatus
+from rq.worker.base import SHUTDOWN_SIGNAL
 
 from app import runs
 from app.config import Settings, get_settings
@@ -25,9 +41,92 @@ from workers.catalog import QUEUES
 log = logging.getLogger(__name__)
 
 
+class RunStopped(Exception):
+    """Raised inside a run executing in the worker process when a stop was requested for it."""
+
+
 class ServiceWorker(Worker):
     #: seconds a run's heartbeat may be late before RQ's maintenance treats it as abandoned
     abandoned_after = 30
+    #: queues whose jobs run in a forked work-horse; the others run in this process
+    fork_queues: frozenset[str] = frozenset({"forecast"})
+    #: a kept database connection idle longer than this is closed before the next run, not reused
+    db_idle_reconnect = 30.0
+
+    #: fork the next work-horse ahead of time (see `_start_standby`)
+    standby_horse = True
+
+    _in_process_job_id: str | None = None
+    _db_used_at = 0.0
+    _standby: tuple[int, int] | None = None  # (pid, write end of its pipe)
+    _burst = False
+
+    def execute_job(self, job, queue):
+        if job.origin in self.fork_queues:
+            super().execute_job(job, queue)
+            self._start_standby()  # for the next run, while this worker is idle
+        else:
+            self._execute_in_process(job, queue)
+
+    def _execute_in_process(self, job, queue):
+        """RQ's `SimpleWorker.execute_job`, with heartbeats kept and the database connection reused."""
+        self.prepare_execution(job)
+        self._reuse_database()
+        done = threading.Event()
+        beat = threading.Thread(target=self._beat_while_running, args=(job, done), daemon=True,
+                                name=f"heartbeat-{job.id}")
+        self._in_process_job_id = job.id
+        previous = signal.signal(signal.SIGUSR1, self._raise_if_stopped)
+        beat.start()
+        try:
+            finished = self.perform_job(job, queue)
+        finally:
+            self._in_process_job_id = None
+            done.set()
+            signal.signal(signal.SIGUSR1, previous)
+            beat.join()
+        if not finished and not database.is_closed():
+            database.close()  # after a failure, start the next run on a fresh connection
+        self._db_used_at = time.monotonic()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _reuse_database(self) -> None:
+        """Open (or keep) the connection the run's `db_session()` will find open and leave open."""
+        if not database.is_closed() and time.monotonic() - self._db_used_at > self.db_idle_reconnect:
+            database.close()  # idle a while: the server or a proxy may have dropped it
+        if database.is_closed():
+            try:
+                database.connect()
+            except peewee.DatabaseError as exc:  # the run's own session retries and fails visibly
+                log.warning("database unavailable before run (%s)", type(exc).__name__)
+
+    def _beat_while_running(self, job, done: threading.Event) -> None:
+        began = time.monotonic()
+        while not done.wait(self.job_monitoring_interval):
+            try:
+                self.set_current_job_working_time(time.monotonic() - began)
+                self.maintain_heartbeats(job)
+            except Exception as exc:  # the run may be finishing under us; the next beat retries
+                log.debug("heartbeat of run %s skipped: %r", job.id, exc)
+
+    def _raise_if_stopped(self, signum, frame):
+        """SIGUSR1 handler: interrupt the run's own code (never RQ's bookkeeping around it)."""
+        if self._in_process_job_id is None or self._stopped_job_id != self._in_process_job_id:
+            return
+        while frame is not None:
+            if frame.f_code is Job.perform.__code__:
+                raise RunStopped(f"run {self._in_process_job_id} stopped by request")
+            frame = frame.f_back
+
+    def kill_horse(self, sig=SHUTDOWN_SIGNAL):
+        """Stop the current run: kill its work-horse, or interrupt it when it runs in this process.
+
+        (RQ's version would signal this worker's own process group when there is no work-horse.)
+        """
+        if self.horse_pid:
+            super().kill_horse(sig)
+        elif self._in_process_job_id is not None and self._stopped_job_id == self._in_process_job_id:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
 
     def get_heartbeat_ttl(self, job) -> int:
         """RQ adds a fixed 60 s; a configurable margin bounds how long a killed worker's run waits."""
@@ -61,10 +160,91 @@ class ServiceWorker(Worker):
         except redis.exceptions.ConnectionError:
             pass
 
+    # -- the standby work-horse ------------------------------------------------------------
+    # Forking when a run arrives puts the fork (and its copy-on-write page faults) between
+    # trigger and start. Instead the next work-horse is forked while the worker is idle and
+    # waits on a pipe; a run hands it the job id. It still serves exactly one run.
+
+    def _start_standby(self) -> None:
+        if (not self.standby_horse or self._burst or self._stop_requested or self._standby is not None
+                or not self.fork_queues & set(self.queue_names())):
+            return
+        if not database.is_closed():
+            database.close()  # the work-horse opens its own; a shared socket would corrupt both
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(write_fd)
+            os.setpgrp()
+            self._standby_main(read_fd)
+        os.close(read_fd)
+        self._standby = (pid, write_fd)
+
+    def _standby_main(self, read_fd: int) -> None:
+        """The standby's life: wait for a run (EOF: the worker is gone or done), serve it, exit."""
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            handoff = b""
+            while not handoff.endswith(b"\n"):
+                chunk = os.read(read_fd, 512)
+                if not chunk:
+                    os._exit(0)
+                handoff += chunk
+            job_id, queue_name, execution_id = handoff.decode().split()
+            job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+            queue = self.queue_class(queue_name, connection=self.connection, serializer=self.serializer)
+            self.execution = Execution.fetch(execution_id, job_id, connection=self.connection)
+            os.environ["RQ_WORKER_ID"], os.environ["RQ_JOB_ID"] = self.name, job_id
+            self.main_work_horse(job, queue)  # exits
+        except BaseException:
+            log.exception("standby work-horse could not take its run")
+        os._exit(1)
+
+    def _stop_standby(self) -> None:
+        if self._standby is not None:
+            pid, write_fd = self._standby
+            self._standby = None
+            os.close(write_fd)  # EOF: it exits
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
     def fork_work_horse(self, job, queue):
+        if self._standby is not None:
+            pid, write_fd = self._standby
+            self._standby = None
+            try:
+                os.write(write_fd, f"{job.id} {queue.name} {self.execution.id}\n".encode())
+                os.close(write_fd)
+                self._horse_pid = pid
+                self.procline(f"Handed {job.id} to standby {pid} at {time.time()}")
+                return
+            except OSError as exc:  # it died while waiting: reap it and fork as usual
+                log.warning("standby work-horse %s unavailable (%s); forking", pid, exc)
+                os.close(write_fd)
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+        if not database.is_closed():
+            database.close()  # the work-horse opens its own; a shared socket would corrupt both
+        super().fork_work_horse(job, queue)
+
+    def work(self, burst: bool = False, *args, **kwargs) -> bool:
+        self._burst = burst  # a burst worker (tests, one-off drains) forks on demand
+        return super().work(burst, *args, **kwargs)
+
+    def bootstrap(self, *args, **kwargs):
+        super().bootstrap(*args, **kwargs)
+        self._start_standby()
+
+    def teardown(self):
+        self._stop_standby()
         if not database.is_closed():
             database.close()
-        super().fork_work_horse(job, queue)
+        super().teardown()
 
     def heartbeat(self, timeout=None, pipeline=None):
         """RQ's heartbeat, plus this worker's CPU% and RSS for the dashboard and /metrics."""
@@ -107,6 +287,8 @@ def build_worker(settings: Settings, connection: Redis, queues: list[str] | None
         **kwargs,
     )
     worker.abandoned_after = settings.worker_abandoned_after
+    worker.fork_queues = frozenset(filter(None, settings.worker_fork_queues.split(",")))
+    worker.standby_horse = settings.worker_standby_horse
     return worker
 
 
@@ -126,8 +308,10 @@ def main(argv: list[str] | None = None) -> None:
     # Make every queue visible to `rq info` and rq-dashboard before its first job.
     connection.sadd(Queue.redis_queues_keys, *(q.key for q in worker.queues))
     log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
-    # with_scheduler: RQ's own scheduler brings delayed retries back from ScheduledJobRegistry.
-    worker.work(with_scheduler=True, burst=args.burst, logging_level=settings.log_level.upper())
+    # Delayed retries wait in RQ's ScheduledJobRegistry: the scheduler process moves them back
+    # (scheduler.py), or RQ's scheduler child of each worker with WORKER_RQ_SCHEDULER=true.
+    worker.work(with_scheduler=settings.worker_rq_scheduler, burst=args.burst,
+                logging_level=settings.log_level.upper())
     if not args.burst and worker._shutdown_requested_date is None:
         log.error("worker loop ended unexpectedly; exiting so the process manager restarts it")
         sys.exit(1)
