@@ -3,7 +3,8 @@
 `ServiceWorker` is RQ's forking worker with a choice per queue:
 - jobs of the fork queues (`WORKER_FORK_QUEUES`, default `forecast`) run in a fresh forked
   work-horse, so one run's memory never outlives it; no database connection crosses the fork
-  (the work-horse opens its own);
+  (the work-horse opens its own). The work-horse is forked ahead, while the worker is idle,
+  and waits for its run on a pipe (`WORKER_STANDBY_HORSE`): no fork between trigger and start;
 - jobs of the other queues (reports, maintenance, default: small, short) run in the worker
   process itself, as RQ's `SimpleWorker` runs them, on a database connection the worker keeps:
   a fork and a connect per job were most of a short job's cost (bench/README.md). A thread
