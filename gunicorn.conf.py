@@ -1,5 +1,6 @@
 """gunicorn settings for the `web` process, from the service's settings (PORT, WEB_CONCURRENCY,
-GUNICORN_TIMEOUT, LOG_FORMAT, LOG_LEVEL): `gunicorn -c gunicorn.conf.py 'app:create_app()'`.
+WEB_WORKER_CLASS, WEB_THREADS, GUNICORN_TIMEOUT, LOG_FORMAT, LOG_LEVEL):
+`gunicorn -c gunicorn.conf.py 'app:create_app()'`.
 
 The values come from app.config, the one module that reads the environment, so gunicorn and
 the app agree (and APP_ENV=production without real secrets stops gunicorn before it binds).
@@ -19,9 +20,11 @@ _settings = get_settings()
 
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency
+worker_class = _settings.web_worker_class
+threads = _settings.web_threads  # gthread only; a pool of up to 32 database connections per worker
 timeout = _settings.gunicorn_timeout
 graceful_timeout = _settings.gunicorn_timeout
-keepalive = 5
+keepalive = 5  # seconds an idle client connection stays open (gthread; sync closes after each request)
 # Which proxies may set X-Forwarded-Proto: gunicorn reads FORWARDED_ALLOW_IPS itself (set it to
 # '*' behind Heroku's router, whose addresses vary; see the README's deploy section).
 accesslog = "-"

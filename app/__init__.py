@@ -1,16 +1,24 @@
-"""Flask application factory (the `web` process)."""
+"""Flask application factory (the `web` process).
+
+Imports are inside `create_app`: gunicorn's master imports `app.config` (gunicorn.conf.py) and
+with it this package; importing Flask, redis and peewee here kept ~20 MiB in the master that
+only the workers use.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from app.config import Settings, configure, get_settings
-from app.connections import bind_database, database, redis_connection
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; `test_config` overrides settings and ignores `.env` (hermetic tests)."""
+    from flask import Flask
+
+    from app.config import Settings, configure, get_settings
+    from app.connections import bind_database, database, redis_connection
+
     settings = Settings(_env_file=None, **test_config) if test_config else get_settings()
     configure(settings)
 

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     port: int = 8000
     app_env: str = "development"
     web_concurrency: int = Field(2, ge=1)  # gunicorn workers (Heroku sets WEB_CONCURRENCY)
+    # gthread: each worker serves `web_threads` requests at once and keeps connections alive,
+    # overlapping the Redis and PostgreSQL waits (sync: one request per worker, no keep-alive).
+    web_worker_class: Literal["gthread", "sync"] = "gthread"
+    web_threads: int = Field(4, ge=1, le=64)
     gunicorn_timeout: int = Field(30, ge=1)
     migration_lock_timeout: float = Field(300.0, gt=0)  # seconds a migrate waits for another one
 

@@ -13,6 +13,8 @@ from flask import Flask, jsonify
 from rq.exceptions import NoSuchJobError
 from werkzeug.exceptions import HTTPException
 
+from app.connections import discard_idle_connections
+
 log = logging.getLogger(__name__)
 
 
@@ -85,6 +87,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(peewee.InterfaceError)
     def _database_down(exc):
         log.warning("database unavailable: %s", type(exc).__name__)
+        discard_idle_connections()
         return error_response(503, "database_unavailable", "The database is unavailable; try again shortly.")
 
     @app.errorhandler(Exception)

@@ -206,9 +206,21 @@ def check_routes(bench: Bench, loaded: dict) -> None:
             raise RuntimeError(f"{name} deep page is empty: {body}")
 
 
+def bare_server_args(bench: Bench) -> list[str]:
+    """The web process's worker model (workers, class, threads, keep-alive as gunicorn.conf.py sets
+    them from the same settings), so the ratio compares the apps, not two server set-ups."""
+    from app.config import Settings
+
+    env = bench.env()
+    names = ("web_concurrency", "web_worker_class", "web_threads")
+    settings = Settings(_env_file=None, **{n: env.get(n.upper(), Settings.model_fields[n].default) for n in names})
+    return ["--workers", str(settings.web_concurrency), "--worker-class", settings.web_worker_class,
+            "--threads", str(settings.web_threads), "--keep-alive", "5"]
+
+
 def start_bare(bench: Bench):
     port = free_port()
-    proc = bench.start("bare", [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}",
+    proc = bench.start("bare", [str(BIN / "gunicorn"), *bare_server_args(bench), "--bind", f"127.0.0.1:{port}",
                                 "bench.bare_app:app"], bench.env(BENCH_REDIS_URL=bench.redis_url))
     bench.redis_client().set("bench:bare", "x" * 32)
     wait_http(f"http://127.0.0.1:{port}/", proc)

@@ -1,6 +1,9 @@
-"""The reference route: bare Flask + gunicorn (2 sync workers), one Redis GET per request.
+"""The reference route: bare Flask + gunicorn, one Redis GET per request.
 
-    gunicorn --workers 2 --bind 127.0.0.1:PORT bench.bare_app:app     (BENCH_REDIS_URL)
+    gunicorn --workers 2 --worker-class gthread --threads 4 --bind 127.0.0.1:PORT bench.bare_app:app
+
+bench/api.py starts it with the web process's worker model (WEB_CONCURRENCY, WEB_WORKER_CLASS,
+WEB_THREADS, keep-alive), so both sides of the ratio run on the same server settings.
 """
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ def test_database_outage_answers_503_and_the_run_retries_to_success(client, auth
     seed_demo()
     job_id = trigger(client, auth).get_json()["job_id"]
     start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "3"})
+    start_process("scheduler.py")  # moves the delayed retry back to its queue, as in the Procfile
     wait_for(lambda: client.get(f"/api/jobs/forecast/{job_id}").get_json()["status"] == "started")
 
     own_postgres.stop()

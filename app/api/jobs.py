@@ -8,10 +8,9 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from app import runs
 from app.api.schemas import RUN_ID_PATTERN, HistoryQuery, TriggerBody, parse_json_body, parse_query
-from app.api.serializers import run_json
 from app.auth import require_read_token, require_token
 from app.errors import BadRequest, Conflict, NotFound
-from app.listings import history_page
+from app.listings import history_page, run_status
 from app.stats import service_stats
 from workers.catalog import JOBS, UnknownJob, get_job
 
@@ -88,11 +87,10 @@ def status(job_name: str, run_id: str):
     if run_id == "trigger":  # GET on the trigger route lands here: answer as for a wrong method
         raise MethodNotAllowed(valid_methods=["POST"])
     name, run_id = _job_name(job_name), _run_id(run_id)
-    try:
-        run = runs.get_run(name, run_id)
-    except runs.RunNotFound:
-        raise NotFound(f"no {name} run with id {run_id}") from None
-    return jsonify(run_json(run))
+    body = run_status(name, run_id)
+    if body is None:
+        raise NotFound(f"no {name} run with id {run_id}")
+    return jsonify(body)
 
 
 @bp.post("/<job_name>/<run_id>/cancel")

@@ -1,4 +1,10 @@
-"""Model → JSON: times as ISO 8601 UTC with `Z`."""
+"""Model → JSON: times as ISO 8601 UTC with `Z`.
+
+The listings read plain tuples (`RUN_COLUMNS`, `ALERT_COLUMNS`, converted by peewee's fields,
+so SQLite and PostgreSQL give the same values) instead of model instances: building 50 model
+objects per page was most of a history or alerts request. `run_json`/`alert_json` (a model
+instance, for the dashboard and the CLI) go through the same row functions.
+"""
 from __future__ import annotations
 
 from datetime import datetime
@@ -14,36 +20,57 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z"
 
 
-def run_json(run: JobRun) -> dict:
+# Column order of the tuples `run_row_json` reads; enqueued_at and id stay first (the cursor's).
+RUN_COLUMNS = (JobRun.enqueued_at, JobRun.id, JobRun.job_name, JobRun.status, JobRun.trigger, JobRun.queue,
+               JobRun.result, JobRun.error, JobRun.started_at, JobRun.ended_at, JobRun.attempts, JobRun.slot)
+
+
+def run_row_json(row: tuple) -> dict:
+    enqueued_at, run_id, job_name, status, trigger, queue, result, error, started_at, ended_at, attempts, slot = row
     return {
-        "job_id": run.id,
-        "job_name": run.job_name,
-        "status": run.status,
-        "trigger": run.trigger,
-        "queue": run.queue,
-        "result": run.result,
-        "error": run.error,
-        "enqueued_at": iso(run.enqueued_at),
-        "started_at": iso(run.started_at),
-        "ended_at": iso(run.ended_at),
-        "attempts": run.attempts,
-        "slot": iso(run.slot),
+        "job_id": run_id,
+        "job_name": job_name,
+        "status": status,
+        "trigger": trigger,
+        "queue": queue,
+        "result": result,
+        "error": error,
+        "enqueued_at": iso(enqueued_at),
+        "started_at": iso(started_at),
+        "ended_at": iso(ended_at),
+        "attempts": attempts,
+        "slot": iso(slot),
     }
+
+
+# Column order of the tuples `alert_row_json` reads; created_at and id stay first (the cursor's).
+ALERT_COLUMNS = (Alert.created_at, Alert.id, Alert.type, Alert.severity, Alert.title, Alert.message, Alert.source,
+                 Alert.job_id, Alert.subject, Alert.figures, Alert.occurrences, Alert.resolved, Alert.last_seen_at)
+
+
+def alert_row_json(row: tuple) -> dict:
+    (created_at, alert_id, type_, severity, title, message, source, job_id, subject, figures, occurrences,
+     resolved, last_seen_at) = row
+    return {
+        "id": alert_id,
+        "type": type_,
+        "severity": severity,
+        "title": title,
+        "message": message,
+        "source": source,
+        "job_id": job_id,
+        "subject": subject,
+        "figures": figures,
+        "occurrences": occurrences,
+        "resolved": resolved,
+        "created_at": iso(created_at),
+        "last_seen_at": iso(last_seen_at),
+    }
+
+
+def run_json(run: JobRun) -> dict:
+    return run_row_json(tuple(getattr(run, column.name) for column in RUN_COLUMNS))
 
 
 def alert_json(alert: Alert) -> dict:
-    return {
-        "id": alert.id,
-        "type": alert.type,
-        "severity": alert.severity,
-        "title": alert.title,
-        "message": alert.message,
-        "source": alert.source,
-        "job_id": alert.job_id,
-        "subject": alert.subject,
-        "figures": alert.figures,
-        "occurrences": alert.occurrences,
-        "resolved": alert.resolved,
-        "created_at": iso(alert.created_at),
-        "last_seen_at": iso(alert.last_seen_at),
-    }
+    return alert_row_json(tuple(getattr(alert, column.name) for column in ALERT_COLUMNS))
