@@ -122,7 +122,7 @@ def build_rows(results: dict, args) -> list[tuple[str, str, str, str, str, str]]
         labels = apis["labels"]
         for conns in (16, 64):
             bare = apis["bare"][conns]
-            rows.append((f"API c={conns}", "bare Flask + gunicorn (2 sync workers), one Redis GET",
+            rows.append((f"API c={conns}", "bare Flask + gunicorn (same worker model), one Redis GET",
                          f"{bare['rps']:,.0f} req/s, p50 {_ms(bare['p50_ms'])} / p99 {_ms(bare['p99_ms'])} ms",
                          "reference", "", ""))
             for key, label in labels.items():
