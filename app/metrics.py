@@ -36,7 +36,7 @@ from app.auth import require_read_token
 from app.config import Settings
 from app.connections import db_session
 from app.models import JobRun
-from app.stats import CPU_FIELD, RSS_FIELD, SAMPLED_FIELD, duration_seconds_sql, queue_stats, worker_resources
+from app.stats import CPU_FIELD, RSS_FIELD, SAMPLED_FIELD, queue_stats, worker_resources
 from workers.catalog import JOBS
 from workers.schedules import read_schedules
 
@@ -196,18 +196,13 @@ class ServiceCollector(Collector):
             runs.add_metric([job_name, status], count)
         yield runs
 
-        # Each duration is computed once (a materialized CTE), then compared with every bound:
-        # inline, SQLite would parse both timestamps again for each of the 13 buckets.
-        finished = (
-            JobRun.select(JobRun.job_name, duration_seconds_sql().alias("seconds"))
-            .where((JobRun.status == "finished") & JobRun.started_at.is_null(False) & JobRun.ended_at.is_null(False))
-            .cte("finished_runs", materialized=True)
-        )
-        seconds = finished.c.seconds
+        # The duration stored on the row when the run ended (JobRun.duration_s).
+        seconds = JobRun.duration_s
         columns = [peewee.fn.SUM(peewee.Case(None, [(seconds <= bound, 1)], 0)) for bound in DURATION_BUCKETS]
         rows = (
-            finished.select_from(finished.c.job_name, peewee.fn.COUNT(peewee.SQL("*")), peewee.fn.SUM(seconds), *columns)
-            .group_by(finished.c.job_name).tuples()
+            JobRun.select(JobRun.job_name, peewee.fn.COUNT(peewee.SQL("*")), peewee.fn.SUM(seconds), *columns)
+            .where((JobRun.status == "finished") & seconds.is_null(False))
+            .group_by(JobRun.job_name).tuples()
         )
         histogram = HistogramMetricFamily("forecast_job_run_duration_seconds",
                                           "Duration of finished runs in the history (start to end of the last attempt)",

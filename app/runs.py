@@ -21,7 +21,7 @@ from rq.job import Dependency, Job, JobStatus
 
 from app.config import Settings
 from app.connections import db_session
-from app.models import JobRun, utcnow
+from app.models import JobRun, duration_sql, utcnow
 from workers.catalog import JobSpec, get_job
 
 log = logging.getLogger(__name__)
@@ -254,7 +254,7 @@ def mark_started(run_id: str, job_name: str, queue: str, trigger: str = "manual"
     """Count an attempt and mark the row started (creating it for a job enqueued outside the API)."""
     now = started_at or utcnow()
     updated = (
-        JobRun.update(status=RunStatus.STARTED.value, started_at=now, ended_at=None,
+        JobRun.update(status=RunStatus.STARTED.value, started_at=now, ended_at=None, duration_s=None,
                       attempts=JobRun.attempts + 1, error=None)
         .where(JobRun.id == run_id)
         .execute()
@@ -272,7 +272,9 @@ def mark_ended(run_id: str, status: RunStatus, result=None, error: str | None = 
     fields = {"status": status.value, "error": error}
     if result is not None:
         fields["result"] = result
-    fields["ended_at"] = utcnow() if status in TERMINAL else None
+    ended = utcnow() if status in TERMINAL else None
+    fields["ended_at"] = ended
+    fields["duration_s"] = duration_sql(ended) if ended else None  # what the percentiles read
     JobRun.update(**fields).where(JobRun.id == run_id).execute()
 
 

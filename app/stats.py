@@ -1,15 +1,17 @@
 """Operational figures shared by `/api/jobs/stats` and the dashboard."""
 from __future__ import annotations
 
-import statistics
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from peewee import SQL, fn
 from redis import Redis
 from rq import Queue, Worker
 
 from app.api.serializers import iso
 from app.config import Settings
+from app.connections import database
 from app.models import JobRun, utcnow
+from app.runs import RunStatus
 from workers.catalog import JOBS, QUEUES
 from workers.schedules import read_schedules
 
@@ -51,35 +53,23 @@ def queue_stats(redis: Redis) -> dict:
 
 
 def run_stats(hours: int = 24) -> dict:
-    """Per job: runs by status and durations of finished runs over the last `hours`."""
-    since = utcnow() - timedelta(hours=hours)
-    rows = (
-        JobRun.select(JobRun.job_name, JobRun.status, JobRun.started_at, JobRun.ended_at)
-        .where(JobRun.job_name.in_(list(JOBS)) & (JobRun.enqueued_at >= since))  # uses (job_name, enqueued_at)
-        .tuples()
-    )
-    per_job = {name: {"by_status": {}, "durations": []} for name in JOBS}
-    for job_name, status, started, ended in rows:
-        entry = per_job.setdefault(job_name, {"by_status": {}, "durations": []})
-        entry["by_status"][status] = entry["by_status"].get(status, 0) + 1
-        if status == "finished" and started and ended:
-            entry["durations"].append((ended - started).total_seconds())
+    """Per job: runs by status and durations of finished runs over the last `hours` (aggregated in SQL)."""
+    figures = run_figures(list(JOBS), utcnow() - timedelta(hours=hours))
     out = {}
-    for job_name, entry in per_job.items():
-        durations = sorted(entry.pop("durations"))
-        by_status = entry["by_status"]
+    for job_name, entry in figures.items():
+        by_status, durations = entry["by_status"], entry["durations"]
         out[job_name] = {
             "success": by_status.get("finished", 0),
             "failure": by_status.get("failed", 0) + by_status.get("stopped", 0),
             "by_status": by_status,
-            "duration_seconds": {
-                "count": len(durations),
-                "mean": round(statistics.fmean(durations), 3) if durations else None,
-                "p50": round(statistics.median(durations), 3) if durations else None,
-                "max": round(durations[-1], 3) if durations else None,
-            },
+            "duration_seconds": {"count": durations["count"], "mean": _round(durations["mean"]),
+                                 "p50": _round(durations["p50"]), "max": _round(durations["max"])},
         }
     return {"window_hours": hours, "jobs": out}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
 
 
 def schedule_json(info) -> dict:
@@ -110,6 +100,77 @@ def service_stats(redis: Redis, settings: Settings) -> dict:
     }
 
 
+# --- run counts and durations of a time window, for /api/jobs/stats and the dashboard ----------
+
+STATUSES = tuple(s.value for s in RunStatus)  # all named: the index ranges cover the time window
+QUANTILES = {"p50": 0.50, "p95": 0.95}
+BY_TIME_INDEX = "job_runs_job_name_status_enqueued_at_duration_s"  # JobRun's indexes (app/models.py)
+BY_DURATION_INDEX = "job_runs_job_name_status_duration_s_enqueued_at"
+# SQLite: reading a window's durations by time and sorting them costs about this many steps along
+# the by-duration index per row (measured on 54,000 runs: 0.1 us a step, 0.2-0.6 us a sorted row).
+SORT_COST = 4.0
+
+
+def run_figures(names: list[str], since: datetime) -> dict[str, dict]:
+    """Per job, runs enqueued since `since`: counts by status, and count/mean/max/p50/p95 of finished durations.
+
+    One grouped query over the (job, status, enqueued_at, duration_s) index, no row objects.
+    Percentiles interpolate linearly (PostgreSQL's percentile_cont): computed in that query on
+    PostgreSQL; on SQLite the k-th duration is an OFFSET, along the by-duration index when the
+    window holds much of the job's history, else over the window's rows sorted (`_sqlite_quantiles`).
+    """
+    postgres = is_postgres()
+    columns = [JobRun.job_name, JobRun.status, fn.COUNT(SQL("*")), fn.COUNT(JobRun.duration_s),
+               fn.AVG(JobRun.duration_s), fn.MAX(JobRun.duration_s)]
+    if postgres:
+        array = ", ".join(str(q) for q in QUANTILES.values())
+        columns.append(SQL(f"percentile_cont(ARRAY[{array}]) WITHIN GROUP (ORDER BY \"duration_s\") "
+                           "FILTER (WHERE \"status\" = 'finished')"))
+    query = (JobRun.select(*columns)
+             .where(JobRun.job_name.in_(names) & JobRun.status.in_(STATUSES) & (JobRun.enqueued_at >= since))
+             .group_by(JobRun.job_name, JobRun.status))
+    out = {name: {"by_status": {}, "durations": _durations(0, None, None, {})} for name in names}
+    with database.atomic():  # SQLite: the OFFSET lookups see the rows that were counted
+        for job_name, status, runs, count, mean, longest, *levels in database.execute(query).fetchall():
+            out[job_name]["by_status"][status] = int(runs)
+            if status != "finished" or not count:
+                continue
+            values = dict(zip(QUANTILES, levels[0])) if postgres else _sqlite_quantiles(job_name, since, int(count))
+            out[job_name]["durations"] = _durations(int(count), mean, longest, values)
+    return out
+
+
+def _durations(count: int, mean, longest, values: dict) -> dict:
+    floats = {key: None if values.get(key) is None else float(values[key]) for key in QUANTILES}
+    return {"count": count, "mean": None if mean is None else float(mean),
+            "max": None if longest is None else float(longest), **floats}
+
+
+def _sqlite_quantiles(job_name: str, since: datetime, count: int) -> dict:
+    """The QUANTILES of the job's `count` finished durations since `since`: each from one OFFSET lookup.
+
+    Along the by-duration index, OFFSET k steps over about k / (the window's share of the job's
+    history) entries; that share is estimated from the job's oldest finished run (runs spread
+    evenly in time). Otherwise the window's durations are read by time and sorted (SORT_COST).
+    """
+    now = utcnow()
+    oldest = (JobRun.select(fn.MIN(JobRun.enqueued_at))
+              .where((JobRun.job_name == job_name) & (JobRun.status == "finished")).scalar())
+    spread = max(1.0, (now - oldest).total_seconds() / max((now - since).total_seconds(), 1.0)) if oldest else 1.0
+    sql = ('SELECT "duration_s" FROM "{table}" INDEXED BY "{index}" WHERE "job_name" = ? AND "status" = \'finished\' '
+           'AND "enqueued_at" >= ? AND "duration_s" IS NOT NULL ORDER BY "duration_s" LIMIT 2 OFFSET ?')
+    out = {}
+    for key, q in QUANTILES.items():
+        position = (count - 1) * q
+        low = int(position)
+        index = BY_DURATION_INDEX if (low + 2) * spread <= SORT_COST * count else BY_TIME_INDEX
+        rows = database.execute_sql(sql.format(table=JobRun._meta.table_name, index=index),
+                                    (job_name, JobRun.enqueued_at.db_value(since), low)).fetchall()
+        # No rows: deleted since they were counted (cleanup on another connection).
+        out[key] = rows[0][0] + (rows[-1][0] - rows[0][0]) * (position - low) if rows else None
+    return out
+
+
 # --- helpers for the dashboard's data endpoint and /metrics (aggregates computed in SQL) -------
 
 # Fields a ServiceWorker adds to its RQ hash on heartbeat (app.metrics.publish_worker_resources).
@@ -126,15 +187,6 @@ def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
-def duration_seconds_sql():
-    """`ended_at - started_at` in seconds as an SQL expression (SQLite and PostgreSQL differ)."""
-    from peewee import SQL
-
-    if is_postgres():
-        return SQL('EXTRACT(EPOCH FROM ("ended_at" - "started_at"))')
-    return SQL('((julianday("ended_at") - julianday("started_at")) * 86400.0)')
-
-
 def hour_bucket_sql(field):
     """`field` truncated to the hour as text `YYYY-MM-DDTHH`, in SQL."""
     from peewee import fn
@@ -142,16 +194,6 @@ def hour_bucket_sql(field):
     if is_postgres():
         return fn.to_char(field, 'YYYY-MM-DD"T"HH24').coerce(False)  # text, not parsed as the field's type
     return fn.strftime("%Y-%m-%dT%H", field).coerce(False)
-
-
-def percentile(ordered: list[float], q: float) -> float | None:
-    """Linear-interpolated percentile (q in 0..1) of an ascending list; None when empty."""
-    if not ordered:
-        return None
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def worker_resources(redis: Redis, worker_keys: list[str]) -> list[dict]:

@@ -98,18 +98,20 @@ def job_run_lines(n: int, days: float, rng: random.Random, ids_out: list | None 
         enqueued = start + step * i
         slot = enqueued.strftime(FMT) if trigger == "scheduled" else "\\N"
         if status == "skipped":
-            started, ended, attempts = "\\N", enqueued.strftime(FMT), 0
+            started, ended, attempts, duration = "\\N", enqueued.strftime(FMT), 0, "\\N"
         else:
             s = enqueued + timedelta(milliseconds=rng.randint(5, 900))
-            started, ended, attempts = s.strftime(FMT), (s + timedelta(seconds=rng.uniform(0.1, 60))).strftime(FMT), 1
+            secs = rng.uniform(0.1, 60)
+            started, ended, attempts = s.strftime(FMT), (s + timedelta(seconds=secs)).strftime(FMT), 1
+            duration = "%.6f" % secs
         result = RESULT if status == "finished" else "\\N"
         error = "ValueError: bench failure" if status == "failed" else "\\N"
         yield (f"{run_id}\t{name}\t{queue}\t{trigger}\t{status}\t{slot}\t{enqueued.strftime(FMT)}\t"
-               f"{started}\t{ended}\t{attempts}\t{result}\t{error}\n")
+               f"{started}\t{ended}\t{duration}\t{attempts}\t{result}\t{error}\n")
 
 
 JOB_RUN_COLUMNS = ["id", "job_name", "queue", "trigger", "status", "slot", "enqueued_at", "started_at",
-                   "ended_at", "attempts", "result", "error"]
+                   "ended_at", "duration_s", "attempts", "result", "error"]
 
 
 def load_job_runs(conn, n: int, days: float = 89, seed: int = 6) -> list[str]:

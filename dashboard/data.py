@@ -2,9 +2,10 @@
 
 The page polls it every few seconds, so it must stay cheap with a long run history
 (bench/dashboard_bench.py: 100,000 runs): counts and hour buckets are aggregated in SQL over
-index ranges (job name + status + enqueue time); PostgreSQL computes the percentiles itself,
-SQLite sends back one float per finished run in the 7-day window; "recent" lists are per-job
-index scans with a LIMIT. Redis figures are read without registry cleanup: a GET must not move
+index ranges (job name + status + enqueue time) that also hold each run's stored duration;
+p50/p95 come from PostgreSQL's percentile_cont, or on SQLite from one OFFSET lookup each along
+a (job, status, duration) index (`app.stats.run_figures`); "recent" lists are per-job index
+scans with a LIMIT. Redis figures are read without registry cleanup: a GET must not move
 jobs between registries.
 """
 from __future__ import annotations
@@ -20,11 +21,9 @@ from rq.job import Job
 
 from app.api.serializers import alert_json, iso, run_json
 from app.config import Settings
-from app.connections import database
 from app.models import Alert, DailySummary, JobRun, utcnow
-from app.runs import RunStatus, TERMINAL_VALUES
-from app.stats import (duration_seconds_sql, hour_bucket_sql, is_postgres, percentile, queue_stats,
-                       schedule_json, worker_resources)
+from app.runs import TERMINAL_VALUES
+from app.stats import STATUSES, hour_bucket_sql, queue_stats, run_figures, schedule_json, worker_resources
 from workers.catalog import JOBS
 from workers.schedules import read_schedules
 
@@ -38,7 +37,6 @@ RECENT_RUNS = 12
 RECENT_ALERTS = 10
 ACTIVE_RUNS_LIMIT = 50
 SEVERITIES = ("high", "medium", "low")
-STATUSES = tuple(s.value for s in RunStatus)
 
 
 def dashboard_data(redis: Redis, settings: Settings) -> dict:
@@ -88,79 +86,17 @@ def job_summaries(now: datetime) -> dict:
     """Per job and window: runs by status, success rate (finished / finished+failed+stopped), p50/p95.
 
     Windows are by enqueue time; durations are those of finished runs (start to end of the
-    last attempt). One grouped count and one duration pass over the 7-day range serve both windows.
+    last attempt), aggregated in SQL by `app.stats.run_figures` (shared with /api/jobs/stats).
     """
-    since = {name: now - delta for name, delta in WINDOWS.items()}
     names = list(JOBS)
-    recent = peewee.Case(None, [(JobRun.enqueued_at >= since["24h"], 1)], 0)
-    # Naming every status lets the (job_name, status, enqueued_at) index serve the time range too.
-    counts = (
-        JobRun.select(JobRun.job_name, JobRun.status, peewee.fn.COUNT(JobRun.id), peewee.fn.SUM(recent))
-        .where(JobRun.job_name.in_(names) & JobRun.status.in_(STATUSES) & (JobRun.enqueued_at >= since["7d"]))
-        .group_by(JobRun.job_name, JobRun.status)
-    )
-    per: dict[str, dict[str, dict[str, int]]] = {name: {w: {} for w in WINDOWS} for name in names}
-    for job_name, status, week, day in database.execute(counts).fetchall():  # raw rows: no per-row conversion
-        per[job_name]["7d"][status] = int(week)
-        if day:
-            per[job_name]["24h"][status] = int(day)
-    finished = sum(per[name]["7d"].get("finished", 0) for name in names)
-    percentiles = (_postgres_percentiles if is_postgres() else _sqlite_percentiles)(names, since, finished)
-    return {
-        name: {"queue": JOBS[name].queue,
-               **{w: _summary(per[name][w], *percentiles.get((name, w), (None, None, 0))) for w in WINDOWS}}
-        for name in names
-    }
-
-
-def _postgres_percentiles(names: list[str], since: dict[str, datetime], finished: int) -> dict:
-    """percentile_cont in the database (same interpolation as `app.stats.percentile`): no rows travel."""
-    sql = f"""
-        SELECT job_name,
-               percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY d) FILTER (WHERE recent),
-               COUNT(*) FILTER (WHERE recent),
-               percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY d),
-               COUNT(*)
-        FROM (SELECT job_name, enqueued_at >= %s AS recent,
-                     GREATEST(EXTRACT(EPOCH FROM (ended_at - started_at)), 0) AS d
-              FROM {JobRun._meta.table_name}
-              WHERE job_name = ANY(%s) AND status = 'finished' AND enqueued_at >= %s
-                AND started_at IS NOT NULL AND ended_at IS NOT NULL) AS finished
-        GROUP BY job_name"""
+    figures = {w: run_figures(names, now - delta) for w, delta in WINDOWS.items()}
     out = {}
-    for job_name, day, day_n, week, week_n in database.execute_sql(sql, (since["24h"], names, since["7d"])).fetchall():
-        out[(job_name, "24h")] = (*(day or (None, None)), int(day_n))  # one sort per window for both
-        out[(job_name, "7d")] = (*(week or (None, None)), int(week_n))
-    return out
-
-
-def _sqlite_percentiles(names: list[str], since: dict[str, datetime], finished: int) -> dict:
-    """SQLite has no percentile function: the durations come back (one float each), sorted here.
-
-    When the window holds much of the table, a plain table scan beats the index plus one table
-    lookup per row (measured: about 3x with 100,000 runs all in the last 7 days).
-    """
-    durations = (
-        JobRun.select(JobRun.job_name, JobRun.enqueued_at >= since["24h"], duration_seconds_sql())
-        .where(JobRun.job_name.in_(names) & (JobRun.status == "finished") & (JobRun.enqueued_at >= since["7d"])
-               & JobRun.started_at.is_null(False) & JobRun.ended_at.is_null(False))
-    )
-    sql, params = durations.sql()
-    table_rows = database.execute_sql(f'SELECT MAX(rowid) FROM "{JobRun._meta.table_name}"').fetchone()[0] or 0
-    if finished > 0.3 * table_rows:
-        sql = sql.replace(f'FROM "{JobRun._meta.table_name}" AS "t1"', f'FROM "{JobRun._meta.table_name}" AS "t1" NOT INDEXED', 1)
-    lists: dict[tuple[str, str], list[float]] = {(n, w): [] for n in names for w in WINDOWS}
-    for job_name, in_day, seconds in database.execute_sql(sql, params).fetchall():
-        if seconds is None:
-            continue
-        seconds = max(0.0, seconds)
-        lists[(job_name, "7d")].append(seconds)
-        if in_day:
-            lists[(job_name, "24h")].append(seconds)
-    out = {}
-    for key, values in lists.items():
-        values.sort()
-        out[key] = (percentile(values, 0.50), percentile(values, 0.95), len(values))
+    for name in names:
+        out[name] = {"queue": JOBS[name].queue}
+        for w in WINDOWS:
+            durations = figures[w][name]["durations"]
+            out[name][w] = _summary(figures[w][name]["by_status"], durations["p50"], durations["p95"],
+                                    durations["count"])
     return out
 
 

@@ -110,6 +110,22 @@ def test_upgrade_from_the_first_schema_keeps_data(db):
     assert Alert.select().count() == 2
 
 
+def test_run_durations_are_backfilled(db):
+    """0002 stores ended_at - started_at of the runs that ended before it (never negative, ms precision)."""
+    migrate(db, target="0001")
+    rows = [("done", "'2024-05-01 10:00:01.250000'", "'2024-05-01 10:01:03.500000'"),  # 62.25 s
+            ("skewed", "'2024-05-01 10:00:05'", "'2024-05-01 10:00:04'"),  # clocks disagreed
+            ("never-started", "NULL", "'2024-05-01 10:00:00'"),
+            ("running", "'2024-05-01 10:00:00'", "NULL")]
+    for run_id, started, ended in rows:
+        db.execute_sql("INSERT INTO job_runs (id, job_name, queue, trigger, status, enqueued_at, started_at, ended_at,"
+                       f" attempts) VALUES ('{run_id}', 'forecast', 'forecast', 'manual', 'finished',"
+                       f" '2024-05-01 10:00:00', {started}, {ended}, 1)")
+    migrate(db)
+    durations = {run.id: run.duration_s for run in JobRun.select()}
+    assert durations == {"done": pytest.approx(62.25), "skewed": 0.0, "never-started": None, "running": None}
+
+
 def test_database_made_before_migrations_is_adopted(db):
     create_tables()  # what `init-db` did before migrations existed
     ProductionLine.create(code="L1", name="Line 1", daily_capacity=5)
