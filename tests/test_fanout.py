@@ -232,3 +232,19 @@ def test_cancel_through_the_api_reaches_a_fanned_out_run(app, client, auth, redi
     assert response.status_code == 200 and response.get_json()["status"] == "canceled"
     assert Job.fetch(gather_job_id(run_id), connection=redis).get_status() == JobStatus.CANCELED
     assert trigger(client, auth).status_code == 202
+
+
+def test_a_chunk_stopped_from_outside_stops_its_run(app, client, auth, redis, settings):
+    seed()
+    use_settings(settings, forecast_chunk_fault="0:1")
+    run_id = trigger(client, auth).get_json()["job_id"]
+    work(app, max_jobs=1)  # fanned out; chunks queued
+    worker = build_worker(app.config["SETTINGS"], app.extensions["redis"])
+    worker._stopped_job_id = chunk_job_id(run_id, 0)  # as after rq-dashboard's stop: its work-horse ends
+    worker.work(burst=True, with_scheduler=False, max_jobs=1)
+    assert Job.fetch(chunk_job_id(run_id, 0), connection=redis).get_status() == JobStatus.STOPPED
+    run = client.get(f"/api/jobs/forecast/{run_id}").get_json()
+    assert run["status"] == "stopped" and chunk_job_id(run_id, 0) in run["error"]
+    assert Job.fetch(gather_job_id(run_id), connection=redis).get_status() == JobStatus.CANCELED
+    assert runs.active_run_id(redis, "forecast") is None
+    assert trigger(client, auth).status_code == 202  # not held until the lease runs out

@@ -286,7 +286,8 @@ def _gather(run_id: str, chunk_ids: list[str], horizon_start: date, plan_seconds
     return result
 
 
-def cancel_fanout(connection: Redis, run_id: str) -> bool:
+def cancel_fanout(connection: Redis, run_id: str, run_status: runs.RunStatus = runs.RunStatus.CANCELED,
+                  error: str = "canceled by request") -> bool:
     """Cancel a fanned-out run whose chunks are still pending or running (False: none is).
 
     For `runs.cancel_run`, which sees the run's own RQ job ended: the gather is canceled first
@@ -310,8 +311,20 @@ def cancel_fanout(connection: Redis, run_id: str) -> bool:
                 pass
         elif status is not None and status not in ENDED:
             chunk.cancel()
-    _end_run(connection, run_id, runs.RunStatus.CANCELED, error="canceled by request")
+    _end_run(connection, run_id, run_status, error=error)
     return True
+
+
+def end_stopped_chunk(connection: Redis, chunk: Job) -> bool:
+    """A chunk stopped from outside the service (rq-dashboard's stop): stop its whole run.
+
+    RQ never counts a stopped job as a met dependency, so the gather would never run and the
+    run would hold the overlap lock until its lease ran out.
+    """
+    run_id = (chunk.kwargs or {}).get("run_id") or (chunk.args[0] if chunk.args else None)
+    if not run_id:
+        return False
+    return cancel_fanout(connection, run_id, runs.RunStatus.STOPPED, error=f"chunk {chunk.id} stopped by request")
 
 
 def _end_run(connection: Redis, run_id: str, status: runs.RunStatus, result: dict | None = None,

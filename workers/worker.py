@@ -259,6 +259,10 @@ class ServiceWorker(Worker):
         try:
             status = runs.record_failure(job, self.connection, _last_line(exc_string))
             log.info("run %s failed attempt recorded as %s", job.id, status.value)
+            if status == runs.RunStatus.STOPPED and job.func_name == "workers.forecast_chunks.run_chunk":
+                from workers.forecast_chunks import end_stopped_chunk
+
+                end_stopped_chunk(self.connection, job)
         except Exception:  # the row catches up on the next attempt; never crash the worker
             log.exception("could not record failure of run %s", job.id)
 
