@@ -58,9 +58,10 @@ class ServiceScheduler(Scheduler):
         self.settings = settings
         self._stop_event = threading.Event()
         # RQ's scheduler, driven step by step: its per-queue locks keep one mover per queue
-        # even next to workers started with WORKER_RQ_SCHEDULER=true.
-        self.retries = RQScheduler(list(QUEUES), connection=connection, interval=max(1, int(settings.scheduler_interval)),
-                                   name=f"{self.name}-retries")
+        # even next to workers started with WORKER_RQ_SCHEDULER=1.
+        self.retries = RQScheduler(list(QUEUES), connection=connection,
+                                   interval=max(1, int(settings.scheduler_interval)), name=f"{self.name}-retries")
+        self._retry_keys = [ScheduledJobRegistry(name, connection=connection).key for name in QUEUES]
 
     # -- registration -------------------------------------------------------------------
     def register_schedules(self) -> list[str]:
@@ -157,8 +158,8 @@ class ServiceScheduler(Scheduler):
 
     def _earliest_retry(self) -> float | None:
         with self.connection.pipeline() as pipe:
-            for name in QUEUES:
-                pipe.zrange(ScheduledJobRegistry(name, connection=self.connection).key, 0, 0, withscores=True)
+            for key in self._retry_keys:
+                pipe.zrange(key, 0, 0, withscores=True)
             firsts = [entries[0][1] for entries in pipe.execute() if entries]
         return min(firsts) if firsts else None
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from peewee import SQL, fn
+from peewee import SQL, PostgresqlDatabase, fn
 from redis import Redis
 from rq import Queue, Worker
 
@@ -180,17 +180,11 @@ SAMPLED_FIELD = "svc_resources_at"  # unix time of the sample
 
 
 def is_postgres() -> bool:
-    import peewee
-
-    from app.connections import database
-
-    return isinstance(database.obj, peewee.PostgresqlDatabase)
+    return isinstance(database.obj, PostgresqlDatabase)
 
 
 def hour_bucket_sql(field):
     """`field` truncated to the hour as text `YYYY-MM-DDTHH`, in SQL."""
-    from peewee import fn
-
     if is_postgres():
         return fn.to_char(field, 'YYYY-MM-DD"T"HH24').coerce(False)  # text, not parsed as the field's type
     return fn.strftime("%Y-%m-%dT%H", field).coerce(False)

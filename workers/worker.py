@@ -77,24 +77,22 @@ class ServiceWorker(Worker):
         beat = threading.Thread(target=self._beat_while_running, args=(job, done), daemon=True,
                                 name=f"heartbeat-{job.id}")
         self._in_process_job_id = job.id
-        previous = signal.signal(signal.SIGUSR1, self._raise_if_stopped)
         beat.start()
         try:
             finished = self.perform_job(job, queue)
         finally:
             self._in_process_job_id = None
             done.set()
-            signal.signal(signal.SIGUSR1, previous)
             beat.join()
-        if not finished and not database.is_closed():
-            database.close()  # after a failure, start the next run on a fresh connection
+        if not finished:
+            _close_database()  # after a failure, start the next run on a fresh connection
         self._db_used_at = time.monotonic()
         self.set_state(WorkerStatus.IDLE)
 
     def _reuse_database(self) -> None:
         """Open (or keep) the connection the run's `db_session()` will find open and leave open."""
-        if not database.is_closed() and time.monotonic() - self._db_used_at > self.db_idle_reconnect:
-            database.close()  # idle a while: the server or a proxy may have dropped it
+        if time.monotonic() - self._db_used_at > self.db_idle_reconnect:
+            _close_database()  # idle a while: the server or a proxy may have dropped it
         if database.is_closed():
             try:
                 database.connect()
@@ -170,8 +168,7 @@ class ServiceWorker(Worker):
         if (not self.standby_horse or self._burst or self._stop_requested or self._standby is not None
                 or not self.fork_queues & set(self.queue_names())):
             return
-        if not database.is_closed():
-            database.close()  # the work-horse opens its own; a shared socket would corrupt both
+        _close_database()  # the work-horse opens its own; a shared socket would corrupt both
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -204,13 +201,8 @@ class ServiceWorker(Worker):
 
     def _stop_standby(self) -> None:
         if self._standby is not None:
-            pid, write_fd = self._standby
+            _release_standby(*self._standby)
             self._standby = None
-            os.close(write_fd)  # EOF: it exits
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
 
     def fork_work_horse(self, job, queue):
         if self._standby is not None:
@@ -224,13 +216,8 @@ class ServiceWorker(Worker):
                 return
             except OSError as exc:  # it died while waiting: reap it and fork as usual
                 log.warning("standby work-horse %s unavailable (%s); forking", pid, exc)
-                os.close(write_fd)
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
-        if not database.is_closed():
-            database.close()  # the work-horse opens its own; a shared socket would corrupt both
+                _release_standby(pid, write_fd)
+        _close_database()  # the work-horse opens its own; a shared socket would corrupt both
         super().fork_work_horse(job, queue)
 
     def work(self, burst: bool = False, *args, **kwargs) -> bool:
@@ -239,12 +226,12 @@ class ServiceWorker(Worker):
 
     def bootstrap(self, *args, **kwargs):
         super().bootstrap(*args, **kwargs)
+        signal.signal(signal.SIGUSR1, self._raise_if_stopped)  # stops of in-process runs (`kill_horse`)
         self._start_standby()
 
     def teardown(self):
         self._stop_standby()
-        if not database.is_closed():
-            database.close()
+        _close_database()
         super().teardown()
 
     def heartbeat(self, timeout=None, pipeline=None):
@@ -265,6 +252,20 @@ class ServiceWorker(Worker):
                 end_stopped_chunk(self.connection, job)
         except Exception:  # the row catches up on the next attempt; never crash the worker
             log.exception("could not record failure of run %s", job.id)
+
+
+def _close_database() -> None:
+    if not database.is_closed():
+        database.close()
+
+
+def _release_standby(pid: int, write_fd: int) -> None:
+    """Close a standby work-horse's pipe (EOF: it exits, if still alive) and reap it."""
+    os.close(write_fd)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _last_line(exc_string: str) -> str:
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     connection.sadd(Queue.redis_queues_keys, *(q.key for q in worker.queues))
     log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
     # Delayed retries wait in RQ's ScheduledJobRegistry: the scheduler process moves them back
-    # (scheduler.py), or RQ's scheduler child of each worker with WORKER_RQ_SCHEDULER=true.
+    # (scheduler.py), or RQ's scheduler child of each worker with WORKER_RQ_SCHEDULER=1.
     worker.work(with_scheduler=settings.worker_rq_scheduler, burst=args.burst,
                 logging_level=settings.log_level.upper())
     if not args.burst and worker._shutdown_requested_date is None:
