@@ -64,7 +64,8 @@ class Alert(BaseModel):
     occurrences = peewee.IntegerField(default=1)
     resolved = peewee.BooleanField(default=False)
     created_at = peewee.DateTimeField(default=utcnow)
-    last_seen_at = peewee.DateTimeField(default=utcnow)
+    # Retention counts from here (an open alert seen again stays); indexed for the cleanup's batches.
+    last_seen_at = peewee.DateTimeField(default=utcnow, index=True)
 
     class Meta:
         table_name = "alerts"
