@@ -14,7 +14,8 @@ dashboard's guard for the `rq_dashboard` blueprint) each segment must name somet
 
 Replaced views (per app, through `app.view_functions`; the installed package is not patched):
 `job_info` (rq 2.x returns dependency ids as str, upstream calls `.decode()` on them: 500 for
-every run queued with `force`), `requeue_job_view` (409 instead of 500 for a job that is not in
+every run queued with `force`), `list_workers` (one worker whose current job expired made the
+whole list a 404, so the workers page stayed empty), `requeue_job_view` (409 instead of 500 for a job that is not in
 the failed registry) and `compact_queue` (an empty queue has no list to compact: upstream 500).
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, Callable
 
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
 from redis import Redis
-from rq import Queue, requeue_job
+from rq import Queue, Worker, requeue_job
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq_dashboard import web as rq_web
@@ -190,7 +191,43 @@ def compact_queue(queue_name: str):
     return jsonify(status="OK"), {"Cache-Control": "no-store"}
 
 
+def list_workers(instance_number: int):
+    """rq-dashboard's worker list; upstream fetches each current job and a worker whose job has
+    expired (or was deleted) turned the whole list into a 404, and the workers page stayed empty."""
+    def current_job(worker) -> dict | str:
+        job_id = worker.get_current_job_id()
+        if not job_id:
+            return "idle"
+        try:
+            return rq_web.serialize_current_job(Job.fetch(job_id, connection=worker.connection,
+                                                          serializer=rq_web.config.serializer))
+        except NoSuchJobError:
+            return {"job_id": job_id, "description": "(job record expired)", "created_at": None,
+                    "call_string": "(job record expired)"}
+
+    workers = [
+        {
+            "name": worker.name,
+            "pid": worker.pid,
+            "queues": [q.name for q in worker.queues],
+            "state": _as_text(worker.get_state()),
+            "current_job": current_job(worker),
+            "last_heartbeat": worker.last_heartbeat,
+            "birth_date": worker.birth_date,
+            "successful_job_count": worker.successful_job_count,
+            "failed_job_count": worker.failed_job_count,
+            "total_working_time": worker.total_working_time,
+            "version": getattr(worker, "version", ""),
+            "python_version": getattr(worker, "python_version", ""),
+        }
+        for worker in Worker.all(connection=current_app.redis_conn)
+    ]
+    workers.sort(key=lambda w: (w["state"], w["queues"], w["name"]))
+    return jsonify(workers=workers), {"Cache-Control": "no-store"}
+
+
 REPLACED_VIEWS = {
+    "rq_dashboard.list_workers": list_workers,
     "rq_dashboard.job_info": job_info,
     "rq_dashboard.requeue_job_view": requeue_job_view,
     "rq_dashboard.compact_queue": compact_queue,

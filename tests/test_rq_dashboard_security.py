@@ -403,3 +403,19 @@ def test_the_job_page_of_a_malformed_id_does_not_echo_it(client, creds):
     response = client.get("/dashboard/rq/0/view/job/" + quote("x'><svg onload=alert(1)>pwned", safe=""), headers=creds)
     assert response.status_code == 404
     assert_harmless(response)
+
+
+def test_rq_workers_list_survives_a_worker_whose_job_expired(client, creds, redis, job):
+    """Upstream fetched each current job: one expired job made the whole list a 404."""
+    from rq import Worker
+
+    for name, current in (("w-gone", "job-long-gone"), ("w-busy", job.id)):
+        worker = Worker(["forecast"], connection=redis, name=name)
+        worker.register_birth()
+        worker.set_state("busy")
+        worker.set_current_job_id(current)
+    response = client.get("/dashboard/rq/0/data/workers.json", headers=creds)
+    assert response.status_code == 200
+    rows = {w["name"]: w for w in response.get_json()["workers"]}
+    assert rows["w-gone"]["current_job"]["job_id"] == "job-long-gone" and rows["w-gone"]["state"] == "busy"
+    assert rows["w-busy"]["current_job"]["job_id"] == job.id
