@@ -73,7 +73,8 @@ PENDING_TTL = 60  # a lock taken by an enqueuer that died before enqueuing frees
 # Which attempt a worker's work-horse took, by worker name, for the worker's own failure record.
 ATTEMPT_KEY = "forecast-service:attempt:{run_id}"
 ATTEMPT_KEY_TTL = 7 * 24 * 3600
-# A queued run whose RQ job is gone is canceled only once it is this old (clocks of hosts differ).
+# Reconcile cancels a waiting run whose RQ job is gone only once the row is this old: a row is
+# written just before its job reaches Redis (the enqueue window; its lock is pending then too).
 VANISHED_GRACE_SECONDS = 2.0
 DELETED_REASON = "canceled: its RQ job was deleted from Redis (rq-dashboard delete or empty queue)"
 
@@ -178,7 +179,7 @@ def _holder_is_stale(redis: Redis, holder: str, ttl: int) -> bool:
         if row is None or row.status in TERMINAL_VALUES:
             return True
         if status is None and row.status in WAITING_VALUES and job_vanished(redis, holder, row.queue):
-            return cancel_vanished(redis, row)
+            return cancel_vanished(redis, row, grace=0.0)  # confirmed holder: enqueued already
     return False
 
 
@@ -199,7 +200,7 @@ def job_vanished(redis: Redis, run_id: str, queue: str) -> bool:
     return run_id not in StartedJobRegistry(queue, connection=redis).get_job_ids()
 
 
-def cancel_vanished(redis: Redis, row: JobRun) -> bool:
+def cancel_vanished(redis: Redis, row: JobRun, grace: float = VANISHED_GRACE_SECONDS) -> bool:
     """End a waiting run whose RQ job was deleted: canceled (reason given), the job freed.
 
     Safe against the enqueue window (the row is written before its job reaches Redis): a run
@@ -209,7 +210,7 @@ def cancel_vanished(redis: Redis, row: JobRun) -> bool:
     key = _active_key(row.job_name)
     if redis.get(key) == row.id.encode() and redis.ttl(key) >= 0:
         return False  # its enqueuer is still between writing the row and enqueuing
-    if row.enqueued_at is not None and (utcnow() - row.enqueued_at).total_seconds() < VANISHED_GRACE_SECONDS:
+    if row.enqueued_at is not None and (utcnow() - row.enqueued_at).total_seconds() < grace:
         return False
     if not end_if(row.id, row.status, row.attempts, RunStatus.CANCELED, error=DELETED_REASON):
         return False
@@ -466,14 +467,23 @@ def record_failure(job: Job, redis: Redis, error: str, worker_name: str | None =
     return status
 
 
+def exception_summary(exc_string: str | None) -> str | None:
+    """The exception of a formatted traceback: its type and whole message (which may span lines)."""
+    lines = [line for line in (exc_string or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    frames = [i for i, line in enumerate(lines) if line.startswith("  ")]  # "  File ...", "    code"
+    tail = lines[frames[-1] + 1:] if frames and frames[-1] + 1 < len(lines) else lines[-1:]
+    return " ".join(line.strip() for line in tail)[-4000:]
+
+
 def _rq_error(redis: Redis, run_id: str) -> str | None:
-    """The last line of the RQ job's latest failure, if any (a failure the worker did not record)."""
+    """The exception of the RQ job's latest failure, if any (a failure the worker did not record)."""
     try:
         latest = Job.fetch(run_id, connection=redis).latest_result()
     except Exception:  # noqa: BLE001 - a reason is a nicety; the status is what matters
         return None
-    lines = [line for line in (getattr(latest, "exc_string", None) or "").splitlines() if line.strip()]
-    return lines[-1].strip()[-4000:] if lines else None
+    return exception_summary(getattr(latest, "exc_string", None))
 
 
 def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:

@@ -382,8 +382,7 @@ def _release_standby(pid: int, write_fd: int) -> None:
 
 
 def _last_line(exc_string: str) -> str:
-    lines = [line for line in (exc_string or "").strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "failed"
+    return runs.exception_summary(exc_string) or "failed"
 
 
 def preload() -> None:
