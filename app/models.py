@@ -77,6 +77,12 @@ class Alert(BaseModel):
         )
 
 
+# One open alert per fingerprint (migration 0003): overlapping stores cannot both insert one.
+OPEN_ALERT_INDEX = "alerts_open_fingerprint"
+Alert.add_index(Alert.index(Alert.fingerprint, unique=True, where=peewee.SQL('"resolved" = false'),
+                            name=OPEN_ALERT_INDEX))
+
+
 class JobRun(BaseModel):
     """One run of a job; its id is the RQ job id (retries keep it)."""
 
