@@ -1,0 +1,491 @@
+"""The vectorised fitting core of engine v2: candidate models, rolling-origin selection, intervals.
+
+Why it is built this way:
+
+- **One pass over days, never a loop over series.** Every candidate model is a small state-space
+  recursion whose state arrays have the shape (candidates, series); the Python loop runs over the
+  days of a bounded look-back window (`LOOKBACK_DAYS`), series are processed in blocks of
+  `BLOCK_SERIES` so the working set stays in cache and the memory per call stays bounded. The data
+  of a block is scaled per series (by its mean observed value) and held in float32: half the
+  memory traffic, and any magnitude (1e-300 .. 1e300) fits.
+- **Missing is missing.** A NaN day makes no error-correction: level, season, intervals between
+  demands and so on only propagate. Leading NaN and leading zeros before an item's first sale are
+  cut off, so a new item starts from its first sale, not from a run of zeros.
+- **Robust to outliers.** A first robust filter (level + weekly season, one-step errors clipped at
+  `CLEAN_K` running mean-absolute errors) produces a cleaned copy of the history; every candidate
+  is fitted on that copy, so one extreme day moves a forecast by at most a few typical errors.
+  The raw history is kept for the interval residuals and for the spike rule.
+- **Selection by what matters.** The recursions snapshot every candidate's 1..14-day forecast at
+  rolling origins (the last `ORIGINS` weeks, same weekday as the real forecast origin) and score
+  them with the mean absolute error over the whole 14-day horizon against the cleaned actuals. Each
+  series gets the mean of its `ENSEMBLE` best allowed candidates: a small combination is more
+  robust than picking the single best of a noisy score (the M3/M4 lesson).
+- **Candidates per series class.** Smooth series: additive level + weekly season (a grid that runs
+  from weekday means to seasonal naive), the same with a damped trend (only after `MIN_TREND_DAYS`
+  of data), flat exponential smoothing, seasonal naive and exponentially weighted weekday means.
+  Intermittent or lumpy series (Syntetos-Boylan: average inter-demand interval > 1.32): Croston-SBA,
+  TSB and ADIDA (weekly buckets), each flat and with the series' own smoothed weekday profile.
+- **Intervals from the backtest.** The ensemble's own rolling-origin errors are scaled per series
+  (median absolute error) and per horizon step (pooled growth curve), and the pooled empirical
+  quantiles of these standardised errors (per class, over all series of the call) give P10/P50/P90:
+  skewed where demand is skewed, wider where the series is noisier, calibrated by construction on
+  out-of-sample errors.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+PERIOD = 7
+EVAL_HORIZON = 14  # the backtest horizon inside `predict`: selection and intervals look 1..14 days ahead
+ORIGINS = 12  # rolling origins, one week apart, ending EVAL_HORIZON days before the last day
+LOOKBACK_DAYS = 392  # days of history the engine reads (56 weeks): enough for slow smoothing and the origins
+BLOCK_SERIES = 1024  # series fitted together: state + origin snapshots stay ~30 MB
+MIN_TREND_DAYS = 56  # no trend before 8 weeks of data
+MIN_SEASON_DAYS = 14  # no weekly pattern before two weeks of data
+INIT_DAYS = 28  # the starting state comes from the first four weeks of each series
+CLEAN_K = 4.0  # one-step errors beyond this many running mean-absolute errors are clipped
+CLEAN_WARMUP = 14  # no clipping during a series' first two weeks (the running scale is not set yet)
+SCALE_FLOOR = 0.05  # floor of the running error scale, as a share of the series' mean (constant series)
+INTERMITTENT_FENCE = 3.0  # intermittent sizes above this many times their 90th percentile are cut
+ADI_INTERMITTENT = 1.32  # Syntetos-Boylan cut-off on the average inter-demand interval
+ENSEMBLE = 3  # forecasts of the best this-many candidates are averaged
+MIN_SELECT_ORIGINS = 4  # honest interval errors need at least this many older origins to select on
+MIN_POOLED = 1000  # fewer standardised errors than this: fall back to normal quantiles
+PROFILE_PRIOR_DAYS = 28.0  # shrinkage of an intermittent item's weekday profile towards flat
+
+# Candidate grids (model families and their smoothing constants). Deliberately coarse: the
+# ensemble of the best few absorbs the grid's gaps, and a coarse grid overfits less.
+ETS_ALPHAS = (0.03, 0.1, 0.25, 0.5, 0.8)
+ETS_GAMMAS = (0.03, 0.1, 0.25)
+TREND_ALPHAS = (0.1, 0.25, 0.5)
+TREND_GAMMAS = (0.03, 0.15)
+TREND_BETA_SHARE = 0.1  # trend smoothing as a share of alpha
+TREND_PHIS = (0.9, 0.98)  # trend damping: fades within about two weeks / persists over months
+SES_ALPHAS = (0.03, 0.1, 0.3, 1.0)  # 1.0: the naive forecast (random walks)
+WDMEAN_RHOS = (0.1, 0.25)
+CROSTON_ALPHAS = (0.05, 0.15)
+TSB_ALPHAS = ((0.05, 0.1), (0.15, 0.2))  # (probability, size)
+ADIDA_ALPHAS = (0.1, 0.3)
+PROFILE_RHO = 0.05  # weekday profile of intermittent items: a slow exponentially weighted mean
+
+
+@dataclass(frozen=True)
+class Candidate:
+    family: str
+    kind: str  # "ets", "wdmean", "croston", "tsb", "adida"
+    alpha: float = 0.0
+    beta: float = 0.0
+    gamma: float = 0.0
+    phi: float = 1.0
+    seasonal: bool = True
+    intermittent: bool = False
+    profiled: bool = False
+
+
+def _candidates() -> list[Candidate]:
+    out: list[Candidate] = []
+    for a in ETS_ALPHAS:
+        for g in ETS_GAMMAS:
+            out.append(Candidate("ets", "ets", a, 0.0, g, 1.0))
+    for a in TREND_ALPHAS:
+        for g in TREND_GAMMAS:
+            for phi in TREND_PHIS:
+                out.append(Candidate("ets_damped", "ets", a, a * TREND_BETA_SHARE, g, phi))
+    for a in SES_ALPHAS:
+        out.append(Candidate("ses", "ets", a, 0.0, 0.0, 1.0, seasonal=False))
+    out.append(Candidate("seasonal_naive", "ets", 0.0, 0.0, 1.0, 1.0))
+    for r in WDMEAN_RHOS:
+        out.append(Candidate("weekday_mean", "wdmean", r))
+    for profiled in (False, True):
+        for a in CROSTON_ALPHAS:
+            out.append(Candidate("croston_sba", "croston", a, intermittent=True, profiled=profiled))
+        for ap, az in TSB_ALPHAS:
+            out.append(Candidate("tsb", "tsb", ap, az, intermittent=True, profiled=profiled))
+        for a in ADIDA_ALPHAS:
+            out.append(Candidate("adida", "adida", a, intermittent=True, profiled=profiled))
+    return out
+
+
+CANDIDATES = _candidates()
+FAMILIES = tuple(dict.fromkeys(c.family for c in CANDIDATES))
+
+
+@dataclass
+class BlockFit:
+    """What one block of series yields before the call-wide interval calibration."""
+
+    mean: np.ndarray  # (n, horizon) in scaled units
+    method: np.ndarray  # (n,) index into FAMILIES
+    intermittent: np.ndarray  # (n,) bool
+    err_scale: np.ndarray  # (n,) median absolute backtest error (scaled units), NaN if none
+    step_ratio: np.ndarray  # (n, H) per-step median |error| / err_scale, NaN if none
+    std_errors: np.ndarray  # (O, H, n) backtest errors / err_scale, NaN where missing
+    paths: np.ndarray  # (O, H, n) raw backtest errors (scaled units), for exceedance bootstraps
+    fallback_scale: np.ndarray  # (n,) spread to use when there is no backtest error
+
+
+def _phase(cols: np.ndarray | int, days: int) -> np.ndarray:
+    """Weekly phase of a column, 0 = the first forecast day's weekday."""
+    return (np.asarray(cols) - days) % PERIOD
+
+
+def _initial_state(y: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Level, weekly season (7, n), error scale and observed count from each series' first weeks."""
+    n, days = y.shape
+    idx = first[:, None] + np.arange(INIT_DAYS)[None, :]
+    valid = idx < days
+    vals = y[np.arange(n)[:, None], np.minimum(idx, days - 1)].astype(np.float64)
+    vals[~valid] = np.nan
+    obs = ~np.isnan(vals)
+    cnt = obs.sum(axis=1)
+    with np.errstate(all="ignore"):
+        level = np.where(cnt > 0, np.nansum(vals, axis=1) / np.maximum(cnt, 1), 0.0)
+        ph = _phase(idx, days)
+        season = np.zeros((PERIOD, n))
+        dev = np.where(obs, vals - level[:, None], 0.0)
+        for p in range(PERIOD):
+            m = (ph == p) & obs
+            c = m.sum(axis=1)
+            season[p] = np.where(c > 0, (dev * m).sum(axis=1) / np.maximum(c, 1), 0.0)
+        season -= season.mean(axis=0, keepdims=True)
+        season *= cnt / (cnt + PERIOD)  # few days: shrink the pattern towards flat
+        fitted = level[:, None] + season[ph, np.arange(n)[:, None]]
+        mae = np.where(cnt > 0, np.nansum(np.abs(vals - fitted), axis=1) / np.maximum(cnt, 1), 0.0)
+    return level, season, mae, cnt
+
+
+def clean(y: np.ndarray, first: np.ndarray, intermittent: np.ndarray | None = None) -> np.ndarray:
+    """The history with each one-step error of a robust level + season filter clipped at CLEAN_K
+    running mean-absolute errors (NaN stays NaN). y is scaled (series mean ~ 1), float32.
+
+    Intermittent series are not filtered (their zeros and lumps are the signal, and a clipped
+    lump biases the rate down); only demand sizes above INTERMITTENT_FENCE times the 90th
+    percentile of the series' sizes are cut to that fence."""
+    n, days = y.shape
+    out = y.copy()
+    if n == 0 or days == 0:
+        return out
+    if intermittent is not None and intermittent.any():
+        rows = np.flatnonzero(intermittent)
+        sub = y[rows]
+        with np.errstate(all="ignore"):
+            sizes = np.where(sub > 0, sub, np.nan)
+            fence = INTERMITTENT_FENCE * nan_quantile_rows(sizes, 0.9)
+        out[rows] = np.where(sub > fence[:, None], fence[:, None], sub)
+        smooth = np.flatnonzero(~intermittent)
+        if smooth.size:
+            out[smooth] = clean(y[smooth], first[smooth])
+        return out
+    level, season, mae, _ = _initial_state(y, first)
+    level = level.astype(np.float32)
+    season = season.astype(np.float32)
+    scale = np.maximum(mae, SCALE_FLOOR).astype(np.float32)
+    alpha, gamma, lam = np.float32(0.1), np.float32(0.05), np.float32(0.05)
+    start = int(first.min())
+    for t in range(start, days):
+        p = (t - days) % PERIOD
+        yt = y[:, t]
+        obs = ~np.isnan(yt)
+        fit = level + season[p]
+        err = np.where(obs, yt - fit, 0).astype(np.float32)
+        lim = CLEAN_K * scale
+        warm = t < first + CLEAN_WARMUP
+        clipped = np.where(warm, err, np.clip(err, -lim, lim))
+        out[:, t] = np.where(obs, fit + clipped, np.nan)
+        level += alpha * clipped
+        season[p] += gamma * clipped
+        scale = np.where(obs, np.maximum(scale + lam * (np.abs(clipped) - scale), SCALE_FLOOR), scale)
+    return out
+
+
+def _class_stats(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Average inter-demand interval (ADI), CV^2 of demand sizes and observed days, per series."""
+    obs = ~np.isnan(y)
+    nobs = obs.sum(axis=1)
+    pos = obs & (y > 0)
+    npos = pos.sum(axis=1)
+    adi = np.where(npos > 0, nobs / np.maximum(npos, 1), np.inf)
+    with np.errstate(all="ignore"):
+        sizes = np.where(pos, y, np.nan)
+        m = np.nanmean(sizes, axis=1) if y.shape[1] else np.full(len(y), np.nan)
+        v = np.nanvar(sizes, axis=1) if y.shape[1] else np.full(len(y), np.nan)
+        cv2 = np.where(npos > 1, v / np.maximum(m * m, 1e-30), 0.0)
+    return adi, np.nan_to_num(cv2), nobs
+
+
+def nan_quantile_rows(x: np.ndarray, q: float) -> np.ndarray:
+    """Per-row quantile ignoring NaN (linear interpolation), NaN for an all-NaN row; one sort,
+    much faster than np.nanquantile along an axis."""
+    n, m = x.shape
+    if m == 0:
+        return np.full(n, np.nan)
+    srt = np.sort(x, axis=1)  # NaN sorts last
+    cnt = (~np.isnan(x)).sum(axis=1)
+    pos = q * np.maximum(cnt - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(cnt - 1, 0))
+    frac = pos - lo
+    r = np.arange(n)
+    out = srt[r, lo] * (1 - frac) + srt[r, hi] * frac
+    return np.where(cnt > 0, out, np.nan)
+
+
+def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = ORIGINS,
+              eval_horizon: int = EVAL_HORIZON, spacing: int = PERIOD) -> BlockFit:
+    """Fit the candidates of each series' class to every series of a block (y: n x days, scaled
+    float32, NaN missing, leading zeros already cut) and combine the best ones per series.
+    Smooth and intermittent series run separately, each only through its own families."""
+    n, days = y.shape
+    adi, _cv2, _nobs = _class_stats(y)
+    intermittent = adi > ADI_INTERMITTENT
+    yc = clean(y, first, intermittent)
+    parts = []
+    for cls in (False, True):
+        rows = np.flatnonzero(intermittent == cls)
+        if rows.size:
+            parts.append((rows, _fit_class(y[rows], yc[rows], first[rows], adi[rows], cls, horizon,
+                                           origins, eval_horizon, spacing)))
+    H = eval_horizon
+    O = max([p.std_errors.shape[0] for _, p in parts] + [1])
+    Op = max([p.paths.shape[0] for _, p in parts] + [1])
+    out = BlockFit(mean=np.zeros((n, horizon)), method=np.zeros(n, np.int64), intermittent=intermittent,
+                   err_scale=np.full(n, np.nan), step_ratio=np.full((n, H), np.nan),
+                   std_errors=np.full((O, H, n), np.nan, np.float32), paths=np.full((Op, H, n), np.nan, np.float32),
+                   fallback_scale=np.zeros(n))
+    for rows, p in parts:
+        out.mean[rows] = p.mean
+        out.method[rows] = p.method
+        out.err_scale[rows] = p.err_scale
+        out.step_ratio[rows] = p.step_ratio
+        out.std_errors[:p.std_errors.shape[0], :, rows] = p.std_errors
+        out.paths[:p.paths.shape[0], :, rows] = p.paths
+        out.fallback_scale[rows] = p.fallback_scale
+    return out
+
+
+def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray, intermittent: bool,
+               horizon: int, origins: int, H: int, spacing: int) -> BlockFit:
+    n, days = y.shape
+    cands_all = [(i, c) for i, c in enumerate(CANDIDATES) if c.intermittent == intermittent]
+    cands = [c for _, c in cands_all]
+    C = len(cands)
+    level0, season0, _mae, _cnt = _initial_state(yc, first)
+    f32 = np.float32
+    col = lambda vals: np.asarray(vals, dtype=f32)[:, None]  # noqa: E731
+
+    ets = [i for i, c in enumerate(cands) if c.kind == "ets"]
+    wdm = [i for i, c in enumerate(cands) if c.kind == "wdmean"]
+    cro = [i for i, c in enumerate(cands) if c.kind == "croston" and not c.profiled]
+    tsb = [i for i, c in enumerate(cands) if c.kind == "tsb" and not c.profiled]
+    ada = [i for i, c in enumerate(cands) if c.kind == "adida" and not c.profiled]
+    profiled_of = {}
+    for i, c in enumerate(cands):
+        if c.intermittent and not c.profiled:
+            profiled_of[i] = next(j for j, d in enumerate(cands) if d.profiled and d.kind == c.kind
+                                  and d.alpha == c.alpha and d.beta == c.beta)
+    # ETS: additive level, damped trend, weekly season
+    g = len(ets)
+    e_alpha = col([cands[i].alpha for i in ets])
+    e_beta = col([cands[i].beta for i in ets])
+    e_gamma = col([cands[i].gamma for i in ets])
+    e_phi = col([cands[i].phi for i in ets])
+    e_seasonal = np.array([cands[i].seasonal for i in ets], dtype=bool)
+    lvl = np.repeat(level0[None, :], g, axis=0).astype(f32)
+    trd = np.zeros((g, n), f32)
+    sea = np.repeat(season0[:, None, :], g, axis=1).astype(f32)  # (7, g, n)
+    if g:
+        sea[:, ~e_seasonal, :] = 0
+    steps_all = max(H, horizon)
+    dsum_all = np.cumsum(e_phi.astype(np.float64) ** np.arange(1, steps_all + 1)[None, :], axis=1).astype(f32)
+    # exponentially weighted weekday means (intermittent: only the slow profile)
+    rhos = col([cands[i].alpha for i in wdm] + ([PROFILE_RHO] if intermittent else []))
+    wd = np.maximum(np.repeat((level0[None, :] + season0)[:, None, :], len(rhos), axis=1), 0).astype(f32)
+    # Croston SBA (size z, interval x, observed days since the last demand q), TSB, ADIDA
+    with np.errstate(all="ignore"):
+        idx = np.arange(days)[None, :]
+        init_win = np.where((idx < (first + INIT_DAYS)[:, None]) & (yc > 0), yc, np.nan)
+        zsz = np.nan_to_num(np.nanmean(init_win, axis=1), nan=1.0)
+    adi0 = np.where(np.isfinite(adi), adi, 1.0)
+    c_alpha = col([cands[i].alpha for i in cro])
+    cz = np.repeat(zsz[None, :], len(cro), axis=0).astype(f32)
+    cx = np.repeat(adi0[None, :], len(cro), axis=0).astype(f32)
+    cq = np.zeros(n, f32)
+    t_ap = col([cands[i].alpha for i in tsb])
+    t_az = col([cands[i].beta for i in tsb])
+    tp = np.repeat((1.0 / adi0)[None, :], len(tsb), axis=0).astype(f32)
+    tz = np.repeat(zsz[None, :], len(tsb), axis=0).astype(f32)
+    a_alpha = col([cands[i].alpha for i in ada])
+    arate = np.repeat(np.maximum(level0, 0)[None, :], len(ada), axis=0).astype(f32)
+    bsum = np.zeros(n, f32)
+    bcnt = np.zeros(n, f32)
+
+    origin_days = [days - 1 - H - spacing * j for j in range(origins)]
+    origin_days = [t for t in origin_days if t >= int(first.min()) + PERIOD]
+    O = len(origin_days)
+    origin_slot = {t: j for j, t in enumerate(origin_days)}
+    F = np.full((C, max(O, 1), H, n), np.nan, f32)
+
+    def snapshot(t: int, steps: int) -> np.ndarray:
+        """Every candidate's forecast for days t+1..t+steps from the current state: (C, steps, n)."""
+        out = np.empty((C, steps, n), f32)
+        ph = _phase(np.arange(t + 1, t + 1 + steps), days)
+        if g:
+            out[ets] = lvl[:, None, :] + dsum_all[:, :steps, None] * trd[:, None, :] + np.moveaxis(sea[ph], 0, 1)
+        wdv = wd[ph]  # (steps, r, n)
+        if wdm:
+            out[wdm] = np.moveaxis(wdv[:, :len(wdm), :], 0, 1)
+        if intermittent:
+            prof_raw = wdv[:, -1, :]  # (steps, n)
+            pm = wd[:, -1, :].mean(axis=0)
+            seen = np.minimum(np.maximum(t + 1 - first, 0), 10 * PROFILE_PRIOR_DAYS).astype(f32)
+            w = seen / (seen + PROFILE_PRIOR_DAYS)
+            with np.errstate(all="ignore"):
+                prof = np.where(pm > 0, prof_raw / np.where(pm > 0, pm, 1), 1.0)
+            prof = (w * prof + (1 - w)).astype(f32)
+            flat_c = (1 - c_alpha / 2) * cz / np.maximum(cx, 1.0)
+            for idx_flat, flat in ((cro, flat_c), (tsb, tp * tz), (ada, arate)):
+                for k, i in enumerate(idx_flat):
+                    out[i] = flat[k][None, :]
+                    out[profiled_of[i]] = flat[k][None, :] * prof
+        return out
+
+    start = int(first.min()) if n else days
+    err = np.empty((g, n), f32)
+    for t in range(start, days):
+        p = (t - days) % PERIOD
+        yt = yc[:, t]
+        obs = ~np.isnan(yt)
+        y0 = np.where(obs, yt, f32(0))
+        if g:
+            s = sea[p]
+            np.multiply(trd, e_phi, out=trd)
+            np.add(lvl, trd, out=lvl)
+            np.subtract(y0, lvl, out=err)
+            err -= s
+            err *= obs
+            lvl += e_alpha * err
+            trd += e_beta * err
+            s += e_gamma * err
+        if len(rhos):
+            w = wd[p]
+            w += rhos * ((y0 - w) * obs)
+        if intermittent:
+            cq += obs
+            demand = obs & (y0 > 0)
+            cz += c_alpha * ((y0 - cz) * demand)
+            cx += c_alpha * ((cq - cx) * demand)
+            cq[demand] = 0
+            tp += t_ap * ((demand.astype(f32) - tp) * obs)
+            tz += t_az * ((y0 - tz) * demand)
+            bsum += y0
+            bcnt += obs
+            if p == PERIOD - 1:
+                has = bcnt > 0
+                rate = np.where(has, bsum / np.maximum(bcnt, 1), f32(0))
+                arate += a_alpha * ((rate - arate) * has)
+                bsum[:] = 0
+                bcnt[:] = 0
+        j = origin_slot.get(t)
+        if j is not None:
+            F[:, j] = snapshot(t, H)
+
+    final = snapshot(days - 1, horizon)  # (C, horizon, n)
+
+    # --- selection -----------------------------------------------------------------------------
+    history_days = days - first  # days since the first sale (NaN days included)
+    allowed = np.ones((C, n), bool)
+    for i, c in enumerate(cands):
+        if c.beta > 0 and c.kind == "ets":
+            allowed[i] &= history_days >= MIN_TREND_DAYS
+        if c.kind in ("ets", "wdmean") and c.seasonal:
+            allowed[i] &= history_days >= (PERIOD if c.family == "seasonal_naive" else MIN_SEASON_DAYS)
+    if intermittent:
+        default = next(i for i, c in enumerate(cands) if c.family == "tsb" and not c.profiled)
+        prior = np.full((C, n), np.inf)
+        prior[default] = 0.0
+    else:
+        prior = np.full((C, n), np.inf)
+        prior[next(i for i, c in enumerate(cands) if c.family == "ses" and c.alpha == 0.1)] = 1.0
+        prior[next(i for i, c in enumerate(cands) if c.family == "weekday_mean" and c.alpha == 0.25),
+              history_days >= MIN_SEASON_DAYS] = 0.0
+    if O:
+        A_clean = np.stack([yc[:, t + 1:t + 1 + H].T for t in origin_days])  # (O, H, n)
+        A_raw = np.stack([y[:, t + 1:t + 1 + H].T for t in origin_days])
+        dev = F[:, :O] - A_clean[None]
+        # smooth: absolute error (robust; the MASE numerator); intermittent: squared error, since
+        # absolute error favours forecasts biased towards zero
+        dev = dev * dev if intermittent else np.abs(dev)
+        per_origin = np.nansum(dev, axis=2)  # (C, O, n)
+        cnt_origin = (~np.isnan(dev)).sum(axis=2)
+    else:
+        A_raw = np.full((1, H, n), np.nan, f32)
+        per_origin = np.zeros((C, 1, n))
+        cnt_origin = np.zeros((C, 1, n), np.int64)
+
+    def choose(from_origin: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-ENSEMBLE candidates and weights by the error of origins from_origin.. (older)."""
+        cnt = cnt_origin[:, from_origin:].sum(axis=1)
+        with np.errstate(all="ignore"):
+            score = np.where(cnt > 0, per_origin[:, from_origin:].sum(axis=1) / np.maximum(cnt, 1), np.inf)
+        score = np.where(allowed, score, np.inf)
+        unscored = ~np.isfinite(score).any(axis=0)
+        score = np.where(unscored[None, :], prior, score)
+        top = np.argsort(score, axis=0, kind="stable")[:ENSEMBLE]
+        ok = np.isfinite(np.take_along_axis(score, top, axis=0))
+        ok[0] = True
+        return top, ok / ok.sum(axis=0, keepdims=True)
+
+    def combine(top: np.ndarray, wts: np.ndarray, arr: np.ndarray) -> np.ndarray:
+        """Weighted ensemble of candidates `top` from arr (C, ..., n) -> (..., n)."""
+        cols = np.arange(n)
+        out = np.zeros(arr.shape[1:], np.float64)
+        for r in range(top.shape[0]):
+            out += wts[r] * np.moveaxis(arr[top[r], ..., cols], 0, -1)
+        return out
+
+    top, wts = choose(0)
+    mean = combine(top, wts, final).T  # (n, horizon)
+    method = np.array([FAMILIES.index(c.family) for c in cands])[top[0]]
+    Fe = combine(top, wts, F[:, :O]) if O else np.zeros((1, H, n))
+    E = (A_raw - Fe).astype(np.float32)
+    # Honest errors for the interval shape: at each origin, the ensemble chosen on the OLDER
+    # origins only (selection on the same errors would make the bands too narrow).
+    honest = O - MIN_SELECT_ORIGINS
+    if honest > 0:
+        E_h = np.empty((honest, H, n), np.float32)
+        for j in range(honest):
+            top_h, wts_h = choose(j + 1)
+            E_h[j] = A_raw[j] - combine(top_h, wts_h, F[:, j])
+    else:
+        E_h = E
+    with np.errstate(all="ignore"):
+        # the per-series spread unit: median |honest error| (in-sample errors when too few)
+        absE = np.abs(E_h)
+        have = (~np.isnan(E_h)).sum(axis=(0, 1))
+        flat = absE.reshape(-1, n).T
+        scale = np.where(have >= 2 * PERIOD, nan_quantile_rows(flat, 0.5), np.nan)
+        mae = np.nanmean(flat, axis=1) if flat.shape[1] else np.full(n, np.nan)
+        scale = np.where(scale > 0, scale, np.where(have >= 2 * PERIOD, mae, np.nan))
+        step = np.stack([nan_quantile_rows(absE[:, h, :].T, 0.5) for h in range(H)], axis=1) / scale[:, None]
+        std = E_h / scale[None, None, :]
+        med = nan_quantile_rows(yc, 0.5)
+        mad = nan_quantile_rows(np.abs(yc - med[:, None]), 0.5)
+        fallback = np.nan_to_num(np.maximum(mad, 0.25 * np.abs(mean[:, 0])), nan=0.0)
+    return BlockFit(mean=mean, method=method, intermittent=np.full(n, intermittent), err_scale=scale,
+                    step_ratio=step, std_errors=std, paths=E, fallback_scale=fallback)
+
+
+_NORMAL = NormalDist()
+
+
+def standard_quantiles(z: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """Quantiles of pooled standardised errors (in units of median |error|); normal if too few."""
+    z = z[np.isfinite(z)]
+    if z.size >= MIN_POOLED:
+        return np.quantile(z, levels) if levels else np.zeros(0)
+    # |N(0, s)| has median 0.6745 s
+    return np.array([_NORMAL.inv_cdf(q) / 0.6745 for q in levels])
