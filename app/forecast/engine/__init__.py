@@ -3,18 +3,26 @@
 The pipeline, the backtest and the benchmarks all forecast through this one function, so the
 engine's methods can change without touching them. `history` is a (series x days) float array
 on a common calendar whose last column is the day before the horizon; NaN marks a missing day
-(never read as zero). Every output is finite and non-negative.
+(never read as zero). Every output is finite and non-negative. How the forecasts are made (and
+why) is in `core.py`; the capacity probability in `capacity.py`; the spike threshold in
+`spikes.py`.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Prediction", "InvalidHistory", "predict", "DEFAULT_QUANTILES"]
+from app.forecast.engine import core
+
+__all__ = ["Prediction", "InvalidHistory", "predict", "DEFAULT_QUANTILES", "LOOKBACK_DAYS",
+           "exceedance_probability", "spike_threshold", "line_totals"]
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+LOOKBACK_DAYS = core.LOOKBACK_DAYS  # the engine reads at most this many trailing days: load no more
+_FMAX = np.finfo(np.float64).max / 4
 
 
 class InvalidHistory(ValueError):
@@ -28,13 +36,26 @@ class Prediction:
     mean: np.ndarray
     quantiles: np.ndarray
     quantile_levels: tuple[float, ...]
-    method: np.ndarray  # (series,) str: the method chosen per series
+    method: np.ndarray  # (series,) str: the method chosen per series (the best of its ensemble)
     stale: np.ndarray  # (series,) bool: the series' data ends more than `stale_days` before the horizon
     last_observed: np.ndarray  # (series,) int: column index of the last observed day, -1 if none
+    intermittent: np.ndarray | None = None  # (series,) bool: classified intermittent/lumpy (ADI > 1.32)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """`predict`'s result plus the backtest residual paths (for `exceedance_probability`)."""
+
+    prediction: Prediction
+    scale: np.ndarray  # (series,) the per-series unit of `paths`
+    paths: np.ndarray  # (origins, steps, series) backtest errors of the ensemble, in units of `scale`
 
 
 def _validate(history: np.ndarray, horizon: int, quantiles: Sequence[float]) -> np.ndarray:
-    values = np.asarray(history, dtype=np.float64)
+    try:
+        values = np.asarray(history, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidHistory(f"history must be a numeric (series x days) array: {exc}") from None
     if values.ndim == 1:
         values = values[None, :]
     if values.ndim != 2:
@@ -42,39 +63,148 @@ def _validate(history: np.ndarray, horizon: int, quantiles: Sequence[float]) -> 
     if not isinstance(horizon, (int, np.integer)) or isinstance(horizon, bool) or not 1 <= horizon <= 366:
         raise InvalidHistory("horizon must be an integer from 1 to 366")
     for q in quantiles:
-        if not 0.0 < float(q) < 1.0:
+        if not isinstance(q, (int, float, np.floating, np.integer)) or not 0.0 < float(q) < 1.0:
             raise InvalidHistory(f"quantile levels must lie strictly between 0 and 1, got {q!r}")
     return np.where(np.isfinite(values), values, np.nan)
 
 
 def predict(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
-            stale_days: int = 3) -> Prediction:
+            stale_days: int = 3, progress: Callable[[int, int], None] | None = None) -> Prediction:
     """Forecast `horizon` days after the last column for every row of `history`.
 
-    Placeholder engine (weekday means of the last 4 observed weeks) until engine v2 lands;
-    the signature and the guarantees are the contract.
+    Rows with no observed positive value forecast 0 (method "no_data" / "zero"); a stale row is
+    still forecast from its last observed state (never as zero). `progress(done, total)` is
+    called after each block of series.
     """
+    return _fit(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress).prediction
+
+
+def _fit(*args, **kwargs) -> Fitted:  # type: ignore[no-untyped-def]
+    """`_fit_all` with NumPy's empty-slice warnings silenced (all-NaN rows are expected input)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _fit_all(*args, **kwargs)
+
+
+def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
+         stale_days: int = 3, progress: Callable[[int, int], None] | None = None,
+         origins: int = core.ORIGINS, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
+         keep_paths: bool = False) -> Fitted:
     values = _validate(history, horizon, quantiles)
     n, days = values.shape
     levels = tuple(float(q) for q in quantiles)
     observed = ~np.isnan(values)
-    last = np.where(observed.any(axis=1), days - 1 - np.argmax(observed[:, ::-1], axis=1), -1)
-    window = values[:, -28:] if days else np.zeros((n, 0))
-    mean = np.zeros((n, horizon))
-    if window.shape[1]:
-        offset = days - window.shape[1]
-        for step in range(horizon):
-            weekday_cols = [c for c in range(window.shape[1]) if (offset + c) % 7 == (days + step) % 7]
-            with np.errstate(all="ignore"):
-                m = np.nanmean(window[:, weekday_cols], axis=1) if weekday_cols else np.full(n, np.nan)
-                fallback = np.nanmean(window, axis=1)
-            mean[:, step] = np.where(np.isnan(m), fallback, m)
-    mean = np.nan_to_num(np.clip(mean, 0, None), nan=0.0, posinf=0.0)
-    spread = np.sqrt(mean)
-    from statistics import NormalDist
-
-    qs = np.stack([np.clip(mean + NormalDist().inv_cdf(q) * spread, 0, None) for q in levels]) if levels \
-        else np.zeros((0, n, horizon))
+    has_obs = observed.any(axis=1) if days else np.zeros(n, bool)
+    last = np.where(has_obs, days - 1 - np.argmax(observed[:, ::-1], axis=1), -1) if days else np.full(n, -1)
     stale = (days - 1 - last) > stale_days
-    return Prediction(mean=mean, quantiles=qs, quantile_levels=levels,
-                      method=np.array(["weekday_mean"] * n, dtype=object), stale=stale, last_observed=last)
+    window = values[:, -core.LOOKBACK_DAYS:] if days else np.zeros((n, 0))
+    wdays = window.shape[1]
+
+    mean = np.zeros((n, horizon))
+    spread_scale = np.zeros(n)  # per-series spread (original units)
+    step_ratio = np.full((n, eval_horizon), np.nan)
+    method = np.array(["no_data"] * n, dtype=object)
+    intermittent = np.zeros(n, bool)
+    scale_out = np.ones(n)
+    z_pool: dict[bool, list[np.ndarray]] = {False: [], True: []}
+    path_parts: list[tuple[np.ndarray, np.ndarray]] = []
+
+    with np.errstate(all="ignore"):
+        w = np.where(window < 0, 0.0, window)
+        pos = ~np.isnan(w) & (w > 0)
+        has_pos = pos.any(axis=1) if wdays else np.zeros(n, bool)
+    method[has_obs & ~has_pos] = "zero"
+    active = np.flatnonzero(has_pos)
+    total = len(active)
+    for b0 in range(0, total, core.BLOCK_SERIES):
+        rows = active[b0:b0 + core.BLOCK_SERIES]
+        y = w[rows]
+        first = np.argmax(pos[rows], axis=1)
+        y[np.arange(wdays)[None, :] < first[:, None]] = np.nan  # leading NaN / zeros cut off
+        with np.errstate(all="ignore"):
+            top = np.nanmax(y, axis=1)
+            y1 = y / top[:, None]
+            m1 = np.nanmean(y1, axis=1)
+        ys = (y1 / m1[:, None]).astype(np.float32)
+        scale = top * m1
+        fit = core.fit_block(ys, first, horizon, origins=origins, spacing=spacing, eval_horizon=eval_horizon)
+        mean[rows] = np.clip(np.nan_to_num(fit.mean * scale[:, None], nan=0.0, posinf=_FMAX), 0, _FMAX)
+        method[rows] = np.array(core.FAMILIES, dtype=object)[fit.method]
+        intermittent[rows] = fit.intermittent
+        s = np.where(np.isfinite(fit.err_scale), fit.err_scale, fit.fallback_scale)
+        spread_scale[rows] = s * scale
+        scale_out[rows] = scale
+        step_ratio[rows] = fit.step_ratio
+        for cls in (False, True):
+            sel = fit.intermittent == cls
+            if sel.any():
+                z_pool[cls].append((fit.std_errors[:, :, sel], fit.step_ratio[sel]))
+        if keep_paths:
+            path_parts.append((rows, fit.paths / np.where(s > 0, s, 1.0)[None, None, :]))
+        if progress is not None:
+            progress(min(b0 + core.BLOCK_SERIES, total), total)
+
+    # --- call-wide interval calibration, per class -------------------------------------------------
+    quant = np.zeros((len(levels), n, horizon))
+    hs = np.arange(1, horizon + 1)
+    for cls in (False, True):
+        members = np.flatnonzero(intermittent == cls)
+        members = members[has_pos[members]] if members.size else members
+        if not members.size:
+            continue
+        ratios = np.concatenate([r for _, r in z_pool[cls]]) if z_pool[cls] else np.full((1, eval_horizon), np.nan)
+        with np.errstate(all="ignore"):
+            r_h = np.nanmedian(ratios, axis=0) if np.isfinite(ratios).any() else np.full(eval_horizon, np.nan)
+        r_h = _monotone_ratio(r_h)
+        zs = [(std / r_h[None, :, None]).ravel() for std, _ in z_pool[cls]]
+        z = np.concatenate(zs) if zs else np.zeros(0)
+        qz = core.standard_quantiles(z, levels)
+        growth = np.where(hs <= eval_horizon, r_h[np.minimum(hs, eval_horizon) - 1],
+                          r_h[-1] * np.sqrt(hs / eval_horizon))
+        spread = spread_scale[members][:, None] * growth[None, :]  # (m, horizon)
+        for k in range(len(levels)):
+            quant[k][members] = mean[members] + qz[k] * spread
+    quant = np.clip(np.nan_to_num(quant, nan=0.0, posinf=_FMAX, neginf=0.0), 0.0, _FMAX)
+    if len(levels) > 1:  # ordered in level even after clipping
+        order = np.argsort(levels)
+        quant[order] = np.maximum.accumulate(quant[order], axis=0)
+    prediction = Prediction(mean=mean, quantiles=quant, quantile_levels=levels, method=method, stale=stale,
+                            last_observed=last, intermittent=intermittent)
+    paths = np.full((max(origins, 1), eval_horizon, n), np.nan, np.float32)
+    if keep_paths:
+        for rows, p in path_parts:
+            paths[:p.shape[0], :, rows] = p
+    return Fitted(prediction=prediction, scale=spread_scale, paths=paths)
+
+
+def _monotone_ratio(r_h: np.ndarray) -> np.ndarray:
+    """Per-step spread growth: positive, non-decreasing, 1 where unknown."""
+    r = np.where(np.isfinite(r_h) & (r_h > 0), r_h, np.nan)
+    if not np.isfinite(r).any():
+        return np.ones_like(r_h, dtype=np.float64)
+    r = np.where(np.isfinite(r), r, np.nanmedian(r))
+    return np.maximum.accumulate(r)
+
+
+def line_totals(history: np.ndarray, line_index: np.ndarray, *, min_share: float = 0.9) -> np.ndarray:
+    """Each line's daily load (lines x days) from item rows: the sum of the items observed that
+    day, NaN when fewer than `min_share` of the line's active items (those with data on or before
+    that day) reported, so a late feed is a missing day, not a low load."""
+    history = np.asarray(history, dtype=np.float64)
+    line_index = np.asarray(line_index, dtype=np.int64)
+    lines = int(line_index.max()) + 1 if line_index.size else 0
+    days = history.shape[1] if history.ndim == 2 else 0
+    obs = ~np.isnan(history)
+    started = np.maximum.accumulate(obs, axis=1) if days else obs
+    total = np.zeros((lines, days))
+    seen = np.zeros((lines, days))
+    active = np.zeros((lines, days))
+    np.add.at(total, line_index, np.where(obs, history, 0.0))
+    np.add.at(seen, line_index, obs)
+    np.add.at(active, line_index, started)
+    with np.errstate(all="ignore"):
+        return np.where((active > 0) & (seen >= min_share * active), total, np.nan)
+
+
+from app.forecast.engine.capacity import exceedance_probability  # noqa: E402
+from app.forecast.engine.spikes import spike_threshold  # noqa: E402

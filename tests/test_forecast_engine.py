@@ -1,0 +1,336 @@
+"""The forecast engine's contract (app.forecast.predict) and its helpers, without servers.
+
+Fast, deterministic checks of behaviour: shapes and guarantees on every kind of input, missing
+days, outliers, intermittent and short series, intervals, the capacity probability, the spike
+threshold and the backtest library on a small long-format CSV.
+"""
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from app.forecast import InvalidHistory, Prediction, predict
+from app.forecast.backtest import BacktestError, read_long_csv, run_backtest, seasonal_naive
+from app.forecast.engine import exceedance_probability, line_totals, spike_threshold
+
+WEEK = np.array([1.0, 1.1, 1.05, 1.0, 1.2, 1.6, 0.7])
+
+
+def weekly(n: int, days: int, level: float = 100.0, noise: float = 0.05, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = level * np.tile(WEEK, days // 7 + 1)[:days]
+    return base[None, :] * (1 + noise * rng.standard_normal((n, days)))
+
+
+def check_guarantees(p: Prediction, n: int, horizon: int, levels: tuple[float, ...] = (0.1, 0.5, 0.9)) -> None:
+    assert p.mean.shape == (n, horizon)
+    assert p.quantiles.shape == (len(levels), n, horizon)
+    assert p.quantile_levels == levels
+    assert p.method.shape == (n,) and p.stale.shape == (n,) and p.last_observed.shape == (n,)
+    for arr in (p.mean, p.quantiles):
+        assert np.isfinite(arr).all()
+        assert (arr >= 0).all()
+    assert (np.diff(p.quantiles, axis=0) >= -1e-9).all()  # ordered in level
+
+
+def test_shapes_and_guarantees_on_weekly_series() -> None:
+    y = weekly(5, 200)
+    p = predict(y, 14)
+    check_guarantees(p, 5, 14)
+    assert not p.stale.any()
+    assert (p.last_observed == 199).all()
+    # the weekly pattern is forecast: the peak weekday is the peak of the forecast week
+    assert np.argmax(p.mean[0, :7]) == (200 + np.argmax(np.tile(WEEK, 40)[200:207])) % 7 - 200 % 7 or \
+        np.isclose(p.mean[0, :7].max(), p.mean[0, :7][np.argmax(np.tile(WEEK, 40)[200:207])])
+    assert np.abs(p.mean[:, :7].sum(axis=1) / (100 * WEEK.sum()) - 1).max() < 0.05
+
+
+def test_one_row_and_many_rows_agree() -> None:
+    y = weekly(300, 120, seed=3)
+    many = predict(y, 14)
+    one = predict(y[7], 14)
+    check_guarantees(one, 1, 14)
+    assert np.allclose(one.mean[0], many.mean[7], rtol=1e-5)
+
+
+def test_one_dimensional_history_is_one_series() -> None:
+    p = predict(np.arange(1.0, 50.0), 3)
+    check_guarantees(p, 1, 3)
+
+
+@pytest.mark.parametrize("history", [np.zeros((0, 30)), np.zeros((4, 0)), np.zeros((0, 0))])
+def test_empty_inputs_give_empty_or_zero_answers(history: np.ndarray) -> None:
+    p = predict(history, 7)
+    check_guarantees(p, history.shape[0], 7)
+    assert (p.mean == 0).all()
+
+
+def test_all_nan_rows_forecast_zero_flagged_stale() -> None:
+    y = weekly(3, 60)
+    y[1] = np.nan
+    p = predict(y, 7)
+    check_guarantees(p, 3, 7)
+    assert (p.mean[1] == 0).all() and p.stale[1] and p.last_observed[1] == -1
+    assert p.method[1] == "no_data"
+    assert (p.mean[0] > 50).all()
+
+
+def test_constant_series_forecasts_the_constant() -> None:
+    y = np.full((2, 100), 42.0)
+    p = predict(y, 14)
+    check_guarantees(p, 2, 14)
+    assert np.allclose(p.mean, 42.0, rtol=1e-4)
+    assert np.allclose(p.quantiles[1], 42.0, rtol=1e-3)
+
+
+def test_all_zero_series_forecast_zero() -> None:
+    p = predict(np.zeros((2, 50)), 7)
+    check_guarantees(p, 2, 7)
+    assert (p.mean == 0).all() and (p.quantiles == 0).all()
+    assert list(p.method) == ["zero", "zero"]
+
+
+@pytest.mark.parametrize("magnitude", [1e-300, 1e-6, 1e6, 1e150, 1e300])
+def test_huge_and_tiny_values_scale(magnitude: float) -> None:
+    y = weekly(2, 100, level=1.0) * magnitude
+    p = predict(y, 14)
+    check_guarantees(p, 2, 14)
+    assert np.abs(p.mean[:, :7].sum(axis=1) / (magnitude * WEEK.sum()) - 1).max() < 0.1
+
+
+def test_infinite_and_negative_inputs_are_handled() -> None:
+    y = weekly(2, 100)
+    y[0, 50] = np.inf
+    y[1, 60] = -np.inf
+    y[1, 70] = -5.0
+    check_guarantees(predict(y, 14), 2, 14)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 3, 4)), np.array(5.0), [["a", "b"]]])
+def test_wrong_shape_or_type_raises(bad: object) -> None:
+    with pytest.raises(InvalidHistory):
+        predict(bad, 7)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("horizon", [0, -1, 367, 2.5, True])
+def test_bad_horizon_raises(horizon: object) -> None:
+    with pytest.raises(InvalidHistory):
+        predict(np.ones((1, 30)), horizon)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("levels", [(0.0, 0.5), (0.5, 1.0), (1.5,)])
+def test_bad_quantiles_raise(levels: tuple[float, ...]) -> None:
+    with pytest.raises(InvalidHistory):
+        predict(np.ones((1, 30)), 7, quantiles=levels)
+
+
+def test_custom_quantile_levels_in_their_order() -> None:
+    p = predict(weekly(2, 120), 7, quantiles=(0.9, 0.05, 0.5))
+    assert p.quantile_levels == (0.9, 0.05, 0.5)
+    assert (p.quantiles[0] >= p.quantiles[2]).all() and (p.quantiles[2] >= p.quantiles[1]).all()
+
+
+@pytest.mark.parametrize("gap", [2, 7])
+def test_missing_tail_does_not_pull_forecast_to_zero(gap: int) -> None:
+    y = weekly(50, 300, seed=5)
+    full = predict(y, 14).mean.sum(axis=1)
+    late = y.copy()
+    late[:, -gap:] = np.nan
+    p = predict(late, 14, stale_days=3)
+    change = np.median(np.abs(p.mean.sum(axis=1) / full - 1))
+    assert change < 0.05
+    assert p.stale.all() == (gap > 3)
+    assert (p.last_observed == 299 - gap).all()
+
+
+def test_missing_days_in_the_middle_are_skipped_not_zero() -> None:
+    y = weekly(20, 200, seed=2)
+    holes = y.copy()
+    holes[:, 100:130] = np.nan
+    holes[:, ::5] = np.nan
+    a, b = predict(y, 14).mean.sum(axis=1), predict(holes, 14).mean.sum(axis=1)
+    assert np.median(np.abs(b / a - 1)) < 0.05
+
+
+def test_one_outlier_on_the_last_day_moves_the_forecast_little() -> None:
+    y = weekly(50, 300, seed=7)
+    base = predict(y, 14).mean.sum(axis=1)
+    spiked = y.copy()
+    spiked[:, -1] = 20 * np.median(y[:, -28:], axis=1)
+    moved = predict(spiked, 14).mean.sum(axis=1) / base
+    assert np.median(moved) < 1.15
+    assert moved.max() < 1.5
+
+
+def test_intermittent_series_get_an_intermittent_method() -> None:
+    rng = np.random.default_rng(11)
+    y = (rng.random((40, 200)) < 0.15) * rng.integers(1, 6, (40, 200))
+    p = predict(y.astype(float), 14)
+    check_guarantees(p, 40, 14)
+    assert set(p.method) <= {"croston_sba", "tsb", "adida"}
+    assert p.intermittent.all()
+    # the forecast is a rate, close to the true mean demand (0.15 * 3)
+    assert abs(np.median(p.mean.mean(axis=1)) - 0.45) < 0.15
+
+
+def test_leading_zeros_before_the_first_sale_are_cut() -> None:
+    y = np.zeros((1, 200))
+    y[0, 150:] = weekly(1, 50, level=20.0, seed=1)[0]
+    p = predict(y, 14)
+    assert not p.intermittent[0]
+    assert abs(p.mean[0].mean() / (20 * WEEK.mean()) - 1) < 0.15
+
+
+def test_short_series_get_no_trend() -> None:
+    # a new item with 12 days of a steep rise: no trend is extrapolated
+    y = np.full((3, 60), np.nan)
+    y[:, -12:] = np.linspace(10, 32, 12)[None, :]
+    p = predict(y, 14)
+    check_guarantees(p, 3, 14)
+    assert not any("damped" in m for m in p.method)
+    assert p.mean[0].max() <= 32 * 1.05
+    y2 = np.full((1, 60), np.nan)
+    y2[0, -5:] = [5, 6, 5, 7, 6]
+    check_guarantees(predict(y2, 14), 1, 14)
+
+
+def test_fading_series_is_not_forecast_to_zero_within_two_weeks() -> None:
+    y = np.linspace(200, 100, 120)[None, :] * np.tile(WEEK, 20)[None, :120]
+    p = predict(y, 14)
+    assert p.mean[0, -1] > 40
+
+
+def test_quantiles_bracket_the_mean_and_widen_with_noise() -> None:
+    calm = weekly(30, 200, noise=0.02, seed=1)
+    wild = weekly(30, 200, noise=0.3, seed=1)
+    pc, pw = predict(calm, 14), predict(wild, 14)
+    width_c = (pc.quantiles[2] - pc.quantiles[0]).mean() / pc.mean.mean()
+    width_w = (pw.quantiles[2] - pw.quantiles[0]).mean() / pw.mean.mean()
+    assert width_w > 3 * width_c
+    assert (pw.quantiles[0] <= pw.mean + 1e-9).mean() > 0.9 and (pw.quantiles[2] >= pw.mean - 1e-9).mean() > 0.9
+
+
+def test_interval_coverage_on_noisy_weekly_data_is_near_nominal() -> None:
+    rng = np.random.default_rng(4)
+    y = weekly(400, 214, noise=0.0) * rng.gamma(20, 1 / 20, (400, 214))
+    p = predict(y[:, :200], 14)
+    inside = (y[:, 200:] >= p.quantiles[0]) & (y[:, 200:] <= p.quantiles[2])
+    assert 0.7 <= inside.mean() <= 0.9
+
+
+def test_stale_flag_follows_stale_days() -> None:
+    y = weekly(3, 100)
+    y[0, -2:] = np.nan
+    y[1, -5:] = np.nan
+    p = predict(y, 7, stale_days=3)
+    assert list(p.stale) == [False, True, False]
+    assert list(p.last_observed) == [97, 94, 99]
+    assert (p.mean[1] > 50).all()  # stale is forecast from the last state, never as zero
+
+
+@settings(max_examples=40, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=40),
+                  elements=st.one_of(st.floats(0, 1e6), st.just(np.nan), st.floats(-10, 0))),
+       st.integers(1, 30))
+def test_property_any_history_gives_finite_non_negative_ordered_output(history: np.ndarray, horizon: int) -> None:
+    p = predict(history, horizon)
+    check_guarantees(p, history.shape[0], horizon)
+
+
+# --- line totals, capacity probability, spike threshold ---------------------------------------------
+
+def test_line_totals_sum_items_and_mark_late_feeds_missing() -> None:
+    h = np.array([[1.0, 2.0, 3.0, np.nan], [10.0, 20.0, np.nan, np.nan], [5.0, 5.0, 5.0, 5.0]])
+    t = line_totals(h, np.array([0, 0, 1]))
+    assert t.shape == (2, 4)
+    assert list(t[0, :2]) == [11.0, 22.0] and np.isnan(t[0, 2]) and np.isnan(t[0, 3])
+    assert list(t[1]) == [5.0] * 4
+
+
+def test_exceedance_probability_follows_capacity() -> None:
+    loads = weekly(3, 400, level=1000.0, noise=0.05, seed=9)
+    caps = np.array([500.0, 1.05 * 1000 * WEEK.max(), 5000.0])
+    prob, figures = exceedance_probability(loads, caps, 14)
+    assert prob.shape == (3,) and len(figures) == 3
+    assert prob[0] > 0.95 and prob[2] < 0.05 and 0.0 < prob[1] < 1.0
+    assert figures[0]["capacity"] == 500.0 and figures[0]["probability"] == pytest.approx(prob[0], abs=1e-4)
+    p_none, _ = exceedance_probability(loads[:1], np.array([0.0]), 14)
+    assert np.isnan(p_none[0])
+
+
+def test_spike_threshold_counts_and_continuous() -> None:
+    rng = np.random.default_rng(2)
+    sparse = rng.poisson(0.2, (200, 70)).astype(float)
+    thr = spike_threshold(sparse, 0.999)
+    assert (thr >= 2).all() and np.median(thr) <= 4 and (thr <= 10).all()  # true P99.9 of Poisson(0.2): 3
+    busy = rng.poisson(500, (200, 70)).astype(float)
+    thr_b = spike_threshold(busy, 0.999)
+    assert (thr_b > 540).all() and (thr_b < 620).all()
+    cont = 100 + rng.normal(0, 5, (200, 70))
+    thr_c = spike_threshold(cont, 0.999)
+    assert (thr_c > 110).all() and (thr_c < 130).all()
+    # the next day of the same process rarely crosses the threshold, a 20x day always does
+    nxt = rng.poisson(500, 200)
+    assert (nxt > thr_b).mean() <= 0.02
+    assert (20 * 500 > thr_b).all()
+    assert np.isinf(spike_threshold(np.ones((1, 5)))).all()
+
+
+# --- backtest library ---------------------------------------------------------------------------------
+
+def _write_csv(path, rows) -> None:  # noqa: ANN001
+    with gzip.open(path, "wt") as fh:
+        fh.write("dataset,series,line,date,value\n")
+        for r in rows:
+            fh.write(",".join(str(x) for x in r) + "\n")
+
+
+def test_read_long_csv_absent_and_empty_values_are_missing(tmp_path) -> None:  # noqa: ANN001
+    p = tmp_path / "d.csv.gz"
+    _write_csv(p, [("a", "s1", "L", "2024-01-01", 1), ("a", "s1", "L", "2024-01-03", ""),
+                   ("a", "s2", "L", "2024-01-02", 0), ("b", "x", "M", "2024-02-01", 5)])
+    sets = {d.name: d for d in read_long_csv(str(p))}
+    a = sets["a"]
+    assert a.series == ["s1", "s2"] and a.values.shape == (2, 3)
+    assert a.values[0, 0] == 1 and np.isnan(a.values[0, 1]) and np.isnan(a.values[0, 2])
+    assert a.values[1, 1] == 0 and np.isnan(a.values[1, 0])
+
+
+def test_read_long_csv_rejects_a_wrong_header(tmp_path) -> None:  # noqa: ANN001
+    p = tmp_path / "bad.csv"
+    p.write_text("a,b\n1,2\n")
+    with pytest.raises(BacktestError):
+        read_long_csv(str(p))
+
+
+def test_run_backtest_reports_engine_and_seasonal_naive(tmp_path) -> None:  # noqa: ANN001
+    from datetime import date, timedelta
+    y = weekly(4, 200, noise=0.1, seed=1)
+    rows = [("demo", f"s{i}", f"L{i % 2}", (date(2024, 1, 1) + timedelta(days=d)).isoformat(), round(y[i, d], 2))
+            for i in range(4) for d in range(200) if not (i == 0 and d % 17 == 0)]
+    p = tmp_path / "demo.csv.gz"
+    _write_csv(p, rows)
+    calls = []
+    result = run_backtest(str(p), horizon=14, origins=3, progress=lambda d, t: calls.append((d, t)))
+    demo = result.datasets["demo"]
+    assert set(demo) == {"engine", "seasonal_naive"}
+    assert demo["engine"]["mase"] < demo["seasonal_naive"]["mase"]
+    assert 0.5 <= demo["engine"]["coverage"] <= 1.0
+    assert demo["engine"]["line_origins"] == 6
+    assert calls and calls[-1][0] == calls[-1][1]
+    assert "engine" in str(result) and "seasonal_naive" in str(result)
+
+
+def test_seasonal_naive_repeats_last_week_and_skips_missing() -> None:
+    h = np.tile(np.arange(7.0), 3)[None, :]
+    fc, _ = seasonal_naive(h, 14)
+    assert list(fc[0]) == list(np.tile(np.arange(7.0), 2))
+    h2 = h.copy()
+    h2[0, -1] = np.nan
+    fc2, _ = seasonal_naive(h2, 7)
+    assert fc2[0, 6] == 6.0
