@@ -1,6 +1,9 @@
 """Operator commands: `flask --app app <command>`."""
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import click
 from flask import Flask
 
@@ -82,10 +85,49 @@ def import_demand_command(demand_csv: str, capacity_csv: str | None, replace: bo
                f"{summary.start}..{summary.end}{lines}")
 
 
+@click.command("backtest")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--horizon", default=14, show_default=True, type=click.IntRange(1, 366), help="days forecast ahead")
+@click.option("--origins", default=6, show_default=True, type=click.IntRange(1, 520),
+              help="rolling forecast origins, a week apart, the last one a horizon before the file's end")
+@click.option("--json", "as_json", is_flag=True, help="print the figures as JSON instead of a table")
+def backtest_command(file: str, horizon: int, origins: int, as_json: bool):
+    """Backtest the forecast engine on FILE, a long CSV (dataset,series,line,date,value; gzip or plain).
+
+    \b
+    For each data set, per method next to seasonal naive: MASE, MASE relative to seasonal naive,
+    sMAPE, P10-P90 coverage, seconds per series, and the capacity warnings' recall, precision and
+    Brier score (capacity: the 95th percentile of each line's daily load over the trailing 365
+    days; an overload: the load above it on some day of the horizon). A missing day (no row or an
+    empty value) is missing, not zero. Nothing is written to the database.
+    """
+    import json
+
+    from app.forecast.backtest import BacktestError, run_backtest
+
+    with contextlib.ExitStack() as stack:
+        bar: list = []
+
+        def progress(done: int, total: int) -> None:
+            if not bar:
+                bar.append(stack.enter_context(click.progressbar(length=total, label="backtest", file=sys.stderr)))
+            bar[0].update(done - bar[0].pos)
+
+        try:
+            result = run_backtest(file, horizon, origins, progress=progress)
+        except BacktestError as exc:
+            raise InvalidImport(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        click.echo(str(result).lstrip("\n"))
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(init_db_command)
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(import_demand_command)
+    app.cli.add_command(backtest_command)
 
     from app import cli_ops
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from app.config import Settings
-from app.forecast import engine_calls, rules
-from app.forecast.engine import predict
+from app.forecast import rules
+from app.forecast.engine import exceedance_probability, predict
 
 MONDAY = date(2025, 3, 3)
 WEEK = np.array([1.0, 1.1, 1.2, 1.1, 1.0, 0.6, 0.4])
@@ -47,7 +47,7 @@ def capacity_alert(capacity: float, level: float = 100.0, history: np.ndarray | 
 
 def test_capacity_probability_grows_as_capacity_falls():
     loads = np.tile(weekly(100.0), (5, 1))
-    probabilities, _ = engine_calls.exceedance_probability(loads, np.array([200, 125, 118, 100, 60.0]), 14)
+    probabilities, _ = exceedance_probability(loads, np.array([200, 125, 118, 100, 60.0]), 14)
     assert list(probabilities) == sorted(probabilities)
     assert probabilities[0] < 0.1 and probabilities[-1] > 0.9
 

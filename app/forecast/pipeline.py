@@ -33,15 +33,16 @@ import peewee
 
 from app.config import Settings
 from app.connections import database, db_session
-from app.forecast import engine_calls, rules
+from app.forecast import rules
+from app.forecast.engine import LOOKBACK_DAYS as ENGINE_LOOKBACK_DAYS
 from app.forecast.engine import predict
 
 log = logging.getLogger(__name__)
 
 BUILTIN = "app.forecast.pipeline:run_pipeline"
-# The engine's look-back (its HISTORY_DAYS; 105 weeks until it says) and the spike rule's 9
-# weeks: only this window is loaded, as float32, so a chunk's memory stays small.
-LOOKBACK_DAYS = max(engine_calls.history_days(735), rules.SPIKE_RECENT_DAYS + rules.SPIKE_BASELINE_DAYS)
+# The engine's look-back and the spike rule's 9 weeks: only this window is loaded, as float32,
+# so a chunk's memory stays small.
+LOOKBACK_DAYS = max(ENGINE_LOOKBACK_DAYS, rules.SPIKE_RECENT_DAYS + rules.SPIKE_BASELINE_DAYS)
 SeriesKey = tuple[str, int]  # (item, production line id), the table's own key
 
 _PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"

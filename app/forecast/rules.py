@@ -21,11 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import Enum
+from statistics import NormalDist
 from typing import Any, Protocol
 
 import numpy as np
 
-from app.forecast import engine_calls
+from app.forecast.engine import exceedance_probability, spike_threshold
 
 SPIKE_RECENT_DAYS = 7  # "recent" demand: the last week of history
 SPIKE_BASELINE_DAYS = 56  # baseline: the 8 weeks before the recent week
@@ -228,7 +229,7 @@ def line_capacity_alerts(codes: Sequence[str], histories: np.ndarray, capacities
     if not len(codes):
         return []
     caps = np.asarray(capacities, dtype=np.float64)
-    probability, figures = engine_calls.exceedance_probability(np.asarray(histories, dtype=np.float64), caps, horizon)
+    probability, figures = exceedance_probability(np.asarray(histories, dtype=np.float64), caps, horizon)
     alerts = []
     for i, code in enumerate(codes):
         p = float(probability[i]) if np.isfinite(probability[i]) else 0.0
@@ -346,6 +347,11 @@ def stale_alerts(totals: LineTotals, horizon_start: date, stale_days: int,
 # --- spikes ---------------------------------------------------------------------------------------
 
 
+def score_level(score: float) -> float:
+    """A spike score setting (a robust z-score) as a quantile level: 4 -> 0.99997, 8 -> 1 - 1e-15."""
+    return min(NormalDist().cdf(float(score)), 1.0 - 1e-15)
+
+
 def spike_thresholds(history: np.ndarray, thresholds: Thresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(baseline median (series,), medium (series, 7), high (series, 7)) thresholds, or None when
     the history is too short.
@@ -365,13 +371,13 @@ def spike_thresholds(history: np.ndarray, thresholds: Thresholds) -> tuple[np.nd
                                             axis=1))
     out = []
     for score in (thresholds.spike_medium_score, thresholds.spike_high_score):
-        level = engine_calls.score_level(score)
+        level = score_level(score)
         limits = np.empty((n, SPIKE_RECENT_DAYS))
         for k in range(SPIKE_RECENT_DAYS):
             cut = days - SPIKE_RECENT_DAYS + k
             window = history[:, max(0, cut - SPIKE_BASELINE_DAYS):cut]
             enough = (~np.isnan(window)).sum(axis=1) >= SPIKE_MIN_BASELINE_DAYS
-            limit = np.asarray(engine_calls.spike_threshold(window, level), dtype=np.float64)
+            limit = np.asarray(spike_threshold(window, level), dtype=np.float64)
             limits[:, k] = np.where(enough & np.isfinite(limit), limit, np.inf)
         out.append(limits)
     return median, out[0], out[1]
