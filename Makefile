@@ -49,11 +49,21 @@ bench: install redis-check
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 # Forecast engine benchmark: its own Redis and PostgreSQL, 1 and 2 worker processes, statsmodels
-# for comparison (bench/requirements.txt). BENCH_ARGS=--quick for a smoke run.
+# for comparison (bench/requirements.txt). BENCH_ARGS=--quick for a smoke run. Then the real-data
+# section: bench/forecast_real.py on REAL_DEMAND (the shared real data beside the checkout) when
+# that folder is there; the repository ships only the bike data (data/bike.csv.gz, CC BY 4.0).
+REAL_DEMAND ?= ../shared/data/real-demand
 .PHONY: bench-forecast
 bench-forecast: install redis-check
 	$(PIP) install --quiet -r bench/requirements.txt
 	$(PY) bench/forecast_bench.py $(BENCH_ARGS)
+	@if [ -d "$(REAL_DEMAND)" ] && ls "$(REAL_DEMAND)"/*.csv* >/dev/null 2>&1; then \
+	  echo "== real data: bench/forecast_real.py on $(REAL_DEMAND)"; \
+	  $(PY) bench/forecast_real.py --data "$(REAL_DEMAND)" $(filter --quick,$(BENCH_ARGS)); \
+	else \
+	  echo "== real data: $(REAL_DEMAND) is absent; skipped (set REAL_DEMAND=DIR); the shipped bike data:"; \
+	  $(VENV)/bin/flask --app app backtest data/bike.csv.gz --horizon 14 --origins 6; \
+	fi
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

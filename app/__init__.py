@@ -60,6 +60,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(reports.bp)
 
+    from app.api import forecast
+
+    app.register_blueprint(forecast.bp)
+
     from app.api import schedules
     from app.metrics import init_metrics
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
 
     forecast_pipeline: str = "app.forecast.pipeline:run_pipeline"
     forecast_horizon_days: int = Field(14, ge=1, le=366)
+    # A series whose data ends more than this many days before the horizon start is stale: a
+    # `stale_data` alert for its line, never read as zero demand (app/forecast/pipeline.py).
+    forecast_stale_days: int = Field(3, ge=0, le=365)
     capacity_high_utilisation: float = 1.00
     capacity_medium_utilisation: float = 0.90
     capacity_low_utilisation: float = 0.80

@@ -224,6 +224,7 @@ class ServiceCollector(Collector):
             if last is not None and last.ended_at is not None:
                 last_success.add_metric([job_name], _ts(last.ended_at))
         yield last_success
+        yield from _accuracy_metrics()
 
     def _schedule_metrics(self) -> Iterator[Metric]:
         paused = GaugeMetricFamily("forecast_schedule_paused", "1 when the schedule is paused (its slots do not run)",
@@ -236,6 +237,35 @@ class ServiceCollector(Collector):
                 next_run.add_metric([info.name], _ts(info.next_run))
         yield paused
         yield next_run
+
+
+def _accuracy_metrics() -> Iterator[Metric]:
+    """The forecast's own accuracy: the latest run scored against the actuals that arrived since
+    (app/forecast/accuracy.py), for the run (`scope="run"`) and for each of its lines."""
+    from app.forecast import accuracy
+
+    mase = GaugeMetricFamily("forecast_mase", "MASE of the latest scored forecast run's P50 against the "
+                             "actuals (1 = as good as the weekly seasonal naive forecast in sample)",
+                             labels=["scope", "line"])
+    coverage = GaugeMetricFamily("forecast_interval_coverage", "Share of the latest scored forecast run's "
+                                 "actuals inside its P10..P90 band (target 0.8)", labels=["scope", "line"])
+    horizon = GaugeMetricFamily("forecast_accuracy_horizon_start_timestamp_seconds",
+                                "Unix time of the first forecast day of the latest scored forecast run")
+    snapshot, lines = accuracy.latest()
+    if snapshot is not None:
+        if snapshot.mase is not None:
+            mase.add_metric(["run", ""], snapshot.mase)
+        if snapshot.coverage is not None:
+            coverage.add_metric(["run", ""], snapshot.coverage)
+        start = snapshot.horizon_start
+        horizon.add_metric([], _ts(datetime(start.year, start.month, start.day)) if hasattr(start, "year")
+                           else _ts(datetime.fromisoformat(str(start)[:10])))
+        for line in lines:
+            if line.mase is not None:
+                mase.add_metric(["line", line.line], line.mase)
+            if line.coverage is not None:
+                coverage.add_metric(["line", line.line], line.coverage)
+    yield from (mase, coverage, horizon)
 
 
 def init_metrics(app: Flask) -> None:

@@ -148,7 +148,50 @@ class DailySummary(BaseModel):
         table_name = "daily_summaries"
 
 
-ALL_MODELS = [ProductionLine, DemandHistory, Alert, JobRun, DailySummary]
+class ForecastSnapshot(BaseModel):
+    """What one forecast run forecast (its lines' P10/P50/P90 per day) and, later, how it scored.
+
+    Scored by a later run once actuals for the whole horizon can have arrived (app/forecast/accuracy.py).
+    """
+
+    run_id = peewee.CharField(max_length=64, null=True, index=True)
+    horizon_start = peewee.DateField()
+    horizon_days = peewee.IntegerField()
+    created_at = peewee.DateTimeField(default=utcnow)
+    lines = peewee.IntegerField(default=0)
+    mase = peewee.DoubleField(null=True)  # mean of the lines' MASE
+    coverage = peewee.DoubleField(null=True)  # share of scored line-days inside P10..P90
+    scored_points = peewee.IntegerField(default=0)  # line-days with actuals
+    scored_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "forecast_snapshots"
+        indexes = (
+            (("scored_at", "horizon_start"), False),
+            (("horizon_start", "created_at"), False),
+            (("created_at",), False),
+        )
+
+
+class ForecastLine(BaseModel):
+    """One line's forecast in a snapshot: daily P10/P50/P90 over the horizon, its MASE scale and score."""
+
+    snapshot = peewee.ForeignKeyField(ForecastSnapshot, backref="line_forecasts", on_delete="CASCADE")
+    line = peewee.CharField(max_length=64)
+    scale = peewee.DoubleField(null=True)  # in-sample MAE of the weekly seasonal naive forecast
+    p10 = JSONField()
+    p50 = JSONField()
+    p90 = JSONField()
+    mase = peewee.DoubleField(null=True)
+    coverage = peewee.DoubleField(null=True)
+    scored_points = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "forecast_lines"
+        indexes = ((("snapshot", "line"), True),)
+
+
+ALL_MODELS = [ProductionLine, DemandHistory, Alert, JobRun, DailySummary, ForecastSnapshot, ForecastLine]
 
 
 def create_tables() -> None:

@@ -1,4 +1,4 @@
-"""Alert rules: threshold boundaries, figures and stable fingerprints."""
+"""Alert rules: capacity probability, count spikes, stale data, line totals with missing days, fingerprints."""
 from __future__ import annotations
 
 import json
@@ -9,126 +9,262 @@ import pytest
 
 from app.config import Settings
 from app.forecast import rules
+from app.forecast.engine import exceedance_probability, predict
 
 MONDAY = date(2025, 3, 3)
+WEEK = np.array([1.0, 1.1, 1.2, 1.1, 1.0, 0.6, 0.4])
 
 
 @pytest.fixture
 def settings():
-    return Settings(_env_file=None, capacity_high_utilisation=1.0, capacity_medium_utilisation=0.9,
-                    capacity_low_utilisation=0.8, spike_medium_score=4.0, spike_high_score=8.0)
+    return Settings(_env_file=None, spike_medium_score=4.0, spike_high_score=8.0)
 
 
-def line_alerts(settings, peak: float, capacity: float = 100.0, start: date = MONDAY):
-    fc = np.full((1, 14), peak * 0.5)
-    fc[0, 6] = peak
-    return rules.capacity_warnings(fc, ["L1"], {"L1": capacity}, start, settings, {"L1": "Assembly"})
+def weekly(level: float, days: int = 140, seed: int = 0, noise: float = 0.05) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return level * np.tile(WEEK, days // 7 + 1)[:days] * (1 + noise * rng.standard_normal(days))
 
 
-@pytest.mark.parametrize("peak, severity", [
-    (79.99, None), (80.0, "low"), (89.99, "low"), (90.0, "medium"), (99.99, "medium"), (100.0, "high"), (130.0, "high"),
+# --- capacity ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("probability, severity", [
+    (0.0, None), (0.0999, None), (0.1, "low"), (0.1999, "low"), (0.2, "medium"), (0.4999, "medium"),
+    (0.5, "high"), (1.0, "high"),
 ])
-def test_capacity_severity_at_boundaries(settings, peak, severity):
-    alerts = line_alerts(settings, peak)
-    assert [a["severity"] for a in alerts] == ([severity] if severity else [])
+def test_capacity_severity_follows_the_probability(probability, severity):
+    assert rules.capacity_severity(probability) == severity
 
 
-def test_capacity_sums_items_per_line_and_carries_figures(settings):
-    fc = np.array([[50.0, 60.0, 40.0], [50.0, 50.0, 90.0], [500.0, 500.0, 500.0]])
-    alerts = rules.capacity_warnings(fc, ["L1", "L1", "L2"], {"L1": 100.0, "L2": 1000.0, "L3": 10.0},
-                                     MONDAY, settings)
-    assert len(alerts) == 1  # L2 is at 50 %, L3 has no items
-    alert = alerts[0]
+def capacity_alert(capacity: float, level: float = 100.0, history: np.ndarray | None = None):
+    history = weekly(level) if history is None else history
+    p = predict(history[None, :], 14)
+    band = tuple(p.quantiles[:, 0])
+    alerts = rules.line_capacity_alerts(["L1"], history[None, :], [capacity], 14, MONDAY, items={"L1": 3},
+                                        bands={"L1": band}, line_names={"L1": "Assembly"})
+    return alerts[0] if alerts else None
+
+
+def test_capacity_probability_grows_as_capacity_falls():
+    loads = np.tile(weekly(100.0), (5, 1))
+    probabilities, _ = exceedance_probability(loads, np.array([200, 125, 118, 100, 60.0]), 14)
+    assert list(probabilities) == sorted(probabilities)
+    assert probabilities[0] < 0.1 and probabilities[-1] > 0.9
+
+
+def test_capacity_alert_shows_the_probability_with_the_figures():
+    assert capacity_alert(300.0) is None  # far above any load: no alert
+    alert = capacity_alert(90.0)  # below the weekday load: overloaded for sure
     assert alert["type"] == "capacity_warning" and alert["severity"] == "high"
-    assert alert["subject"] == "line:L1"
+    assert alert["subject"] == "line:L1" and alert["fingerprint"] == "capacity_warning|line:L1|2025-W10"
     f = alert["figures"]
-    assert f["capacity"] == 100.0 and f["peak_load"] == 130.0 and f["utilisation"] == 1.3
-    assert f["peak_date"] == "2025-03-05"
-    assert f["overloaded_days"] == 3 and f["first_overloaded_date"] == "2025-03-03"  # at or over
-    assert f["mean_utilisation"] == pytest.approx(340 / 300, abs=1e-4)
-    assert f["forecast"] == [100.0, 110.0, 130.0]
-    assert "130%" in alert["title"] and "L1" in alert["message"]
+    assert f["probability"] > 0.9 and f["capacity"] == 90.0 and f["items"] == 3
+    assert 0 < f["peak_load_p50"] <= f["peak_load_p90"]
+    assert len(f["forecast"]) == len(f["forecast_p10"]) == len(f["forecast_p90"]) == 14
+    assert all(lo <= mid <= hi for lo, mid, hi in zip(f["forecast_p10"], f["forecast"], f["forecast_p90"]))
+    assert f"{f['probability'] * 100:.0f}% probability" in alert["title"]
+    assert "P50" in alert["message"] and "P90" in alert["message"] and "Assembly" in alert["message"]
     json.dumps(alert)
 
 
-def test_capacity_boundary_survives_float_sums(settings):
-    fc = np.full((3, 1), 0.3)  # 0.3 + 0.3 + 0.3 == 0.8999999999999999 in binary
-    alerts = rules.capacity_warnings(fc, ["L1"] * 3, {"L1": 1.0}, MONDAY, settings)
-    assert [a["severity"] for a in alerts] == ["medium"]
+def test_capacity_severity_in_the_alert_matches_its_probability():
+    for capacity in np.linspace(100, 140, 9):
+        alert = capacity_alert(float(capacity))
+        if alert is not None:
+            assert alert["severity"] == rules.capacity_severity(alert["figures"]["probability"])
 
 
-def test_capacity_ignores_lines_without_capacity(settings):
-    assert rules.capacity_warnings(np.ones((1, 3)), ["L1"], {"L1": 0.0}, MONDAY, settings) == []
+def test_capacity_ignores_lines_without_capacity_or_data():
+    totals = rules.line_totals(np.vstack([weekly(100.0), np.full(140, np.nan)]), [("A", "L1"), ("B", "L2")], 3)
+    assert rules.capacity_warnings(totals, {"L1": 0.0, "L2": 10.0, "L3": 5.0}, 14, MONDAY) == []
+    assert [a["subject"] for a in rules.capacity_warnings(totals, {"L1": 50.0}, 14, MONDAY)] == ["line:L1"]
 
 
-def spike_history(recent_peak: float, baseline: float = 100.0) -> np.ndarray:
-    history = np.full(70, baseline)  # flat: MAD is 0, spread is the 5 % floor (5.0)
-    history[-3] = recent_peak
-    return history[None, :]
+# --- line totals with missing days -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("peak, severity", [
-    (119.9, None), (120.0, "medium"), (139.9, "medium"), (140.0, "high"), (200.0, "high"),
-])
-def test_spike_severity_at_boundaries(settings, peak, severity):
-    alerts = rules.demand_spikes(spike_history(peak), np.full((1, 14), 100.0), [("A1", "L1")], MONDAY, settings)
+SERIES = [("A", "L1"), ("B", "L1"), ("C", "L2")]
+
+
+def three_series(days: int = 70) -> np.ndarray:
+    return np.vstack([weekly(10, days, 1), weekly(20, days, 2), weekly(5, days, 3)]).astype(np.float32)
+
+
+def test_line_totals_sum_series_and_mark_missing_days():
+    values = three_series()
+    values[0, 10] = np.nan  # a gap inside A's span: L1 misses that day
+    values[2, :5] = np.nan  # C starts late: nothing missing
+    totals = rules.line_totals(values, SERIES, stale_days=3)
+    history = totals.history("L1")
+    assert np.isnan(history[10]) and np.isfinite(np.delete(history, 10)).all()
+    np.testing.assert_allclose(history[11], values[0, 11] + values[1, 11], rtol=1e-6)
+    assert np.isfinite(totals.history("L2")).all() and totals.history("L2")[0] == 0
+    assert totals.live == {"L1": 2, "L2": 1} and totals.stale_count == {}
+
+
+def test_a_late_series_leaves_its_line_days_missing_not_low():
+    values = three_series()
+    values[1, -2:] = np.nan  # B's feed is two days late (not stale with 3)
+    totals = rules.line_totals(values, SERIES, stale_days=3)
+    assert np.isnan(totals.history("L1")[-2:]).all() and np.isfinite(totals.history("L1")[:-2]).all()
+    assert totals.stale_count == {}
+
+
+def test_a_stale_series_is_carried_at_its_level_and_listed():
+    values = three_series()
+    values[1, -7:] = np.nan  # B is a week late: stale
+    totals = rules.line_totals(values, SERIES, stale_days=3)
+    history = totals.history("L1")
+    assert np.isfinite(history).all()
+    full = three_series()
+    ratio = history[-7:].sum() / (full[0, -7:].sum() + full[1, -7:].sum())
+    assert 0.9 < ratio < 1.1  # no drop to A alone
+    assert totals.stale_count == {"L1": 1} and totals.stale_items["L1"] == [["B", 62]]
+    assert np.isnan(totals.actuals("L1")[-7:]).all()  # carried days are not scored as actuals
+
+
+def test_an_ended_series_adds_nothing():
+    values = three_series(100)
+    values[1, -40:] = np.nan  # B stopped 40 days ago: ended (discontinued)
+    totals = rules.line_totals(values, SERIES, stale_days=3)
+    np.testing.assert_allclose(totals.history("L1")[-1], values[0, -1], rtol=1e-6)
+    assert totals.live["L1"] == 1 and totals.ended == 1 and totals.stale_count == {}
+
+
+def test_line_totals_of_slices_add_up_to_the_whole():
+    values = three_series()
+    values[1, -7:] = np.nan
+    values[0, 20] = np.nan
+    whole = rules.line_totals(values, SERIES, 3)
+    parts = rules.LineTotals()
+    parts.add(rules.line_totals(values[:1], SERIES[:1], 3))
+    parts.add(rules.line_totals(values[1:], SERIES[1:], 3))
+    for code in ("L1", "L2"):
+        np.testing.assert_allclose(parts.history(code), whole.history(code))
+    assert (parts.live, parts.stale_count, parts.stale_from) == (whole.live, whole.stale_count, whole.stale_from)
+
+
+# --- stale data ------------------------------------------------------------------------------------
+
+
+def test_one_stale_alert_per_line_with_its_items():
+    values = three_series()
+    values[0, -5:] = np.nan
+    values[1, -9:] = np.nan
+    totals = rules.line_totals(values, SERIES, stale_days=3)
+    alerts = rules.stale_alerts(totals, MONDAY, 3, {"L1": "Assembly"})
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert (alert["type"], alert["subject"], alert["severity"]) == ("stale_data", "line:L1", "medium")
+    assert alert["fingerprint"] == "stale_data|line:L1|2025-W10"
+    f = alert["figures"]
+    assert f["stale_series"] == 2 and f["days_missing"] == 9 and f["stale_days"] == 3
+    assert [i["item"] for i in f["items"]] == ["B", "A"]  # oldest first
+    assert f["items"][0]["last_observed"] == "2025-02-21"  # 9 days before the horizon start
+    assert "not read as zero" in alert["message"]
+    json.dumps(alert)
+
+
+def test_no_stale_alert_within_the_allowed_days():
+    values = three_series()
+    values[:, -3:] = np.nan
+    assert rules.stale_alerts(rules.line_totals(values, SERIES, 3), MONDAY, 3) == []
+    assert len(rules.stale_alerts(rules.line_totals(values, SERIES, 2), MONDAY, 2)) == 2
+
+
+# --- spikes ------------------------------------------------------------------------------------------
+
+
+def test_spike_thresholds_come_from_the_count_distribution(settings):
+    rng = np.random.default_rng(0)
+    sparse = rng.poisson(0.3, (1, 70)).astype(float)  # an item that usually sells 0
+    busy = rng.poisson(400, (1, 70)).astype(float)
+    _, medium, high = rules.spike_thresholds(np.vstack([sparse, busy]), settings)
+    assert medium.shape == high.shape == (2, 7)
+    assert (medium[0] > 1.0).all() and (high[0] > medium[0]).all()  # no 1-unit floor
+    assert (400 < medium[1]).all() and (medium[1] < 520).all() and (high[1] > medium[1]).all()
+
+
+def count_history(level: float, days: int = 70, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).poisson(level, (1, days)).astype(float)
+
+
+def test_a_spike_on_a_count_series_is_reported(settings):
+    history = count_history(5.0)
+    _, medium, high = rules.spike_thresholds(history, settings)
+    history[0, -1] = np.ceil(high[0, -1]) + 1
+    alerts = rules.demand_spikes(history, np.full((1, 14), 5.0), [("A1", "L1")], MONDAY, settings)
+    assert [a["severity"] for a in alerts] == ["high"]
+    f = alerts[0]["figures"]
+    assert f["trigger"] == "recent" and f["peak_date"] == "2025-03-02" and f["peak"] == np.ceil(high[0, -1]) + 1
+    assert f["medium_threshold"] == round(medium[0, -1], 3) and f["high_threshold"] == round(high[0, -1], 3)
+    assert alerts[0]["subject"] == "item:A1@L1" and "A1" in alerts[0]["title"]
+    json.dumps(alerts[0])
+
+
+@pytest.mark.parametrize("share, severity", [(-0.001, None), (0.0, "medium"), (0.5, "medium"), (1.0, "high")])
+def test_spike_severity_at_the_thresholds(settings, share, severity):
+    history = count_history(50.0)
+    _, medium, high = rules.spike_thresholds(history, settings)
+    history[0, -3] = medium[0, 4] + share * (high[0, 4] - medium[0, 4])
+    alerts = rules.demand_spikes(history, np.full((1, 14), 50.0), [("A1", "L1")], MONDAY, settings)
     assert [a["severity"] for a in alerts] == ([severity] if severity else [])
 
 
-def test_spike_figures_from_recent_demand(settings):
-    alerts = rules.demand_spikes(spike_history(130.0), np.full((1, 14), 100.0), [("A1", "L1")], MONDAY, settings)
-    alert = alerts[0]
-    assert alert["type"] == "demand_spike" and alert["subject"] == "item:A1@L1"
-    f = alert["figures"]
-    assert (f["baseline"], f["spread"], f["score"]) == (100.0, 5.0, 6.0)
-    assert f["trigger"] == "recent" and f["peak"] == 130.0 and f["peak_date"] == "2025-02-28"
-    assert "A1" in alert["title"] and "6.0" in alert["message"]
-    json.dumps(alert)
-
-
-def test_spike_from_forecast(settings):
-    forecast = np.full((1, 14), 100.0)
-    forecast[0, 9] = 145.0
-    alerts = rules.demand_spikes(spike_history(100.0), forecast, [("A1", "L1")], MONDAY, settings)
+def test_spike_from_the_forecast(settings):
+    history = count_history(50.0)
+    _, _, high = rules.spike_thresholds(history, settings)
+    forecast = np.full((1, 14), 50.0)
+    forecast[0, 9] = high[0, 9 % 7] + 1
+    alerts = rules.demand_spikes(history, forecast, [("A1", "L1")], MONDAY, settings)
     assert [a["severity"] for a in alerts] == ["high"]
-    assert alerts[0]["figures"]["trigger"] == "forecast"
-    assert alerts[0]["figures"]["peak_date"] == "2025-03-12"
+    assert alerts[0]["figures"]["trigger"] == "forecast" and alerts[0]["figures"]["peak_date"] == "2025-03-12"
 
 
-def test_spike_spread_is_robust_to_a_noisy_baseline(settings):
-    rng = np.random.default_rng(0)
-    history = 100 + rng.normal(0, 10, (1, 70))
-    baseline, spread = rules.spike_baseline(history)
-    assert 90 < baseline[0] < 110 and 6 < spread[0] < 14
-    history[0, -1] = baseline[0] + 5 * spread[0]
-    alerts = rules.demand_spikes(history, np.full((1, 14), 100.0), [("A1", "L1")], MONDAY, settings)
-    assert [a["severity"] for a in alerts] == ["medium"]
+def test_usual_counts_raise_no_spike(settings):
+    """Poisson series at many levels, recent week from the same law: no alert (a 1-unit floor raised many)."""
+    rng = np.random.default_rng(1)
+    history = rng.poisson(np.array([0.2, 0.5, 1, 3, 10, 100, 1000])[:, None], (7, 70)).astype(float)
+    series = [(f"I{i}", "L1") for i in range(7)]
+    alerts = rules.demand_spikes(history, history[:, -14:].copy(), series, MONDAY, settings)
+    assert alerts == []
 
 
-def test_spike_floor_of_one_unit_for_tiny_series(settings):
-    history = np.zeros((1, 70))
-    history[0, -1] = 3.0
-    alerts = rules.demand_spikes(history, np.zeros((1, 14)), [("A1", "L1")], MONDAY, settings)
-    assert alerts == []  # 3 units over a baseline of 0 with spread 1 scores 3
+def test_spike_ignores_missing_days(settings):
+    history = count_history(20.0)
+    history[0, -7:] = np.nan  # a late feed is no spike and no dip
+    history[0, -30:-20] = np.nan
+    assert rules.demand_spikes(history, np.full((1, 14), 20.0), [("A1", "L1")], MONDAY, settings) == []
 
 
 def test_spike_needs_two_weeks_of_baseline(settings):
     assert rules.demand_spikes(np.full((1, 20), 1.0), np.full((1, 14), 500.0), [("A", "L")], MONDAY, settings) == []
+    history = np.full((1, 70), np.nan)
+    history[0, -10:] = 1.0  # observed baseline days: 3
+    assert rules.demand_spikes(history, np.full((1, 14), 500.0), [("A", "L")], MONDAY, settings) == []
 
 
-def test_fingerprint_is_stable_within_the_week():
-    history, fc = spike_history(150.0), np.full((1, 14), 100.0)
-    s = Settings(_env_file=None)
-    runs = [rules.evaluate(history, fc, [("A1", "L1")], {"L1": 50.0}, start, s)
+# --- all rules --------------------------------------------------------------------------------------
+
+
+def test_fingerprint_is_stable_within_the_week(settings):
+    history = weekly(100.0, 70)[None, :]
+    history[0, -3] = 400.0
+    fc = np.full((1, 14), 100.0)
+    runs = [rules.evaluate(history, fc, [("A1", "L1")], {"L1": 50.0}, start, settings)
             for start in (MONDAY, MONDAY, date(2025, 3, 9))]
     prints = [[a["fingerprint"] for a in alerts] for alerts in runs]
     assert prints[0] == prints[1] == prints[2] == ["capacity_warning|line:L1|2025-W10", "demand_spike|item:A1@L1|2025-W10"]
-    next_week = rules.evaluate(history, fc, [("A1", "L1")], {"L1": 50.0}, date(2025, 3, 10), s)
+    next_week = rules.evaluate(history, fc, [("A1", "L1")], {"L1": 50.0}, date(2025, 3, 10), settings)
     assert [a["fingerprint"] for a in next_week] == ["capacity_warning|line:L1|2025-W11", "demand_spike|item:A1@L1|2025-W11"]
 
 
 def test_evaluate_orders_by_severity(settings):
-    history = np.vstack([spike_history(125.0), spike_history(100.0)])
+    history = np.vstack([weekly(100.0, 70, 1), weekly(100.0, 70, 2)])
+    history[0, -2] = 300.0
+    history[1, -9:] = np.nan  # stale
     fc = np.full((2, 14), 100.0)
-    alerts = rules.evaluate(history, fc, [("A1", "L1"), ("A2", "L2")], {"L1": 210.0, "L2": 90.0}, MONDAY, settings)
-    assert [(a["severity"], a["subject"]) for a in alerts] == [("high", "line:L2"), ("medium", "item:A1@L1")]
+    alerts = rules.evaluate(history, fc, [("A1", "L1"), ("A2", "L2")], {"L1": 1000.0, "L2": 60.0}, MONDAY, settings)
+    assert [(a["severity"], a["type"], a["subject"]) for a in alerts] == [
+        ("high", "capacity_warning", "line:L2"), ("high", "demand_spike", "item:A1@L1"),
+        ("medium", "stale_data", "line:L2")]

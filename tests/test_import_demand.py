@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import textwrap
 
+import numpy as np
 import pytest
 
 from app.connections import db_session
@@ -55,7 +56,7 @@ def test_imports_demand_with_a_capacity_file(runner, files):
             ("L1", "Assembly", 100.0), ("L2", "Packaging", 50.0)}
     history = load_history()
     assert history.series == [("A", "L1"), ("B", "L2")]
-    assert history.values.tolist() == [[10.0, 12.5], [0.0, 0.0]]
+    np.testing.assert_array_equal(history.values, [[10.0, 12.5], [0.0, np.nan]])  # B: a zero, then no row
 
 
 def test_imports_with_capacity_columns_and_known_lines(runner, files):
@@ -90,7 +91,7 @@ def test_imported_history_feeds_the_forecast(app, runner, files):
     ("20250102,A,L1,1", "line 3: date '20250102' is not a date in the form YYYY-MM-DD"),
     (",A,L1,1", "line 3: date '' is not a date"),
     ("2025-01-02,A,L1,ten", "line 3: quantity 'ten' is not a number"),
-    ("2025-01-02,A,L1,", "line 3: quantity '' is not a number"),
+    ("2025-01-02,A,L1,-", "line 3: quantity '-' is not a number"),
     ("2025-01-02,A,L1,-1", "line 3: quantity '-1' is negative"),
     ("2025-01-02,A,L1,nan", "line 3: quantity 'nan' is not a finite number"),
     ("2025-01-02,A,L1,inf", "line 3: quantity 'inf' is not a finite number"),
@@ -190,3 +191,71 @@ def test_rows_already_stored_are_refused_unless_replaced(runner, files):
     assert load_history().values.tolist() == [[5.0, 60.0, 7.0]]
     with db_session():
         assert ProductionLine.get(ProductionLine.code == "L1").daily_capacity == 120
+
+
+# --- explicit zeros, absent rows, declared missing days and zero-filled files ------------------------
+
+
+def stored() -> dict[tuple[str, str], float]:
+    with db_session():
+        return {(r.item, r.day.isoformat() if hasattr(r.day, "isoformat") else str(r.day)[:10]): r.quantity
+                for r in DemandHistory.select()}
+
+
+def test_explicit_zeros_and_absent_rows_stay_distinct(runner, files):
+    result = runner.invoke(args=files("""
+        date,item,line,quantity
+        2025-01-01,A,L1,4
+        2025-01-02,A,L1,0
+        2025-01-04,A,L1,5
+        2025-01-03,B,L1,
+        2025-01-04,B,L1,2
+    """, CAPACITY))
+    assert result.exit_code == 0, result.output
+    assert "imported 4 demand rows (1 declared missing) of 2 series" in result.output
+    assert stored() == {("A", "2025-01-01"): 4.0, ("A", "2025-01-02"): 0.0, ("A", "2025-01-04"): 5.0,
+                        ("B", "2025-01-04"): 2.0}
+    history = load_history()
+    np.testing.assert_array_equal(history.values, [[4, 0, np.nan, 5], [np.nan, np.nan, np.nan, 2]])
+
+
+def test_a_zero_filled_file_imports_its_unlisted_days_as_zero(runner, files):
+    runner.invoke(args=files("date,item,line,quantity\n2025-01-03,B,L1,9\n", CAPACITY))  # stored before
+    result = runner.invoke(args=files("""
+        date,item,line,quantity
+        2025-01-02,A,L1,4
+        2025-01-05,A,L1,5
+        2025-01-04,A,L1,
+        2025-01-01,B,L1,1
+        2025-01-06,C,L1,3
+    """) + ["--zero-fill"])
+    assert result.exit_code == 0, result.output
+    assert "(6 zero-filled, 1 declared missing)" in result.output and "1 declared missing" in result.output
+    assert stored() == {
+        ("A", "2025-01-02"): 4.0, ("A", "2025-01-03"): 0.0, ("A", "2025-01-05"): 5.0, ("A", "2025-01-06"): 0.0,
+        # B's stored 9 is kept; C starts on its first row; A's declared missing day stays missing.
+        ("B", "2025-01-01"): 1.0, ("B", "2025-01-02"): 0.0, ("B", "2025-01-03"): 9.0, ("B", "2025-01-04"): 0.0,
+        ("B", "2025-01-05"): 0.0, ("B", "2025-01-06"): 0.0, ("C", "2025-01-06"): 3.0}
+
+
+def test_without_zero_fill_unlisted_days_are_missing(runner, files):
+    result = runner.invoke(args=files("date,item,line,quantity\n2025-01-02,A,L1,4\n2025-01-05,A,L1,5\n", CAPACITY))
+    assert result.exit_code == 0, result.output
+    assert stored() == {("A", "2025-01-02"): 4.0, ("A", "2025-01-05"): 5.0}
+
+
+def test_declaring_a_stored_day_missing_needs_replace_and_removes_it(runner, files):
+    assert runner.invoke(args=files("date,item,line,quantity\n2025-01-01,A,L1,5\n2025-01-02,A,L1,6\n",
+                                    CAPACITY)).exit_code == 0
+    again = files("date,item,line,quantity\n2025-01-02,A,L1,\n")
+    result = runner.invoke(args=again)
+    assert result.exit_code == 2 and "already in the database (use --replace" in result.output
+    result = runner.invoke(args=again + ["--replace"])
+    assert result.exit_code == 0, result.output
+    assert "1 stored value(s) removed" in result.output
+    assert stored() == {("A", "2025-01-01"): 5.0}
+
+
+def test_the_command_help_says_how_missing_days_are_declared(runner):
+    result = runner.invoke(args=["import-demand", "--help"])
+    assert "--zero-fill" in result.output and "empty quantity" in result.output and "explicit zero" in result.output

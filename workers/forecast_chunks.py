@@ -106,7 +106,7 @@ def run_forecast(run_id: str, settings: Settings, job: Job | None) -> dict[str, 
         if len(plan.keys) > settings.forecast_fanout_threshold or waits_for:
             return _fan_out(run_id, plan, settings, job.connection, waits_for, planned)
     stats: dict[str, Any] = {}
-    alerts = pipeline.run_builtin(settings, plan, stats) if plan is not None else []
+    alerts = pipeline.run_builtin(settings, plan, stats, run_id=run_id) if plan is not None else []
     stored_from = time.perf_counter()
     with database.atomic():
         attempt = runs.taken_attempt(run_id)
@@ -117,7 +117,7 @@ def run_forecast(run_id: str, settings: Settings, job: Job | None) -> dict[str, 
     timings = {"plan": round(planned, 4), **stats.get("timings", {}),
                "store": round(time.perf_counter() - stored_from, 4)}
     return run_result(outcome, series=stats.get("series", 0), timings=timings,
-                      peak_rss_mb=stats.get("peak_rss_mb"))
+                      peak_rss_mb=stats.get("peak_rss_mb"), **stats.get("result", {}))
 
 
 def _hold(connection: Redis, run_id: str, settings: Settings) -> None:
@@ -292,7 +292,7 @@ def _gather(run_id: str, chunk_ids: list[str], horizon_start: date, plan_seconds
     began = time.perf_counter()
     with db_session():
         capacities, names = pipeline.load_lines()
-        alerts = pipeline.finish(merged, horizon_start, capacities, names, settings)
+        alerts = pipeline.finish(merged, horizon_start, capacities, names, settings, run_id=run_id)
         ruled = time.perf_counter()
         with database.atomic():
             if attempt is not None:
@@ -309,6 +309,7 @@ def _gather(run_id: str, chunk_ids: list[str], horizon_start: date, plan_seconds
                     "retried_chunks": [c.id for c in chunks if attempt_of(c) > 1],
                     "workers": sorted({c.worker_name for c in chunks if c.worker_name})},
             duration_seconds=round(duration, 3) if duration is not None else None,
+            **pipeline.run_summary(merged),
         )
     if not _end_run(connection, run_id, runs.RunStatus.FINISHED, attempt, result=result):
         return {"status": "stale", "attempt": attempt}

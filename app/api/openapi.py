@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
+from app.api.forecast import AccuracyQuery
 from app.api.reports import DailyReportQuery, ReportPageQuery
 from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, TriggerBody
 from workers.catalog import JOBS
@@ -135,6 +136,27 @@ REPORT_PATHS = {
                       "401": _error("no or wrong token"), "503": _error("database down")}}},
 }
 
+ACCURACY_RUN = {
+    "type": "object",
+    "required": ["horizon_start", "horizon_days", "mase", "coverage", "points"],
+    "properties": {
+        "run_id": {"type": ["string", "null"]}, "horizon_start": {"type": "string", "format": "date"},
+        "horizon_days": {"type": "integer"}, "created_at": ISO_TIME, "scored_at": ISO_TIME,
+        "lines": {"type": "integer", "description": "lines forecast (run scores only)"},
+        "line": {"type": "string", "description": "the line (line scores only)"},
+        "mase": {"type": ["number", "null"], "description": "MASE of the P50 (mean over lines for a run)"},
+        "coverage": {"type": ["number", "null"], "description": "share of actuals inside P10..P90"},
+        "points": {"type": "integer", "description": "line-days scored (with complete actuals)"},
+    },
+}
+FORECAST_PATHS = {
+    "/api/forecast/accuracy": {"get": {
+        "summary": "How past forecast runs scored against the actuals (MASE, P10-P90 coverage), newest first",
+        "security": READ, "parameters": _query_parameters(AccuracyQuery),
+        "responses": {**_ok("scored runs", "AccuracyPage"), "400": _error("bad limit or line"),
+                      "401": _error("no or wrong token"), "503": _error("database down")}}},
+}
+
 
 def build_document() -> dict:
     trigger_body = TriggerBody.model_json_schema()
@@ -171,6 +193,10 @@ def build_document() -> dict:
                 "ReportPage": {"type": "object", "required": ["reports", "next_cursor"], "properties": {
                     "reports": {"type": "array", "items": {"$ref": "#/components/schemas/Report"}},
                     "next_cursor": {"type": ["string", "null"]}}},
+                "AccuracyRun": ACCURACY_RUN,
+                "AccuracyPage": {"type": "object", "required": ["runs"], "properties": {
+                    "line": {"type": ["string", "null"]},
+                    "runs": {"type": "array", "items": {"$ref": "#/components/schemas/AccuracyRun"}}}},
                 "Schedule": SCHEDULE,
                 "ScheduleList": {"type": "object", "required": ["schedules"], "properties": {
                     "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}}},
@@ -213,6 +239,7 @@ def build_document() -> dict:
                               "401": _error("no or wrong token"), "503": _error("database down")}}},
             **SCHEDULE_PATHS,
             **REPORT_PATHS,
+            **FORECAST_PATHS,
             "/healthz": {"get": {"summary": "Liveness", "security": [],
                                  "responses": _ok("alive", "Object")}},
             "/readyz": {"get": {"summary": "Readiness: Redis and database", "security": [],

@@ -4,8 +4,8 @@ Every item has a trend, a weekly pattern (weekends low) and noise. Planted on pu
 returned as labels for the tests and the precision/recall benchmark:
 - overloaded lines: capacity set ~15 % below the expected peak load of the horizon
   (-> high `capacity_warning`); every other line stays around 60 % (no alert);
-- spiking series: two days in the last week at ~6 robust spreads above the baseline
-  (-> medium `demand_spike`), placed mid-week so the forecast has settled again.
+- spiking series: two days in the last week between the spike rule's medium and high
+  thresholds (-> medium `demand_spike`), placed mid-week so the forecast has settled again.
 """
 from __future__ import annotations
 
@@ -31,12 +31,22 @@ HORIZON = 14  # the horizon the capacities are planned against (the default sett
 ITEMS_PER_LINE = 25
 NORMAL_UTILISATION = (0.55, 0.65)
 OVERLOAD_UTILISATION = 1.15
-SPIKE_SCORES = (6.0, 5.5)  # the two spike days, in robust spreads above the baseline
+SPIKE_SHARES = (0.3, 0.2)  # the two spike days: this share of the way from the medium to the high threshold
 SPIKE_DAYS_AGO = (5, 4)
 # Weekday shape (Mon..Sun), mean 0: busy weekdays, quiet weekends.
 WEEK_SHAPE = np.array([0.3, 0.4, 0.4, 0.3, 0.2, -0.6, -1.0])
 LINE_NAMES = ("Press shop", "Assembly", "Packaging", "Paint shop", "Machining", "Welding")
 SQLITE_ROWS_PER_INSERT = 249  # 4 columns: <= 999 bound variables per statement
+
+
+class _SpikeScores:
+    """The default spike scores (SPIKE_MEDIUM_SCORE, SPIKE_HIGH_SCORE) the demo labels assume."""
+
+    spike_medium_score = 4.0
+    spike_high_score = 8.0
+
+
+_DEFAULT_THRESHOLDS = _SpikeScores()
 
 
 @dataclass(frozen=True)
@@ -86,11 +96,12 @@ def generate_demo(items: int = 12, days: int = 180, seed: int = 7, end: date | N
 
     calm = np.flatnonzero(~np.isin(item_line, overloaded))
     spiking = np.sort(rng.choice(calm, min(len(calm), max(1, items // 100)), replace=False))
-    stats = rules.spike_baseline(values[spiking])
+    stats = rules.spike_thresholds(values[spiking], _DEFAULT_THRESHOLDS)
     if stats is not None:
-        baseline, spread = stats
-        for ago, score in zip(SPIKE_DAYS_AGO, SPIKE_SCORES):
-            values[spiking, days - ago] = np.round(baseline + score * spread)
+        _, medium, high = stats
+        for ago, share in zip(SPIKE_DAYS_AGO, SPIKE_SHARES):
+            k = rules.SPIKE_RECENT_DAYS - ago  # the recent day's own thresholds
+            values[spiking, days - ago] = np.ceil(medium[:, k] + share * (high[:, k] - medium[:, k]))
 
     return DemoData(
         lines=[(codes[i], names[i], float(capacity[i])) for i in range(n_lines)],

@@ -5,6 +5,15 @@ The demand file has the columns `date,item,line,quantity`, plus optionally `dail
 `line,name,daily_capacity`. A line must be known: given a capacity in the import or already in
 the database. Every row is checked before anything is written, and every fault is reported with
 its file's line number, so one run of the command shows everything that needs fixing.
+
+Missing is not zero. The database stores a row per day with a known quantity (0 included); a
+day without a row is missing, and the forecast reads it as missing. So a file says what it
+means: a row with quantity 0 is an explicit zero; a row with an empty quantity declares the day
+missing (nothing stored; with `replace`, a stored value for that day is removed); a day the file
+has no row for is missing, unless the file is declared zero-filled (`zero_fill`, the command's
+`--zero-fill`): exports that list only the days with demand. Then every day from a series' first
+row to the file's last date that has no row is imported as an explicit 0 (a filled day never
+overwrites a stored row, and a day declared missing stays missing).
 """
 from __future__ import annotations
 
@@ -14,7 +23,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +60,11 @@ class ImportFailed(ValueError):
 
 @dataclass
 class ImportSummary:
-    rows: int = 0
+    rows: int = 0  # rows stored, zero-filled ones included
     items: int = 0
+    zero_filled: int = 0  # days stored as 0 because the file is zero-filled
+    declared_missing: int = 0  # rows with an empty quantity (nothing stored)
+    cleared_rows: int = 0  # stored values removed because the file declares their day missing
     lines_created: list[str] = field(default_factory=list)
     lines_updated: list[str] = field(default_factory=list)
     replaced_rows: int = 0
@@ -153,10 +165,10 @@ def read_capacity_file(path: Path, errors: list[str]) -> dict[str, _Line]:
 
 
 def read_demand_file(path: Path, errors: list[str], capacities: dict[str, _Line]
-                     ) -> tuple[list[tuple[str, str, str, float]], list[int], bool]:
-    """Rows (item, line, ISO day, quantity) with their file line numbers; capacity columns go to
-    `capacities`. Returns (rows, line numbers, whether capacity columns were present)."""
-    rows: list[tuple[str, str, str, float]] = []
+                     ) -> tuple[list[tuple[str, str, str, float | None]], list[int], bool]:
+    """Rows (item, line, ISO day, quantity; None: declared missing) with their file line numbers;
+    capacity columns go to `capacities`. Returns (rows, line numbers, whether capacity columns were present)."""
+    rows: list[tuple[str, str, str, float | None]] = []
     numbers: list[int] = []
     seen: dict[tuple[str, str, str], int] = {}
     had_columns = False
@@ -166,7 +178,7 @@ def read_demand_file(path: Path, errors: list[str], capacities: dict[str, _Line]
         day, problem = _day(row["date"])
         if problem:
             problems.append(problem)
-        quantity, problem = _number(row["quantity"], "quantity")
+        quantity, problem = (None, None) if row["quantity"] == "" else _number(row["quantity"], "quantity")
         if problem:
             problems.append(problem)
         if "daily_capacity" in row or "line_name" in row:
@@ -244,12 +256,34 @@ def _delete(triples: Iterable[tuple[str, int, str]]) -> int:
     return deleted
 
 
+def _zero_fill(rows: list[tuple[str, str, str, float | None]]) -> list[tuple[str, str, str, float]]:
+    """The (item, line, day, 0.0) rows a zero-filled file implies: each series' days from its
+    first row to the file's last date that have no row."""
+    end = date.fromisoformat(max(day for _, _, day, _ in rows))
+    first: dict[tuple[str, str], str] = {}
+    listed: set[tuple[str, str, str]] = set()
+    for item, line, day, _ in rows:
+        listed.add((item, line, day))
+        if day < first.get((item, line), "9999"):
+            first[(item, line)] = day
+    filled = []
+    for (item, line), start in first.items():
+        day = date.fromisoformat(start)
+        while day <= end:
+            iso = day.isoformat()
+            if (item, line, iso) not in listed:
+                filled.append((item, line, iso, 0.0))
+            day += timedelta(days=1)
+    return filled
+
+
 def import_demand(demand_path: str | Path, capacity_path: str | Path | None = None,
-                  replace: bool = False) -> ImportSummary:
+                  replace: bool = False, zero_fill: bool = False) -> ImportSummary:
     """Validate the files, then write lines and demand in one transaction (or raise ImportFailed).
 
     Rows whose (date, item, line) the database holds already are errors, unless `replace`:
-    then they overwrite the stored quantity.
+    then they overwrite the stored quantity (or, for an empty quantity, remove it). With
+    `zero_fill` the file lists only days with demand: see the module's docstring.
     """
     demand_path = Path(demand_path)
     errors: list[str] = []
@@ -289,14 +323,26 @@ def import_demand(demand_path: str | Path, capacity_path: str | Path | None = No
                          f"(use --replace to overwrite)"
                          for n, (item, line_id, day, _) in zip(numbers, records) if (item, line_id, day) in duplicates]
                 raise ImportFailed(where)  # leaving the block rolls the line changes back
-            summary.replaced_rows = _delete(duplicates) if duplicates else 0
-            for i in range(0, len(records), 100_000):
-                insert_demand(records[i:i + 100_000])
+            missing = {(item, line_id, day) for item, line_id, day, quantity in records if quantity is None}
+            deleted = _delete(duplicates) if duplicates else 0
+            summary.cleared_rows = len(duplicates & missing)
+            summary.replaced_rows = deleted - summary.cleared_rows
+            stored_rows = [r for r in records if r[3] is not None]
+            if zero_fill and rows:
+                fill = [(item, line_ids[line], day, q) for item, line, day, q in _zero_fill(rows)]
+                kept = _stored_duplicates(fill) if fill else set()  # a filled day never overwrites a stored row
+                fill = [r for r in fill if (r[0], r[1], r[2]) not in kept]
+                summary.zero_filled = len(fill)
+                stored_rows += fill
+            summary.declared_missing = len(missing)
+            for i in range(0, len(stored_rows), 100_000):
+                insert_demand(stored_rows[i:i + 100_000])
     if isinstance(database.obj, peewee.PostgresqlDatabase):
         with db_session():
             database.execute_sql("ANALYZE demand_history")  # fresh statistics for the forecast's queries
     days = sorted({day for _, _, day, _ in rows})
-    summary.rows, summary.items = len(rows), len({(item, line) for item, line, _, _ in rows})
+    summary.rows = len(rows) - summary.declared_missing + summary.zero_filled
+    summary.items = len({(item, line) for item, line, _, _ in rows})
     summary.start, summary.end = days[0], days[-1]
     log.info("imported %d demand rows of %d series (%s..%s) from %s", summary.rows, summary.items,
              summary.start, summary.end, demand_path.name)

@@ -1,10 +1,21 @@
 """The built-in forecast pipeline (`FORECAST_PIPELINE=app.forecast.pipeline:run_pipeline`).
 
 A run is planned (the history window and the list of series, one cheap query), loaded (the
-demand rows of those series as plain numbers, pivoted into a dense series x days array),
-forecast for all series at once, and passed through the rules. The per-series part
-(`forecast_part`) is what a fan-out chunk runs on its slice of the series; the line-level
-capacity rule needs every series of a line, so it runs on the summed line loads (`finish`).
+demand rows of those series as plain numbers, pivoted into a series x days float32 array in
+which a day without a row is NaN: missing, never zero), forecast for all series at once with
+`app.forecast.predict`, and passed through the rules. The per-series part (`forecast_part`) is
+what a fan-out chunk runs on its slice of the series; the line-level rules need every series of
+a line, so the chunks hand on each line's daily totals (`rules.LineTotals`, which add up) and
+`finish` forecasts each line total as its own series for the capacity rule, raises the
+stale-data alerts, and records the run's line forecasts for the accuracy score
+(app/forecast/accuracy.py).
+
+Horizon start: the day after the latest day any series has data for (`Plan.end` + 1). One run
+forecasts the same days for every line, and the result depends on the data alone (a rerun or a
+backtest gives the same alerts). A series whose data ends more than FORECAST_STALE_DAYS before
+that is late: it is forecast from its own last observed day (the engine reads its missing tail
+as missing) and its line gets a `stale_data` alert. A feed that is late for every series moves
+the horizon start back with it; the run's result shows `forecast.horizon_start`.
 """
 from __future__ import annotations
 
@@ -22,13 +33,16 @@ import peewee
 
 from app.config import Settings
 from app.connections import database, db_session
-from app.forecast import model, rules
+from app.forecast import rules
+from app.forecast.engine import LOOKBACK_DAYS as ENGINE_LOOKBACK_DAYS
+from app.forecast.engine import predict
 
 log = logging.getLogger(__name__)
 
 BUILTIN = "app.forecast.pipeline:run_pipeline"
-# The model fits the last 104 weeks; the spike rule needs 9. A little more costs nothing.
-LOOKBACK_DAYS = model.FIT_DAYS + 7
+# The engine's look-back and the spike rule's 9 weeks: only this window is loaded, as float32,
+# so a chunk's memory stays small.
+LOOKBACK_DAYS = max(ENGINE_LOOKBACK_DAYS, rules.SPIKE_RECENT_DAYS + rules.SPIKE_BASELINE_DAYS)
 SeriesKey = tuple[str, int]  # (item, production line id), the table's own key
 
 _PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -53,9 +67,9 @@ class Plan:
 
 @dataclass(frozen=True)
 class History:
-    """Dense daily demand: row i of `values` is series[i] = (item, line code); missing days are 0."""
+    """Daily demand: row i of `values` is series[i] = (item, line code); a day without a row is NaN."""
 
-    values: np.ndarray  # (series, days)
+    values: np.ndarray  # (series, days) float32, NaN = missing
     series: list[tuple[str, str]]
     start: date
     end: date
@@ -65,21 +79,27 @@ class History:
 
 @dataclass
 class Part:
-    """The per-series outcome of some series: spike alerts and each line's summed forecast."""
+    """The per-series outcome of some series: spike alerts, each line's summed forecast and totals."""
 
     series: int = 0
     spikes: list[dict[str, Any]] = field(default_factory=list)
-    loads: dict[str, list[float]] = field(default_factory=dict)  # line code -> horizon sums
+    loads: dict[str, list[float]] = field(default_factory=dict)  # line code -> horizon sums of the means
     counts: dict[str, int] = field(default_factory=dict)  # line code -> series
     timings: dict[str, float] = field(default_factory=dict)  # load, fit, rules (seconds)
     peak_rss_mb: float = 0.0
+    lines: rules.LineTotals = field(default_factory=rules.LineTotals)  # each line's daily history totals
+    stale_series: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)  # set by `finish`: what the run's result shows
 
     def as_dict(self) -> dict[str, Any]:
         return {"series": self.series, "spikes": self.spikes, "loads": self.loads, "counts": self.counts,
-                "timings": self.timings, "peak_rss_mb": self.peak_rss_mb}
+                "timings": self.timings, "peak_rss_mb": self.peak_rss_mb, "lines": self.lines.as_dict(),
+                "stale_series": self.stale_series}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Part":
+        data = dict(data)
+        data["lines"] = rules.LineTotals.from_dict(data.get("lines"))
         return cls(**data)
 
 
@@ -152,9 +172,10 @@ def _load(plan_: Plan | None) -> History:
         capacities = {code: float(cap) for _, code, _, cap in lines}
         names = {code: name for _, code, name, _ in lines}
         if plan_ is None:
-            return History(np.zeros((0, 0)), [], date(1970, 1, 1), date(1970, 1, 1), capacities, names)
+            return History(np.zeros((0, 0), dtype=np.float32), [], date(1970, 1, 1), date(1970, 1, 1),
+                           capacities, names)
         days = (plan_.end - plan_.start).days + 1
-        values = np.zeros((len(plan_.keys), days))
+        values = np.full((len(plan_.keys), days), np.nan, dtype=np.float32)
         if plan_.keys:
             if _is_postgres():
                 _load_postgres(plan_, values)
@@ -238,16 +259,24 @@ def peak_rss_mb() -> float:
 
 
 def forecast_part(history: History, settings: Settings, load_seconds: float = 0.0) -> Part:
-    """Forecast the history's series and apply the per-series rules; sum each line's forecast."""
+    """Forecast the history's series and apply the per-series rules; sum each line's forecast and totals."""
     t0 = time.perf_counter()
-    result = model.forecast(history.values, settings.forecast_horizon_days)
-    t1 = time.perf_counter()
-    spikes = rules.demand_spikes(history.values, result.forecast, history.series,
-                                 history.end + timedelta(days=1), settings)
-    loads, counts = rules.line_loads(result.forecast, [line for _, line in history.series])
-    t2 = time.perf_counter()
+    horizon = settings.forecast_horizon_days
     n, days = history.values.shape
-    log.info("forecast: fitted %d series x %d days in %.2fs, %d spike(s)", n, days, t1 - t0, len(spikes))
+    if n and days:
+        prediction = predict(history.values, horizon, stale_days=settings.forecast_stale_days)
+        mean, stale = prediction.mean, int(np.count_nonzero(prediction.stale))
+    else:
+        mean, stale = np.zeros((n, horizon)), 0
+    t1 = time.perf_counter()
+    spikes = rules.demand_spikes(history.values, mean, history.series, history.end + timedelta(days=1), settings)
+    lines = [line for _, line in history.series]
+    loads, counts = rules.line_loads(mean, lines)
+    totals = rules.line_totals(history.values, history.series, settings.forecast_stale_days) if n and days \
+        else rules.LineTotals()
+    t2 = time.perf_counter()
+    log.info("forecast: fitted %d series x %d days in %.2fs, %d spike(s), %d stale", n, days, t1 - t0,
+             len(spikes), stale)
     return Part(
         series=n,
         spikes=spikes,
@@ -255,11 +284,13 @@ def forecast_part(history: History, settings: Settings, load_seconds: float = 0.
         counts=counts,
         timings={"load": round(load_seconds, 4), "fit": round(t1 - t0, 4), "rules": round(t2 - t1, 4)},
         peak_rss_mb=peak_rss_mb(),
+        lines=totals,
+        stale_series=stale,
     )
 
 
 def merge_parts(parts: Sequence[Part]) -> Part:
-    """One part for many: spikes concatenated, line loads and counts summed, timings summed."""
+    """One part for many: spikes concatenated, line loads, totals and counts summed, timings summed."""
     merged = Part()
     for part in parts:
         merged.series += part.series
@@ -271,21 +302,58 @@ def merge_parts(parts: Sequence[Part]) -> Part:
         for name, seconds in part.timings.items():
             merged.timings[name] = round(merged.timings.get(name, 0.0) + seconds, 4)
         merged.peak_rss_mb = max(merged.peak_rss_mb, part.peak_rss_mb)
+        merged.lines.add(part.lines)
+        merged.stale_series += part.stale_series
     return merged
 
 
+def line_forecasts(totals: rules.LineTotals, horizon: int, stale_days: int
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each line total forecast as its own series: (P10, P50, P90) per day, all lines in one call."""
+    codes = [code for code in sorted(totals.sums) if totals.live.get(code)]
+    if not codes:
+        return {}
+    prediction = predict(np.vstack([totals.history(code) for code in codes]), horizon,
+                         quantiles=(0.1, 0.5, 0.9), stale_days=stale_days)
+    return {code: (prediction.quantiles[0, i], prediction.quantiles[1, i], prediction.quantiles[2, i])
+            for i, code in enumerate(codes)}
+
+
 def finish(part: Part, horizon_start: date, capacities: dict[str, float], line_names: dict[str, str],
-           settings: Settings) -> list[dict[str, Any]]:
-    """The run's alerts: capacity warnings from the summed line loads plus the parts' spikes."""
-    loads = {code: np.asarray(load) for code, load in part.loads.items()}
-    alerts = rules.capacity_warnings_from_loads(loads, part.counts, capacities, horizon_start, settings,
-                                                line_names)
-    return rules.sort_alerts(alerts + part.spikes)
+           settings: Settings, *, run_id: str | None = None, record: bool = True) -> list[dict[str, Any]]:
+    """The run's alerts: capacity warnings and stale-data alerts from the line totals, plus the parts' spikes.
+
+    With `record` (the default), the line forecasts are kept for the accuracy score and earlier
+    runs whose horizon has passed are scored (app/forecast/accuracy.py); `run_id` names the run.
+    """
+    from app.forecast import accuracy
+
+    horizon = settings.forecast_horizon_days
+    bands = line_forecasts(part.lines, horizon, settings.forecast_stale_days)
+    alerts = rules.capacity_warnings(part.lines, capacities, horizon, horizon_start, line_names, bands,
+                                     counts=part.counts)
+    stale = rules.stale_alerts(part.lines, horizon_start, settings.forecast_stale_days, line_names)
+    part.summary = {
+        "horizon_start": horizon_start.isoformat(),
+        "stale_series": int(sum(part.lines.stale_count.values())),
+        "stale_lines": sorted(a["figures"]["line"] for a in stale),
+        "ended_series": int(part.lines.ended),
+    }
+    if record and bands:
+        with db_session():
+            part.summary["accuracy"] = accuracy.record_and_score(
+                run_id, horizon_start, horizon, part.lines, bands, wait_days=settings.forecast_stale_days)
+    return rules.sort_alerts(alerts + stale + part.spikes)
 
 
-def run_builtin(settings: Settings, plan_: Plan | None = None,
-                stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The whole pipeline in this process; `stats` (if given) receives series count and timings."""
+def run_summary(part: Part) -> dict[str, Any]:
+    """What the run's result shows of the forecast: horizon start, stale series and lines, accuracy."""
+    return {"forecast": part.summary} if part.summary else {}
+
+
+def run_builtin(settings: Settings, plan_: Plan | None = None, stats: dict[str, Any] | None = None, *,
+                run_id: str | None = None) -> list[dict[str, Any]]:
+    """The whole pipeline in this process; `stats` (if given) receives series count, timings and summary."""
     t0 = time.perf_counter()
     history = _load(plan() if plan_ is None else plan_)
     t1 = time.perf_counter()
@@ -298,13 +366,16 @@ def run_builtin(settings: Settings, plan_: Plan | None = None,
         log.info("forecast: loaded %d series x %d days (%s..%s) in %.2fs",
                  n, days, history.start, history.end, t1 - t0)
         part = forecast_part(history, settings, load_seconds=t1 - t0)
+        horizon_start, capacities, names = history.end + timedelta(days=1), history.capacities, history.line_names
+        del history  # the line totals are in the part; free the array before the line forecasts
         t2 = time.perf_counter()
-        alerts = finish(part, history.end + timedelta(days=1), history.capacities, history.line_names, settings)
+        alerts = finish(part, horizon_start, capacities, names, settings, run_id=run_id)
         part.timings["rules"] = round(part.timings["rules"] + time.perf_counter() - t2, 4)
     counts = {s: sum(a["severity"] == s for a in alerts) for s in ("high", "medium", "low")}
     log.info("forecast: rules raised %d alert(s) %s (total %.2fs)", len(alerts), counts, time.perf_counter() - t0)
     if stats is not None:
-        stats.update(series=part.series, timings=part.timings, peak_rss_mb=part.peak_rss_mb)
+        stats.update(series=part.series, timings=part.timings, peak_rss_mb=part.peak_rss_mb,
+                     result=run_summary(part))
     return alerts
 
 
