@@ -53,6 +53,10 @@ TIME_EDGES = ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+01:00", "9999-12
               "1e20", "-1e20", "99999999999999999999", "-62135596801", "253402300800", "2026-W01-1", "now",
               "2026-01-01T00:00:00\x00", "２０２６-01-01T00:00:00"]
 JOB_NAMES = ["forecast", "daily-summary", "cleanup"]
+AUTH_EDGES = ["", "Bearer", "Bearer ", "Bearer \t", "bearer " + "x" * 5000, "Basic", "Basic !!!!", "Basic =",
+              "Basic " + base64.b64encode(b":").decode(), "Basic " + base64.b64encode(b"\xff\xfe:\xed\xa0\x80").decode(),
+              "Basic " + base64.b64encode(b"operator").decode(), "Digest username=x", "Bearer \xe9\xff",
+              "Negotiate " + "A" * 3000]
 # Characters the generated text draws from: printable ASCII plus the troublemakers.
 ALPHABET = st.one_of(st.sampled_from(string.printable),
                      st.sampled_from(["\x00", "\ud800", "\udfff", "\u202e", "\u200f", "\ufeff", "é", "💥", "\u0000"]),
@@ -285,6 +289,9 @@ def edge_requests() -> list[dict]:
         variants += [(valid, f"{_pct(edge)}=1", b"") for edge in TEXT_EDGES[:8]]  # unknown names
         variants += [(valid, "", body) for body in (body_edges if has_body else [])]
         out += [_request(route, path_values, query, body, True) for path_values, query, body in variants]
+        for header in AUTH_EDGES:  # credentials as odd as a header can carry (latin-1 text)
+            request = _request(route, valid, "", b"", False)
+            out.append({**request, "headers": {**request["headers"], "Authorization": header}})
     return out
 
 
