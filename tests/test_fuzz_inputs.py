@@ -25,7 +25,7 @@ from app.models import ALL_MODELS, Alert, DailySummary, JobRun
 from tests.conftest import DASHBOARD_PASSWORD, DASHBOARD_USER, TEST_TOKEN
 
 # Routes with query parameters or a body get more examples than those with path segments only.
-EXAMPLES_WITH_INPUTS, EXAMPLES_OTHERWISE = 30, 8
+EXAMPLES_WITH_INPUTS, EXAMPLES_OTHERWISE = 20, 6
 
 
 def fuzz_settings(route) -> settings:
