@@ -261,6 +261,8 @@ def check(client, redis, request: dict) -> None:
         error = response.get_json()["error"]
         assert isinstance(error["code"], str) and error["code"], shown
         assert isinstance(error["message"], str) and error["message"].strip(), shown
+        # Quoted input is escaped: no control, bidi or lone surrogate characters reach a client's log.
+        assert error["message"].isprintable(), shown
         assert state(redis) == before, f"a refused request changed rows or Redis keys: {shown}"
 
 
