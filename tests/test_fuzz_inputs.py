@@ -5,10 +5,11 @@ file generates what it does not: the extremes a client or an attacker can send (
 64 bits, inf/nan, NUL, lone surrogates, right-to-left marks, 10,000-character strings, JSON
 nested 5,000 deep, times at the ends of the calendar with odd offsets, cursors holding any JSON)
 in every path segment, query parameter and body of every route the app serves (the API,
-/healthz, /readyz, /metrics and the project dashboard; rq-dashboard's own routes are tested
-with the dashboard). Each 4xx must be a JSON error with a message, and must leave every
+/healthz, /readyz, /metrics and the project dashboard; rq-dashboard's own routes under
+/dashboard/rq are not fuzzed here: their input handling is rq-dashboard's, behind the guard in
+dashboard/__init__.py). Each 4xx must be a JSON error with a message, and must leave every
 table's row count and Redis's keys as they were. The examples are derandomized (same inputs
-every run) and bounded so both databases take about 20-30 s together.
+every run) and bounded: about 25 s of CPU for both databases together.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def fuzz_settings(route) -> settings:
     return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
 
+
 ORIGIN = "http://localhost"
 DASHBOARD_AUTH = "Basic " + base64.b64encode(f"{DASHBOARD_USER}:{DASHBOARD_PASSWORD}".encode()).decode()
 RUN_IDS = ["seeded-run-000", "seeded-run-001", "seeded-run-002"]
@@ -54,12 +56,13 @@ TIME_EDGES = ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+01:00", "9999-12
               "2026-01-01T00:00:00\x00", "２０２６-01-01T00:00:00"]
 JOB_NAMES = ["forecast", "daily-summary", "cleanup"]
 AUTH_EDGES = ["", "Bearer", "Bearer ", "Bearer \t", "bearer " + "x" * 5000, "Basic", "Basic !!!!", "Basic =",
-              "Basic " + base64.b64encode(b":").decode(), "Basic " + base64.b64encode(b"\xff\xfe:\xed\xa0\x80").decode(),
+              "Basic " + base64.b64encode(b":").decode(),
+              "Basic " + base64.b64encode(b"\xff\xfe:\xed\xa0\x80").decode(),
               "Basic " + base64.b64encode(b"operator").decode(), "Digest username=x", "Bearer \xe9\xff",
               "Negotiate " + "A" * 3000]
 # Characters the generated text draws from: printable ASCII plus the troublemakers.
 ALPHABET = st.one_of(st.sampled_from(string.printable),
-                     st.sampled_from(["\x00", "\ud800", "\udfff", "\u202e", "\u200f", "\ufeff", "é", "💥", "\u0000"]),
+                     st.sampled_from(["\x00", "\ud800", "\udfff", "\u202e", "\u200f", "\ufeff", "é", "💥"]),
                      st.characters(codec="utf-8"))
 
 
@@ -253,8 +256,8 @@ def check(client, redis, request: dict) -> None:
     before = state(redis)
     response = client.open(request["path"], method=request["method"], query_string=request["query_string"],
                            data=request["data"], headers=request["headers"], content_type=request["content_type"])
-    shown = f"{request['method']} {request['path'][:300]}?{request['query_string'][:300]!r} body {request['data'][:100]!r} -> " \
-            f"{response.status_code} {response.get_data(as_text=True)[:300]}"
+    shown = (f"{request['method']} {request['path'][:300]}?{request['query_string'][:300]!r} "
+             f"body {request['data'][:100]!r} -> {response.status_code} {response.get_data(as_text=True)[:300]}")
     assert response.status_code < 500, shown
     if response.status_code >= 400:
         assert response.mimetype == "application/json", shown
@@ -283,7 +286,7 @@ def edge_requests() -> list[dict]:
                   b'{"force": "\\u0000"}', b"\xff\xfe", b'{"force": "\xed\xa0\x80"}', b"{}", b"null"]
     out = []
     for route in ROUTES:
-        method, rule, args, names, has_body, caller = route
+        _, _, args, names, has_body, _ = route
         valid = {name: values[0] for name, values in args.items()}
         variants = [(dict(valid, **{name: edge}), "", b"") for name in args for edge in TEXT_EDGES]
         variants += [(valid, f"{_pct(name)}={_pct(edge)}", b"") for name in names
