@@ -28,6 +28,7 @@ openssl-check:
 test: install redis-check openssl-check
 	$(PY) -m pytest -q
 
+# The web process listens on 127.0.0.1; `make run HOST=0.0.0.0` (or HOST in .env) serves the network.
 run: install
 	@bash bin/run-local
 

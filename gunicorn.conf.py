@@ -1,4 +1,4 @@
-"""gunicorn settings for the `web` process, from the service's settings (PORT, WEB_CONCURRENCY,
+"""gunicorn settings for the `web` process, from the service's settings (HOST, PORT, WEB_CONCURRENCY,
 WEB_WORKER_CLASS, WEB_THREADS, GUNICORN_TIMEOUT, LOG_FORMAT, LOG_LEVEL):
 `gunicorn -c gunicorn.conf.py 'app:create_app()'`.
 
@@ -18,7 +18,7 @@ from app.logging_setup import setup_logging
 
 _settings = get_settings()
 
-bind = f"0.0.0.0:{_settings.port}"
+bind = _settings.bind_address  # HOST (all interfaces by default; `make run`: 127.0.0.1) and PORT
 workers = _settings.web_concurrency
 worker_class = _settings.web_worker_class
 threads = _settings.web_threads  # gthread only; a pool of up to 32 database connections per worker

@@ -33,11 +33,11 @@ def require_token(view):
 
 
 def require_read_token(view):
-    """Read routes: need the token only when API_READ_AUTH=1."""
+    """Read routes: need the token when API_READ_AUTH=on, or by default (`auto`) in production."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if current_app.config["SETTINGS"].api_read_auth and not bearer_token_ok():
+        if current_app.config["SETTINGS"].read_auth_required and not bearer_token_ok():
             raise Unauthorized("missing or wrong bearer token")
         return view(*args, **kwargs)
 

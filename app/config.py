@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from enum import Enum
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -19,16 +20,33 @@ DEFAULT_SQLITE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'forecast.db'}"
 
 # Values shipped in .env.example; production refuses them like missing ones.
 DEMO_SECRETS = {"", "change-me", "changeme", "secret", "admin", "password"}
+# Production minimums: a bearer token is a machine secret (make run generates 32 characters);
+# a dashboard password is typed by people, but not guessable from the user name.
+MIN_API_TOKEN_LENGTH = 32
+MIN_DASHBOARD_PASSWORD_LENGTH = 12
 
 
 class ConfigError(Exception):
     """The settings cannot run in the selected environment."""
 
 
+class ReadAuth(str, Enum):
+    """API_READ_AUTH: whether read routes need the bearer token."""
+
+    AUTO = "auto"  # in production yes, elsewhere no
+    ON = "on"
+    OFF = "off"
+
+
+_READ_AUTH_ALIASES = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off", "": "auto"}
+
+
 class Settings(BaseSettings):
     # ENV_FILE names another file to read instead of the project's `.env` (tests use /dev/null).
+    # hide_input_in_errors: a refused setting's message must not quote the secrets beside it.
     model_config = SettingsConfigDict(
-        env_file=os.environ.get("ENV_FILE", PROJECT_ROOT / ".env"), extra="ignore", frozen=True
+        env_file=os.environ.get("ENV_FILE", PROJECT_ROOT / ".env"), extra="ignore", frozen=True,
+        hide_input_in_errors=True,
     )
 
     redis_url: str = "redis://localhost:6379/0"
@@ -36,6 +54,9 @@ class Settings(BaseSettings):
     redis_ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
     redis_ssl_ca_certs: str = ""
     database_url: str = DEFAULT_SQLITE_URL
+    # The web process's listen address. All interfaces by default (Heroku, containers and the
+    # systemd units need it); `make run` sets 127.0.0.1 unless HOST is given.
+    host: str = Field("0.0.0.0", pattern=r"^[A-Za-z0-9.:\[\]-]+$")
     port: int = 8000
     app_env: str = "development"
     web_concurrency: int = Field(2, ge=1)  # gunicorn workers (Heroku sets WEB_CONCURRENCY)
@@ -47,7 +68,7 @@ class Settings(BaseSettings):
     migration_lock_timeout: float = Field(300.0, gt=0)  # seconds a migrate waits for another one
 
     api_token: str = ""
-    api_read_auth: bool = False
+    api_read_auth: ReadAuth = ReadAuth.AUTO
     dashboard_username: str = ""
     dashboard_password: str = ""
 
@@ -128,6 +149,21 @@ class Settings(BaseSettings):
             raise ValueError("webhook URLs must be http:// or https:// URLs")
         return value
 
+    @field_validator("app_env", mode="before")
+    @classmethod
+    def _env_name(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value  # "Production" is production
+
+    @field_validator("api_read_auth", mode="before")
+    @classmethod
+    def _read_auth_aliases(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return ReadAuth.ON if value else ReadAuth.OFF
+        if isinstance(value, str):
+            value = value.strip().lower()
+            value = _READ_AUTH_ALIASES.get(value, value)
+        return value
+
     @field_validator("log_format")
     @classmethod
     def _known_log_format(cls, value: str) -> str:
@@ -137,17 +173,27 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> "Settings":
+        """Production refuses missing, demo and weak secrets, naming each and why (never its value)."""
         if self.app_env == "production":
-            weak = [
-                name
-                for name in ("api_token", "dashboard_username", "dashboard_password")
-                if getattr(self, name).strip().lower() in DEMO_SECRETS
-            ]
-            if weak:
-                raise ValueError(
-                    "APP_ENV=production needs real values for: " + ", ".join(n.upper() for n in weak)
-                )
+            problems = production_secret_problems(self)
+            if problems:
+                raise ValueError("APP_ENV=production needs real values for: " + "; ".join(problems))
         return self
+
+    @property
+    def read_auth_required(self) -> bool:
+        """Whether read routes need the bearer token: API_READ_AUTH, or `auto` = production only."""
+        if self.api_read_auth is ReadAuth.AUTO:
+            return self.app_env == "production"
+        return self.api_read_auth is ReadAuth.ON
+
+    @property
+    def bind_address(self) -> str:
+        """HOST:PORT for gunicorn (an IPv6 host in brackets)."""
+        host = self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:
@@ -161,6 +207,29 @@ class Settings(BaseSettings):
             "daily-summary": self.daily_summary_cron,
             "cleanup": self.cleanup_cron,
         }
+
+
+def production_secret_problems(settings: Settings) -> list[str]:
+    """What makes the secrets unfit for production, one entry per variable (empty: fit)."""
+    problems = []
+    token = settings.api_token.strip()
+    if token.lower() in DEMO_SECRETS:
+        problems.append("API_TOKEN (missing or a demo value)")
+    elif len(token) < MIN_API_TOKEN_LENGTH:
+        problems.append(f"API_TOKEN (at least {MIN_API_TOKEN_LENGTH} characters; this one has {len(token)}; "
+                        "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    user = settings.dashboard_username.strip()
+    if user.lower() in DEMO_SECRETS:
+        problems.append("DASHBOARD_USERNAME (missing or a demo value)")
+    password = settings.dashboard_password.strip()
+    if password.lower() in DEMO_SECRETS:
+        problems.append("DASHBOARD_PASSWORD (missing or a demo value)")
+    elif len(password) < MIN_DASHBOARD_PASSWORD_LENGTH:
+        problems.append(f"DASHBOARD_PASSWORD (at least {MIN_DASHBOARD_PASSWORD_LENGTH} characters; "
+                        f"this one has {len(password)})")
+    elif user and password.lower() == user.lower():
+        problems.append("DASHBOARD_PASSWORD (must not be the user name)")
+    return problems
 
 
 _current: Settings | None = None

@@ -202,3 +202,14 @@ def test_pathological_trigger_bodies_are_400_and_queue_nothing(client, auth, red
 ])
 def test_nul_in_url_is_400(client, url):
     assert "NUL" in error_of(client.get(url), 400)["message"]
+
+
+@pytest.mark.parametrize("query,shown", [
+    ("%E2%80%AEgnp.exe=1", "\\u202egnp.exe: Extra inputs are not permitted"),  # right-to-left override
+    ("%1F=1&%1F=2", "\\x1f: given more than once"),
+    ("%F0%AF%A8%9E=1", "\\U0002fa1e: Extra inputs are not permitted"),  # unassigned code point
+    ("x" * 300 + "=1", "x" * 50 + ": Extra inputs are not permitted"),
+])
+def test_names_quoted_in_errors_are_escaped_and_short(client, query, shown):
+    message = error_of(client.get(f"/api/alerts?{query}"), 400)["message"]
+    assert message == shown and message.isprintable()

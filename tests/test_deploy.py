@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 REDIS_PASSWORD = "redis-pass-4f8a2c"
 PG_PASSWORD = "pg-pass-9d3e1b"
-API_TOKEN = "deploy-token-7c1f9a0b"
+API_TOKEN = "deploy-token-7c1f9a0b-3e5d8f2a6b4c9d1e"  # production: at least 32 characters
 DASHBOARD_PASSWORD = "dash-pass-2b7d5e"
 
 
@@ -182,11 +182,11 @@ def test_procfile_processes_run_a_job_over_tls_redis_and_postgres(tls_redis, pos
         run_id = body["job_id"]
 
         def ended_run():
-            body = _request("GET", f"{api}/api/jobs/forecast/{run_id}")[1]
+            body = _request("GET", f"{api}/api/jobs/forecast/{run_id}", API_TOKEN)[1]  # production reads need it
             return body if body["status"] in ("finished", "failed") else None
 
         def registered_schedules():
-            schedules = _request("GET", f"{api}/api/schedules")[1]["schedules"]
+            schedules = _request("GET", f"{api}/api/schedules", API_TOKEN)[1]["schedules"]
             return schedules if all(s["registered"] for s in schedules) else None
 
         run = _wait_for(ended_run, 120, "run ended")

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import DASHBOARD_PASSWORD, TEST_TOKEN, settings_env
-from tests.servers import RedisServer
+from tests.servers import RedisServer, free_port
 from tests.test_job_policies import wait_for
 from tests.test_jobs_api import trigger
 
 REDIS_PASSWORD = "redis-secret-4f9a8b7c"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_tokens_are_compared_in_constant_time(client, monkeypatch):
@@ -25,19 +27,75 @@ def test_tokens_are_compared_in_constant_time(client, monkeypatch):
     assert len(calls) >= 3  # token, dashboard user and password
 
 
-@pytest.mark.parametrize("secrets", [{}, {"API_TOKEN": "change-me", "DASHBOARD_USERNAME": "admin",
-                                         "DASHBOARD_PASSWORD": "change-me"}])
-def test_production_refuses_to_start_without_real_secrets(settings_overrides, secrets):
+STRONG_TOKEN = "Vq3m9-kR2xW7tY1uZ8pL4nB6cD0eF5gH-prod"
+STRONG = {"API_TOKEN": STRONG_TOKEN, "DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "pw-7a8b9c-long"}
+# The web process as Heroku and systemd start it, the app factory alone, the scheduler and a worker.
+PROCESSES = {
+    "gunicorn": ["-m", "gunicorn", "--config", "gunicorn.conf.py", "app:create_app()"],
+    "create_app": ["-c", "from app import create_app; create_app()"],
+    "scheduler": ["scheduler.py", "--burst"],
+    "worker": ["-m", "workers", "--burst"],
+}
+
+
+@pytest.mark.parametrize("secrets,refused", [
+    ({}, "API_TOKEN"),
+    ({"API_TOKEN": "change-me", "DASHBOARD_USERNAME": "admin", "DASHBOARD_PASSWORD": "change-me"}, "API_TOKEN"),
+    ({"API_TOKEN": "x"}, "API_TOKEN (at least 32 characters"),
+    ({"DASHBOARD_USERNAME": "operator-one", "DASHBOARD_PASSWORD": "operator-one"},
+     "DASHBOARD_PASSWORD (must not be the user name)"),
+    ({"DASHBOARD_PASSWORD": "short-pw"}, "DASHBOARD_PASSWORD (at least 12 characters"),
+])
+def test_production_refuses_to_start_with_missing_demo_or_weak_secrets(settings_overrides, secrets, refused):
+    """Every process exits at start-up, naming the variable and why, never quoting a secret."""
     env = settings_env({k: v for k, v in settings_overrides.items()
                         if k not in ("api_token", "dashboard_username", "dashboard_password")})
-    env.update(APP_ENV="production", **secrets)
-    for command in (["-c", "from app import create_app; create_app()"], ["scheduler.py", "--burst"],
-                    ["-m", "workers", "--burst"]):
-        result = subprocess.run([sys.executable, *command], env=env, capture_output=True, timeout=60)
-        output = (result.stdout + result.stderr).decode()
-        assert result.returncode != 0, command
-        assert "APP_ENV=production needs real values" in output
-        assert "change-me" not in output.split("needs real values")[1].split("\n")[0]
+    env.update(APP_ENV="production", PORT=str(free_port()), **(STRONG if secrets else {}))
+    env.update(secrets)
+    procs = {name: subprocess.Popen([sys.executable, *command], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT)
+             for name, command in PROCESSES.items()}
+    for name, proc in procs.items():
+        try:
+            output = proc.communicate(timeout=60)[0].decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode != 0, (name, output)
+        assert "APP_ENV=production needs real values for: " in output, (name, output)
+        line = output.split("needs real values for: ")[1].split("\n")[0]
+        assert refused in line, (name, line)
+        for value in secrets.values():
+            if len(value) >= 4:
+                assert value not in line.replace("DASHBOARD_USERNAME", ""), (name, line)
+
+
+class TestProductionReadAuth:
+    """In production the read routes need the token unless API_READ_AUTH=off says otherwise."""
+
+    READS = ["/api/alerts", "/api/jobs", "/api/jobs/stats", "/api/jobs/forecast/history", "/api/reports",
+             "/api/schedules", "/metrics"]
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides, request):
+        extra = getattr(request, "param", {})
+        return {**settings_overrides, "app_env": "production", "api_token": STRONG_TOKEN,
+                "dashboard_username": "ops", "dashboard_password": "pw-7a8b9c-long", **extra}
+
+    def test_reads_need_the_token_by_default(self, client):
+        for path in self.READS:
+            response = client.get(path)
+            assert response.status_code == 401, path
+            assert response.get_json()["error"]["code"] == "unauthorized"
+            assert client.get(path, headers={"Authorization": f"Bearer {STRONG_TOKEN}"}).status_code == 200, path
+        assert client.get("/healthz").status_code == 200  # platform probes stay open
+        assert client.get("/readyz").status_code == 200
+
+    @pytest.mark.parametrize("settings_overrides", [{"api_read_auth": "off"}], indirect=True)
+    def test_reads_are_open_when_turned_off_explicitly(self, client):
+        for path in self.READS:
+            assert client.get(path).status_code == 200, path
+        assert client.post("/api/jobs/forecast/trigger").status_code == 401  # writes still need it
 
 
 def test_wrong_credentials_are_not_echoed(client):
@@ -82,3 +140,74 @@ def test_redis_with_password_works_and_no_secret_reaches_the_logs(client, auth, 
     assert "completed forecast" in logs  # the logs were captured
     for secret in (REDIS_PASSWORD, TEST_TOKEN, DASHBOARD_PASSWORD):
         assert secret not in logs
+
+
+def _listening_addresses(port: int) -> set[str]:
+    import psutil
+
+    return {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port}
+
+
+def test_make_run_listens_on_loopback_unless_host_says_otherwise(settings_overrides, tmp_path):
+    """`make run` (bin/run-local, real processes) binds 127.0.0.1 by default and HOST when it is given."""
+    import os
+    import signal
+    import time
+
+    runs = {}
+    for host in (None, "0.0.0.0"):
+        project = tmp_path / f"project-{host or 'default'}"  # run-local writes .env and var/ beside itself
+        project.mkdir()
+        for entry in ROOT.iterdir():
+            if entry.name not in (".env", ".git", "var"):
+                (project / entry.name).symlink_to(entry)
+        env = settings_env({**settings_overrides, "database_url": f"sqlite:///{project / 'run.db'}"})
+        env.pop("HOST", None)
+        env["PORT"] = str(free_port())
+        if host:
+            env["HOST"] = host
+        log = open(tmp_path / f"run-local-{host or 'default'}.log", "wb")
+        proc = subprocess.Popen(["bash", str(project / "bin" / "run-local")], env=env, cwd=project, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        runs[host] = (proc, int(env["PORT"]), log)
+    try:
+        found = {}
+        deadline = time.monotonic() + 90
+        while len(found) < len(runs) and time.monotonic() < deadline:
+            for host, (proc, port, _) in runs.items():
+                assert proc.poll() is None, open(runs[host][2].name).read()
+                addresses = _listening_addresses(port)
+                if addresses:
+                    found[host] = addresses
+            time.sleep(0.3)
+        assert found == {None: {"127.0.0.1"}, "0.0.0.0": {"0.0.0.0"}}, {h: open(r[2].name).read()[-3000:]
+                                                                          for h, r in runs.items()}
+    finally:
+        for proc, _, log in runs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            log.close()
+
+
+def test_procfile_web_listens_on_every_interface_by_default(monkeypatch):
+    """Heroku routes to the dyno's $PORT on its public interface: without HOST, gunicorn binds 0.0.0.0."""
+    import runpy
+
+    from app.config import configure
+
+    monkeypatch.delenv("HOST", raising=False)
+    monkeypatch.setenv("ENV_FILE", "/dev/null")
+    monkeypatch.setenv("PORT", "5123")
+    configure(None)
+    try:
+        assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "0.0.0.0:5123"
+        monkeypatch.setenv("HOST", "127.0.0.1")
+        configure(None)
+        assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "127.0.0.1:5123"
+    finally:
+        configure(None)

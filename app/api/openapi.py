@@ -44,7 +44,7 @@ JOB_NAME = {"name": "job_name", "in": "path", "required": True, "schema": {"type
 RUN_ID = {"name": "run_id", "in": "path", "required": True,
           "schema": {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": 64}}
 BEARER = [{"bearer": []}]
-READ = [{"bearer": []}, {}]  # the token is needed for reads only when API_READ_AUTH=1
+READ = [{"bearer": []}, {}]  # reads need the token when API_READ_AUTH=on, or by default in production
 
 RUN = {
     "type": "object",

@@ -64,10 +64,17 @@ def as_naive_utc(value: datetime | None) -> datetime | None:
 MAX_MESSAGE_NAME = 50  # characters of a client-chosen field name quoted back in an error
 
 
+def quoted(name: object) -> str:
+    """A client-chosen name as an error message may show it: shortened, and every character that
+    is not printable (controls, NUL, bidi overrides, lone surrogates) written as its escape."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in str(name)[:MAX_MESSAGE_NAME])
+
+
 def _message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p)[:MAX_MESSAGE_NAME] for p in err["loc"]) or "body"
+        where = ".".join(quoted(p) for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
 
@@ -93,7 +100,7 @@ def parse_query(model: type[BaseModel], args) -> BaseModel:
     for key in args:
         values = args.getlist(key)
         if len(values) > 1:
-            raise BadRequest(f"{key}: given more than once")
+            raise BadRequest(f"{quoted(key)}: given more than once")
         data[key] = values[0]
     try:
         return model.model_validate(data)
