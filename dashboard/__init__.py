@@ -62,6 +62,7 @@ CSP = {
     "frame-ancestors": "'none'",
 }
 
+
 def init_dashboard(app: Flask) -> None:
     """Mount both dashboards under /dashboard and guard them; safe to call for many apps."""
     settings = app.config["SETTINGS"]
