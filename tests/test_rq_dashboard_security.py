@@ -103,6 +103,11 @@ def test_the_reported_url_is_404_before_any_template(app, client, creds):
     assert_harmless(response)
 
 
+def refusals(value: str) -> set[int]:
+    """404 for a name that names nothing; a NUL anywhere in a URL is refused earlier, app-wide (400)."""
+    return {400, 404} if "\x00" in value else {404}
+
+
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_queue_names_are_404_in_every_queue_route(app, client, creds, redis, value):
     enqueue_never_run(redis, 1)
@@ -114,11 +119,11 @@ def test_hostile_queue_names_are_404_in_every_queue_route(app, client, creds, re
     with rendered_templates(app) as rendered:
         for path in paths:
             response = client.get(path, headers=creds)
-            assert response.status_code == 404, path
+            assert response.status_code in refusals(value), path
             assert_harmless(response)
         for path in posts:
             response = client.post(path, headers={**creds, **SAME_ORIGIN})
-            assert response.status_code == 404, path
+            assert response.status_code in refusals(value), path
             assert_harmless(response)
     assert rendered == []
     assert Queue("forecast", connection=redis).count == 1
@@ -204,7 +209,7 @@ def test_fuzz_every_rq_dashboard_route_one_segment_at_a_time(app, client, creds,
                 for method in sorted(rule.methods - {"OPTIONS"}):
                     with rendered_templates(app) as rendered:
                         response = client.open(path, method=method, headers={**creds, **SAME_ORIGIN})
-                    assert response.status_code in (404, 405), (method, path, response.status_code)
+                    assert response.status_code in refusals(value) | {405}, (method, path, response.status_code)
                     # none of rq-dashboard's; a missing job's page is the service's own explanation
                     assert set(rendered) <= {"dashboard/rq_missing_job.html"}, (method, path)
                     assert_harmless(response)
