@@ -49,6 +49,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.before_request(reject_unsafe_url)
 
+    @app.after_request
+    def no_sniffing(response):
+        # The dashboards' CSP allows same-origin scripts: no response may be sniffed into one.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     from app.api import alerts, health, jobs, openapi
 
     app.register_blueprint(health.bp)

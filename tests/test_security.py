@@ -211,3 +211,9 @@ def test_procfile_web_listens_on_every_interface_by_default(monkeypatch):
         assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == "127.0.0.1:5123"
     finally:
         configure(None)
+
+
+@pytest.mark.parametrize("path", ["/api/", "/api/alerts", "/api/openapi.json", "/healthz", "/metrics", "/no-such-page"])
+def test_no_response_can_be_sniffed_into_a_script(client, path):
+    """The dashboards' CSP allows same-origin scripts, so every response says what it is."""
+    assert client.get(path).headers["X-Content-Type-Options"] == "nosniff"
