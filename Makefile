@@ -6,11 +6,32 @@ PIP := $(VENV)/bin/pip
 
 .PHONY: run test install redis-check openssl-check init-db migrate seed-demo bench clean
 
+# requirements.txt and requirements-dev.txt are hashed locks compiled from the .in files:
+# every install gets exactly the tested versions (`make lock` after editing an .in file).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --require-hashes -r requirements-dev.txt
 	touch $@
+
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
+
+.PHONY: lock upgrade
+# Recompile the locks from requirements.in / requirements-dev.in (keeps versions that still fit).
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet pip-tools
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
+
+# Move every dependency to the newest version its range allows, reinstall, and run the suite.
+upgrade:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet pip-tools
+	$(PIP_COMPILE) --upgrade -o requirements.txt requirements.in
+	$(PIP_COMPILE) --upgrade -o requirements-dev.txt requirements-dev.in
+	rm -f $(VENV)/.installed
+	$(MAKE) test
 
 install: $(VENV)/.installed
 
