@@ -88,9 +88,10 @@ def _fit(*args, **kwargs) -> Fitted:  # type: ignore[no-untyped-def]
 
 def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
          stale_days: int = 3, progress: Callable[[int, int], None] | None = None,
-         origins: int = core.ORIGINS, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
+         origins: int | None = None, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
          keep_paths: bool = False) -> Fitted:
     values = _validate(history, horizon, quantiles)
+    origins = core.ORIGINS if origins is None else origins
     n, days = values.shape
     levels = tuple(float(q) for q in quantiles)
     observed = ~np.isnan(values)

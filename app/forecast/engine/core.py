@@ -47,7 +47,7 @@ BLOCK_SERIES = 1024  # series fitted together: state + origin snapshots stay ~30
 MIN_TREND_DAYS = 56  # no trend before 8 weeks of data
 MIN_SEASON_DAYS = 14  # no weekly pattern before two weeks of data
 INIT_DAYS = 28  # the starting state comes from the first four weeks of each series
-CLEAN_K = 4.0  # one-step errors beyond this many running mean-absolute errors are clipped
+CLEAN_K = 2.5  # one-step errors beyond this many running mean-absolute errors (about 2 sigma, Huber) are clipped
 CLEAN_WARMUP = 14  # no clipping during a series' first two weeks (the running scale is not set yet)
 SCALE_FLOOR = 0.05  # floor of the running error scale, as a share of the series' mean (constant series)
 INTERMITTENT_FENCE = 3.0  # intermittent sizes above this many times their 90th percentile are cut
@@ -66,6 +66,10 @@ TREND_GAMMAS = (0.03, 0.15)
 TREND_BETA_SHARE = 0.1  # trend smoothing as a share of alpha
 TREND_PHIS = (0.9, 0.98)  # trend damping: fades within about two weeks / persists over months
 SES_ALPHAS = (0.03, 0.1, 0.3, 1.0)  # 1.0: the naive forecast (random walks)
+# multiplicative weekly season (the weekly swing scales with the level): (alpha, beta, gamma, phi)
+MULT_GRID = tuple((a, 0.0, g, 1.0) for a in (0.1, 0.25, 0.5) for g in (0.03, 0.1)) + \
+    tuple((a, a * 0.1, 0.1, phi) for a in (0.1, 0.25) for phi in (0.9, 0.98))
+SEASON_FACTOR_RANGE = (0.05, 20.0)  # multiplicative season factors stay in this range
 WDMEAN_RHOS = (0.1, 0.25)
 CROSTON_ALPHAS = (0.05, 0.15)
 TSB_ALPHAS = ((0.05, 0.1), (0.15, 0.2))  # (probability, size)
@@ -76,7 +80,7 @@ PROFILE_RHO = 0.05  # weekday profile of intermittent items: a slow exponentiall
 @dataclass(frozen=True)
 class Candidate:
     family: str
-    kind: str  # "ets", "wdmean", "croston", "tsb", "adida"
+    kind: str  # "ets", "mets" (multiplicative season), "wdmean", "croston", "tsb", "adida"
     alpha: float = 0.0
     beta: float = 0.0
     gamma: float = 0.0
@@ -98,6 +102,8 @@ def _candidates() -> list[Candidate]:
     for a in SES_ALPHAS:
         out.append(Candidate("ses", "ets", a, 0.0, 0.0, 1.0, seasonal=False))
     out.append(Candidate("seasonal_naive", "ets", 0.0, 0.0, 1.0, 1.0))
+    for a, b, g, phi in MULT_GRID:
+        out.append(Candidate("ets_mult" if b == 0 else "ets_mult_damped", "mets", a, b, g, phi))
     for r in WDMEAN_RHOS:
         out.append(Candidate("weekday_mean", "wdmean", r))
     for profiled in (False, True):
@@ -299,6 +305,23 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     sea = np.repeat(season0[:, None, :], g, axis=1).astype(f32)  # (7, g, n)
     if g:
         sea[:, ~e_seasonal, :] = 0
+    # ETS with multiplicative season: y = (l + phi b) s + e, corrections divided by s (and by l for s)
+    mets = [i for i, c in enumerate(cands) if c.kind == "mets"]
+    gm = len(mets)
+    m_alpha = col([cands[i].alpha for i in mets])
+    m_beta = col([cands[i].beta for i in mets])
+    m_gamma = col([cands[i].gamma for i in mets])
+    m_phi = col([cands[i].phi for i in mets])
+    with np.errstate(all="ignore"):
+        fac0 = np.where(level0[None, :] > 0, 1.0 + season0 / np.where(level0 > 0, level0, 1.0)[None, :], 1.0)
+    fac0 = np.clip(fac0, *SEASON_FACTOR_RANGE)
+    fac0 /= fac0.mean(axis=0, keepdims=True)
+    mlvl = np.repeat(np.maximum(level0, 1e-3)[None, :], gm, axis=0).astype(f32)
+    mtrd = np.zeros((gm, n), f32)
+    msea = np.repeat(fac0[:, None, :], gm, axis=1).astype(f32)  # (7, gm, n)
+    mdsum = np.cumsum(m_phi.astype(np.float64) ** np.arange(1, max(H, horizon) + 1)[None, :], axis=1).astype(f32)
+    merr = np.empty((gm, n), f32)
+    mtmp = np.empty((gm, n), f32)
     steps_all = max(H, horizon)
     dsum_all = np.cumsum(e_phi.astype(np.float64) ** np.arange(1, steps_all + 1)[None, :], axis=1).astype(f32)
     # exponentially weighted weekday means (intermittent: only the slow profile)
@@ -335,6 +358,8 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
         ph = _phase(np.arange(t + 1, t + 1 + steps), days)
         if g:
             out[ets] = lvl[:, None, :] + dsum_all[:, :steps, None] * trd[:, None, :] + np.moveaxis(sea[ph], 0, 1)
+        if gm:
+            out[mets] = (mlvl[:, None, :] + mdsum[:, :steps, None] * mtrd[:, None, :]) * np.moveaxis(msea[ph], 0, 1)
         wdv = wd[ph]  # (steps, r, n)
         if wdm:
             out[wdm] = np.moveaxis(wdv[:, :len(wdm), :], 0, 1)
@@ -370,6 +395,20 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
             lvl += e_alpha * err
             trd += e_beta * err
             s += e_gamma * err
+        if gm:
+            sm = msea[p]
+            np.multiply(mtrd, m_phi, out=mtrd)
+            np.add(mlvl, mtrd, out=mlvl)  # one-step level forecast
+            np.multiply(mlvl, sm, out=merr)
+            np.subtract(y0, merr, out=merr)
+            merr *= obs
+            np.divide(merr, sm, out=mtmp)
+            mlvl += m_alpha * mtmp
+            mtrd += m_beta * mtmp
+            np.maximum(mlvl, f32(1e-4), out=mlvl)
+            np.divide(merr, np.maximum(mlvl, f32(1e-3)), out=mtmp)
+            sm += m_gamma * mtmp
+            np.clip(sm, f32(SEASON_FACTOR_RANGE[0]), f32(SEASON_FACTOR_RANGE[1]), out=sm)
         if len(rhos):
             w = wd[p]
             w += rhos * ((y0 - w) * obs)
@@ -399,9 +438,9 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     history_days = days - first  # days since the first sale (NaN days included)
     allowed = np.ones((C, n), bool)
     for i, c in enumerate(cands):
-        if c.beta > 0 and c.kind == "ets":
+        if c.beta > 0 and c.kind in ("ets", "mets"):
             allowed[i] &= history_days >= MIN_TREND_DAYS
-        if c.kind in ("ets", "wdmean") and c.seasonal:
+        if c.kind in ("ets", "mets", "wdmean") and c.seasonal:
             allowed[i] &= history_days >= (PERIOD if c.family == "seasonal_naive" else MIN_SEASON_DAYS)
     if intermittent:
         default = next(i for i, c in enumerate(cands) if c.family == "tsb" and not c.profiled)
