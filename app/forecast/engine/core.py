@@ -130,7 +130,7 @@ class BlockFit:
     err_scale: np.ndarray  # (n,) median absolute backtest error (scaled units), NaN if none
     step_ratio: np.ndarray  # (n, H) per-step median |error| / err_scale, NaN if none
     std_errors: np.ndarray  # (O, H, n) backtest errors / err_scale, NaN where missing
-    paths: np.ndarray  # (O, H, n) raw backtest errors (scaled units), for exceedance bootstraps
+    paths: np.ndarray  # (O, H, n) honest backtest error paths (scaled units), for exceedance bootstraps
     fallback_scale: np.ndarray  # (n,) spread to use when there is no backtest error
 
 
@@ -515,7 +515,7 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
         mad = nan_quantile_rows(np.abs(yc - med[:, None]), 0.5)
         fallback = np.nan_to_num(np.maximum(mad, 0.25 * np.abs(mean[:, 0])), nan=0.0)
     return BlockFit(mean=mean, method=method, intermittent=np.full(n, intermittent), err_scale=scale,
-                    step_ratio=step, std_errors=std, paths=E, fallback_scale=fallback)
+                    step_ratio=step, std_errors=std, paths=E_h, fallback_scale=fallback)
 
 
 _NORMAL = NormalDist()
