@@ -52,8 +52,12 @@ class Fitted:
 
 
 def _validate(history: np.ndarray, horizon: int, quantiles: Sequence[float]) -> np.ndarray:
+    """The history as a 2-D array (no copy when it already is a float array) after checking the
+    arguments; non-finite values are made NaN later, on the look-back window only."""
     try:
-        values = np.asarray(history, dtype=np.float64)
+        values = np.asarray(history)
+        if values.dtype.kind not in "fiub":
+            values = values.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidHistory(f"history must be a numeric (series x days) array: {exc}") from None
     if values.ndim == 1:
@@ -65,7 +69,25 @@ def _validate(history: np.ndarray, horizon: int, quantiles: Sequence[float]) -> 
     for q in quantiles:
         if not isinstance(q, (int, float, np.floating, np.integer)) or not 0.0 < float(q) < 1.0:
             raise InvalidHistory(f"quantile levels must lie strictly between 0 and 1, got {q!r}")
-    return np.where(np.isfinite(values), values, np.nan)
+    return values
+
+
+def _last_observed(values: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Column of each row's last finite value (-1 if none), reading the full history only for
+    rows with nothing in the window (in blocks: no full-size temporary)."""
+    n, days = values.shape
+    if days == 0:
+        return np.full(n, -1, np.int64)
+    wdays = window.shape[1]
+    obs = np.isfinite(window)
+    last = np.where(obs.any(axis=1), days - 1 - np.argmax(obs[:, ::-1], axis=1), -1).astype(np.int64)
+    rest = np.flatnonzero(last < 0)
+    if rest.size and days > wdays:
+        for b in range(0, rest.size, 4096):
+            rows = rest[b:b + 4096]
+            o = np.isfinite(values[rows, :days - wdays])
+            last[rows] = np.where(o.any(axis=1), days - wdays - 1 - np.argmax(o[:, ::-1], axis=1), -1)
+    return last
 
 
 def predict(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
@@ -88,16 +110,19 @@ def _fit(*args, **kwargs) -> Fitted:  # type: ignore[no-untyped-def]
 
 def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
          stale_days: int = 3, progress: Callable[[int, int], None] | None = None,
-         origins: int = core.ORIGINS, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
+         origins: int | None = None, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
          keep_paths: bool = False) -> Fitted:
     values = _validate(history, horizon, quantiles)
+    origins = core.ORIGINS if origins is None else origins
     n, days = values.shape
     levels = tuple(float(q) for q in quantiles)
-    observed = ~np.isnan(values)
-    has_obs = observed.any(axis=1) if days else np.zeros(n, bool)
-    last = np.where(has_obs, days - 1 - np.argmax(observed[:, ::-1], axis=1), -1) if days else np.full(n, -1)
+    raw_window = values[:, -core.LOOKBACK_DAYS:] if days else np.zeros((n, 0))
+    with np.errstate(all="ignore"):
+        window = np.asarray(raw_window, dtype=np.float64)
+        window = np.where(np.isfinite(window), window, np.nan)  # the only copy: the look-back window
+    last = _last_observed(values, window)
+    has_obs = last >= 0
     stale = (days - 1 - last) > stale_days
-    window = values[:, -core.LOOKBACK_DAYS:] if days else np.zeros((n, 0))
     wdays = window.shape[1]
 
     mean = np.zeros((n, horizon))

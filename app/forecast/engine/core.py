@@ -47,22 +47,29 @@ BLOCK_SERIES = 1024  # series fitted together: state + origin snapshots stay ~30
 MIN_TREND_DAYS = 56  # no trend before 8 weeks of data
 MIN_SEASON_DAYS = 14  # no weekly pattern before two weeks of data
 INIT_DAYS = 28  # the starting state comes from the first four weeks of each series
-CLEAN_K = 4.0  # one-step errors beyond this many running mean-absolute errors are clipped
+CLEAN_K = 2.5  # one-step errors beyond this many running mean-absolute errors (about 2 sigma, Huber) are clipped
 CLEAN_WARMUP = 14  # no clipping during a series' first two weeks (the running scale is not set yet)
 SCALE_FLOOR = 0.05  # floor of the running error scale, as a share of the series' mean (constant series)
 INTERMITTENT_FENCE = 3.0  # intermittent sizes above this many times their 90th percentile are cut
 ADI_INTERMITTENT = 1.32  # Syntetos-Boylan cut-off on the average inter-demand interval
 ENSEMBLE = 3  # forecasts of the best this-many candidates are averaged
-MIN_POOLED = 200  # fewer standardised errors than this: fall back to normal quantiles
+MIN_SELECT_ORIGINS = 4  # honest interval errors need at least this many older origins to select on
+MIN_POOLED = 1000  # fewer standardised errors than this: fall back to normal quantiles
 PROFILE_PRIOR_DAYS = 28.0  # shrinkage of an intermittent item's weekday profile towards flat
 
 # Candidate grids (model families and their smoothing constants). Deliberately coarse: the
 # ensemble of the best few absorbs the grid's gaps, and a coarse grid overfits less.
-ETS_ALPHAS = (0.03, 0.1, 0.25, 0.5)
+ETS_ALPHAS = (0.03, 0.1, 0.25, 0.5, 0.8)
 ETS_GAMMAS = (0.03, 0.1, 0.25)
+TREND_ALPHAS = (0.1, 0.25, 0.5)
+TREND_GAMMAS = (0.03, 0.15)
 TREND_BETA_SHARE = 0.1  # trend smoothing as a share of alpha
-TREND_PHI = 0.9  # trend damping: the trend fades within about two weeks
-SES_ALPHAS = (0.03, 0.1, 0.3)
+TREND_PHIS = (0.9, 0.98)  # trend damping: fades within about two weeks / persists over months
+SES_ALPHAS = (0.03, 0.1, 0.3, 1.0)  # 1.0: the naive forecast (random walks)
+# multiplicative weekly season (the weekly swing scales with the level): (alpha, beta, gamma, phi)
+MULT_GRID = tuple((a, 0.0, g, 1.0) for a in (0.1, 0.25, 0.5) for g in (0.03, 0.1)) + \
+    tuple((a, a * 0.1, 0.1, phi) for a in (0.1, 0.25) for phi in (0.9, 0.98))
+SEASON_FACTOR_RANGE = (0.05, 20.0)  # multiplicative season factors stay in this range
 WDMEAN_RHOS = (0.1, 0.25)
 CROSTON_ALPHAS = (0.05, 0.15)
 TSB_ALPHAS = ((0.05, 0.1), (0.15, 0.2))  # (probability, size)
@@ -73,7 +80,7 @@ PROFILE_RHO = 0.05  # weekday profile of intermittent items: a slow exponentiall
 @dataclass(frozen=True)
 class Candidate:
     family: str
-    kind: str  # "ets", "wdmean", "croston", "tsb", "adida"
+    kind: str  # "ets", "mets" (multiplicative season), "wdmean", "croston", "tsb", "adida"
     alpha: float = 0.0
     beta: float = 0.0
     gamma: float = 0.0
@@ -88,10 +95,15 @@ def _candidates() -> list[Candidate]:
     for a in ETS_ALPHAS:
         for g in ETS_GAMMAS:
             out.append(Candidate("ets", "ets", a, 0.0, g, 1.0))
-            out.append(Candidate("ets_damped", "ets", a, a * TREND_BETA_SHARE, g, TREND_PHI))
+    for a in TREND_ALPHAS:
+        for g in TREND_GAMMAS:
+            for phi in TREND_PHIS:
+                out.append(Candidate("ets_damped", "ets", a, a * TREND_BETA_SHARE, g, phi))
     for a in SES_ALPHAS:
         out.append(Candidate("ses", "ets", a, 0.0, 0.0, 1.0, seasonal=False))
     out.append(Candidate("seasonal_naive", "ets", 0.0, 0.0, 1.0, 1.0))
+    for a, b, g, phi in MULT_GRID:
+        out.append(Candidate("ets_mult" if b == 0 else "ets_mult_damped", "mets", a, b, g, phi))
     for r in WDMEAN_RHOS:
         out.append(Candidate("weekday_mean", "wdmean", r))
     for profiled in (False, True):
@@ -118,7 +130,7 @@ class BlockFit:
     err_scale: np.ndarray  # (n,) median absolute backtest error (scaled units), NaN if none
     step_ratio: np.ndarray  # (n, H) per-step median |error| / err_scale, NaN if none
     std_errors: np.ndarray  # (O, H, n) backtest errors / err_scale, NaN where missing
-    paths: np.ndarray  # (O, H, n) raw backtest errors (scaled units), for exceedance bootstraps
+    paths: np.ndarray  # (O, H, n) honest backtest error paths (scaled units), for exceedance bootstraps
     fallback_scale: np.ndarray  # (n,) spread to use when there is no backtest error
 
 
@@ -168,7 +180,7 @@ def clean(y: np.ndarray, first: np.ndarray, intermittent: np.ndarray | None = No
         sub = y[rows]
         with np.errstate(all="ignore"):
             sizes = np.where(sub > 0, sub, np.nan)
-            fence = INTERMITTENT_FENCE * np.nanquantile(sizes, 0.9, axis=1)
+            fence = INTERMITTENT_FENCE * nan_quantile_rows(sizes, 0.9)
         out[rows] = np.where(sub > fence[:, None], fence[:, None], sub)
         smooth = np.flatnonzero(~intermittent)
         if smooth.size:
@@ -211,102 +223,160 @@ def _class_stats(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return adi, np.nan_to_num(cv2), nobs
 
 
+def nan_quantile_rows(x: np.ndarray, q: float) -> np.ndarray:
+    """Per-row quantile ignoring NaN (linear interpolation), NaN for an all-NaN row; one sort,
+    much faster than np.nanquantile along an axis."""
+    n, m = x.shape
+    if m == 0:
+        return np.full(n, np.nan)
+    srt = np.sort(x, axis=1)  # NaN sorts last
+    cnt = (~np.isnan(x)).sum(axis=1)
+    pos = q * np.maximum(cnt - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(cnt - 1, 0))
+    frac = pos - lo
+    r = np.arange(n)
+    out = srt[r, lo] * (1 - frac) + srt[r, hi] * frac
+    return np.where(cnt > 0, out, np.nan)
+
+
 def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = ORIGINS,
               eval_horizon: int = EVAL_HORIZON, spacing: int = PERIOD) -> BlockFit:
-    """Fit every candidate to every series of a block (y: n x days, scaled float32, NaN missing,
-    leading zeros already cut) and combine the best ones per series."""
+    """Fit the candidates of each series' class to every series of a block (y: n x days, scaled
+    float32, NaN missing, leading zeros already cut) and combine the best ones per series.
+    Smooth and intermittent series run separately, each only through its own families."""
     n, days = y.shape
-    H = eval_horizon
-    cands = CANDIDATES
-    C = len(cands)
-    adi, _cv2, nobs = _class_stats(y)
+    adi, _cv2, _nobs = _class_stats(y)
     intermittent = adi > ADI_INTERMITTENT
     yc = clean(y, first, intermittent)
-    level0, season0, _mae, _cnt = _initial_state(yc, first)
+    parts = []
+    for cls in (False, True):
+        rows = np.flatnonzero(intermittent == cls)
+        if rows.size:
+            parts.append((rows, _fit_class(y[rows], yc[rows], first[rows], adi[rows], cls, horizon,
+                                           origins, eval_horizon, spacing)))
+    H = eval_horizon
+    O = max([p.std_errors.shape[0] for _, p in parts] + [1])
+    Op = max([p.paths.shape[0] for _, p in parts] + [1])
+    out = BlockFit(mean=np.zeros((n, horizon)), method=np.zeros(n, np.int64), intermittent=intermittent,
+                   err_scale=np.full(n, np.nan), step_ratio=np.full((n, H), np.nan),
+                   std_errors=np.full((O, H, n), np.nan, np.float32), paths=np.full((Op, H, n), np.nan, np.float32),
+                   fallback_scale=np.zeros(n))
+    for rows, p in parts:
+        out.mean[rows] = p.mean
+        out.method[rows] = p.method
+        out.err_scale[rows] = p.err_scale
+        out.step_ratio[rows] = p.step_ratio
+        out.std_errors[:p.std_errors.shape[0], :, rows] = p.std_errors
+        out.paths[:p.paths.shape[0], :, rows] = p.paths
+        out.fallback_scale[rows] = p.fallback_scale
+    return out
 
-    # --- state of every family -------------------------------------------------------------
+
+def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray, intermittent: bool,
+               horizon: int, origins: int, H: int, spacing: int) -> BlockFit:
+    n, days = y.shape
+    cands_all = [(i, c) for i, c in enumerate(CANDIDATES) if c.intermittent == intermittent]
+    cands = [c for _, c in cands_all]
+    C = len(cands)
+    level0, season0, _mae, _cnt = _initial_state(yc, first)
+    f32 = np.float32
+    col = lambda vals: np.asarray(vals, dtype=f32)[:, None]  # noqa: E731
+
     ets = [i for i, c in enumerate(cands) if c.kind == "ets"]
     wdm = [i for i, c in enumerate(cands) if c.kind == "wdmean"]
     cro = [i for i, c in enumerate(cands) if c.kind == "croston" and not c.profiled]
     tsb = [i for i, c in enumerate(cands) if c.kind == "tsb" and not c.profiled]
     ada = [i for i, c in enumerate(cands) if c.kind == "adida" and not c.profiled]
-    f32 = np.float32
-    col = lambda vals: np.asarray(vals, dtype=f32)[:, None]  # noqa: E731
+    profiled_of = {}
+    for i, c in enumerate(cands):
+        if c.intermittent and not c.profiled:
+            profiled_of[i] = next(j for j, d in enumerate(cands) if d.profiled and d.kind == c.kind
+                                  and d.alpha == c.alpha and d.beta == c.beta)
+    # ETS: additive level, damped trend, weekly season
+    g = len(ets)
     e_alpha = col([cands[i].alpha for i in ets])
     e_beta = col([cands[i].beta for i in ets])
     e_gamma = col([cands[i].gamma for i in ets])
     e_phi = col([cands[i].phi for i in ets])
-    e_seasonal = np.array([cands[i].seasonal for i in ets])
-    g = len(ets)
+    e_seasonal = np.array([cands[i].seasonal for i in ets], dtype=bool)
     lvl = np.repeat(level0[None, :], g, axis=0).astype(f32)
     trd = np.zeros((g, n), f32)
     sea = np.repeat(season0[:, None, :], g, axis=1).astype(f32)  # (7, g, n)
-    sea[:, ~e_seasonal, :] = 0
-    # exponentially weighted weekday means (and the profile of intermittent items)
-    rhos = col([cands[i].alpha for i in wdm] + [PROFILE_RHO])
-    wd = np.repeat((level0[None, :] + season0)[:, None, :], len(rhos), axis=1).astype(f32)  # (7, r, n)
-    wd = np.maximum(wd, 0)
-    # Croston SBA: size z, interval x, days since the last demand q
-    pos0 = np.where(np.isnan(yc), np.nan, yc)
+    if g:
+        sea[:, ~e_seasonal, :] = 0
+    # ETS with multiplicative season: y = (l + phi b) s + e, corrections divided by s (and by l for s)
+    mets = [i for i, c in enumerate(cands) if c.kind == "mets"]
+    gm = len(mets)
+    m_alpha = col([cands[i].alpha for i in mets])
+    m_beta = col([cands[i].beta for i in mets])
+    m_gamma = col([cands[i].gamma for i in mets])
+    m_phi = col([cands[i].phi for i in mets])
     with np.errstate(all="ignore"):
-        init_win = np.where(np.arange(days)[None, :] < (first + INIT_DAYS)[:, None], pos0, np.nan)
-        zsz = np.nan_to_num(np.nanmean(np.where(init_win > 0, init_win, np.nan), axis=1), nan=1.0)
+        fac0 = np.where(level0[None, :] > 0, 1.0 + season0 / np.where(level0 > 0, level0, 1.0)[None, :], 1.0)
+    fac0 = np.clip(fac0, *SEASON_FACTOR_RANGE)
+    fac0 /= fac0.mean(axis=0, keepdims=True)
+    mlvl = np.repeat(np.maximum(level0, 1e-3)[None, :], gm, axis=0).astype(f32)
+    mtrd = np.zeros((gm, n), f32)
+    msea = np.repeat(fac0[:, None, :], gm, axis=1).astype(f32)  # (7, gm, n)
+    mdsum = np.cumsum(m_phi.astype(np.float64) ** np.arange(1, max(H, horizon) + 1)[None, :], axis=1).astype(f32)
+    merr = np.empty((gm, n), f32)
+    mtmp = np.empty((gm, n), f32)
+    steps_all = max(H, horizon)
+    dsum_all = np.cumsum(e_phi.astype(np.float64) ** np.arange(1, steps_all + 1)[None, :], axis=1).astype(f32)
+    # exponentially weighted weekday means (intermittent: only the slow profile)
+    rhos = col([cands[i].alpha for i in wdm] + ([PROFILE_RHO] if intermittent else []))
+    wd = np.maximum(np.repeat((level0[None, :] + season0)[:, None, :], len(rhos), axis=1), 0).astype(f32)
+    # Croston SBA (size z, interval x, observed days since the last demand q), TSB, ADIDA
+    with np.errstate(all="ignore"):
+        idx = np.arange(days)[None, :]
+        init_win = np.where((idx < (first + INIT_DAYS)[:, None]) & (yc > 0), yc, np.nan)
+        zsz = np.nan_to_num(np.nanmean(init_win, axis=1), nan=1.0)
     adi0 = np.where(np.isfinite(adi), adi, 1.0)
     c_alpha = col([cands[i].alpha for i in cro])
     cz = np.repeat(zsz[None, :], len(cro), axis=0).astype(f32)
     cx = np.repeat(adi0[None, :], len(cro), axis=0).astype(f32)
     cq = np.zeros(n, f32)
-    # TSB: demand probability pr, size z
     t_ap = col([cands[i].alpha for i in tsb])
     t_az = col([cands[i].beta for i in tsb])
     tp = np.repeat((1.0 / adi0)[None, :], len(tsb), axis=0).astype(f32)
     tz = np.repeat(zsz[None, :], len(tsb), axis=0).astype(f32)
-    # ADIDA: weekly buckets (ending on the phase of the last day), SES on the weekly mean rate
     a_alpha = col([cands[i].alpha for i in ada])
     arate = np.repeat(np.maximum(level0, 0)[None, :], len(ada), axis=0).astype(f32)
     bsum = np.zeros(n, f32)
     bcnt = np.zeros(n, f32)
 
-    # --- origins -----------------------------------------------------------------------------
     origin_days = [days - 1 - H - spacing * j for j in range(origins)]
     origin_days = [t for t in origin_days if t >= int(first.min()) + PERIOD]
     O = len(origin_days)
     origin_slot = {t: j for j, t in enumerate(origin_days)}
     F = np.full((C, max(O, 1), H, n), np.nan, f32)
-    damp_h = np.cumsum(TREND_PHI ** np.arange(1, max(H, horizon) + 1)).astype(f32)
 
     def snapshot(t: int, steps: int) -> np.ndarray:
         """Every candidate's forecast for days t+1..t+steps from the current state: (C, steps, n)."""
         out = np.empty((C, steps, n), f32)
         ph = _phase(np.arange(t + 1, t + 1 + steps), days)
-        hs = np.arange(1, steps + 1)
-        dsum = np.where(e_phi == 1.0, hs[None, :].astype(f32), damp_h[None, :steps])  # (g, steps)
-        e_fc = lvl[:, None, :] + dsum[:, :, None] * trd[:, None, :] + np.moveaxis(sea[ph], 0, 1)
-        out[ets] = e_fc
+        if g:
+            out[ets] = lvl[:, None, :] + dsum_all[:, :steps, None] * trd[:, None, :] + np.moveaxis(sea[ph], 0, 1)
+        if gm:
+            out[mets] = (mlvl[:, None, :] + mdsum[:, :steps, None] * mtrd[:, None, :]) * np.moveaxis(msea[ph], 0, 1)
         wdv = wd[ph]  # (steps, r, n)
-        out[wdm] = np.moveaxis(wdv[:, :-1, :], 0, 1)
-        prof_raw = wdv[:, -1, :]  # (steps, n)
-        pm = wd[:, -1, :].mean(axis=0)  # (n,)
-        seen = np.minimum(t + 1 - first, 10 * PROFILE_PRIOR_DAYS).astype(f32)
-        w = seen / (seen + PROFILE_PRIOR_DAYS)
-        with np.errstate(all="ignore"):
-            prof = np.where(pm > 0, prof_raw / np.where(pm > 0, pm, 1), 1.0)
-        prof = (w * prof + (1 - w)).astype(f32)  # (steps, n)
-        flat_c = (1 - c_alpha / 2) * cz / np.maximum(cx, 1.0)
-        flat_t = tp * tz
-        flat_a = arate
-        for idx_flat, flat in ((cro, flat_c), (tsb, flat_t), (ada, flat_a)):
-            for k, i in enumerate(idx_flat):
-                out[i] = flat[k][None, :]
-                j = _profiled_index[i]
-                out[j] = flat[k][None, :] * prof
+        if wdm:
+            out[wdm] = np.moveaxis(wdv[:, :len(wdm), :], 0, 1)
+        if intermittent:
+            prof_raw = wdv[:, -1, :]  # (steps, n)
+            pm = wd[:, -1, :].mean(axis=0)
+            seen = np.minimum(np.maximum(t + 1 - first, 0), 10 * PROFILE_PRIOR_DAYS).astype(f32)
+            w = seen / (seen + PROFILE_PRIOR_DAYS)
+            with np.errstate(all="ignore"):
+                prof = np.where(pm > 0, prof_raw / np.where(pm > 0, pm, 1), 1.0)
+            prof = (w * prof + (1 - w)).astype(f32)
+            flat_c = (1 - c_alpha / 2) * cz / np.maximum(cx, 1.0)
+            for idx_flat, flat in ((cro, flat_c), (tsb, tp * tz), (ada, arate)):
+                for k, i in enumerate(idx_flat):
+                    out[i] = flat[k][None, :]
+                    out[profiled_of[i]] = flat[k][None, :] * prof
         return out
-
-    _profiled_index = {}
-    for i, c in enumerate(cands):
-        if c.intermittent and not c.profiled:
-            _profiled_index[i] = next(j for j, d in enumerate(cands) if d.profiled and d.kind == c.kind
-                                      and d.alpha == c.alpha and d.beta == c.beta)
 
     start = int(first.min()) if n else days
     err = np.empty((g, n), f32)
@@ -314,38 +384,50 @@ def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = 
         p = (t - days) % PERIOD
         yt = yc[:, t]
         obs = ~np.isnan(yt)
-        y0 = np.where(obs, yt, 0).astype(f32)
-        # ETS family (additive level, damped trend, weekly season)
-        s = sea[p]
-        np.multiply(trd, e_phi, out=trd)
-        np.add(lvl, trd, out=lvl)
-        np.subtract(y0, lvl, out=err)
-        err -= s
-        err *= obs
-        lvl += e_alpha * err
-        trd += e_beta * err
-        s += e_gamma * err
-        # weekday means
-        w = wd[p]
-        w += rhos * ((y0 - w) * obs)
-        # Croston SBA
-        cq += obs
-        demand = obs & (y0 > 0)
-        cz += c_alpha * ((y0 - cz) * demand)
-        cx += c_alpha * ((cq - cx) * demand)
-        cq = np.where(demand, 0, cq).astype(f32)
-        # TSB
-        tp += t_ap * ((demand.astype(f32) - tp) * obs)
-        tz += t_az * ((y0 - tz) * demand)
-        # ADIDA
-        bsum += y0
-        bcnt += obs
-        if p == PERIOD - 1:
-            has = bcnt > 0
-            rate = np.where(has, bsum / np.maximum(bcnt, 1), 0).astype(f32)
-            arate += a_alpha * ((rate - arate) * has)
-            bsum[:] = 0
-            bcnt[:] = 0
+        y0 = np.where(obs, yt, f32(0))
+        if g:
+            s = sea[p]
+            np.multiply(trd, e_phi, out=trd)
+            np.add(lvl, trd, out=lvl)
+            np.subtract(y0, lvl, out=err)
+            err -= s
+            err *= obs
+            lvl += e_alpha * err
+            trd += e_beta * err
+            s += e_gamma * err
+        if gm:
+            sm = msea[p]
+            np.multiply(mtrd, m_phi, out=mtrd)
+            np.add(mlvl, mtrd, out=mlvl)  # one-step level forecast
+            np.multiply(mlvl, sm, out=merr)
+            np.subtract(y0, merr, out=merr)
+            merr *= obs
+            np.divide(merr, sm, out=mtmp)
+            mlvl += m_alpha * mtmp
+            mtrd += m_beta * mtmp
+            np.maximum(mlvl, f32(1e-4), out=mlvl)
+            np.divide(merr, np.maximum(mlvl, f32(1e-3)), out=mtmp)
+            sm += m_gamma * mtmp
+            np.clip(sm, f32(SEASON_FACTOR_RANGE[0]), f32(SEASON_FACTOR_RANGE[1]), out=sm)
+        if len(rhos):
+            w = wd[p]
+            w += rhos * ((y0 - w) * obs)
+        if intermittent:
+            cq += obs
+            demand = obs & (y0 > 0)
+            cz += c_alpha * ((y0 - cz) * demand)
+            cx += c_alpha * ((cq - cx) * demand)
+            cq[demand] = 0
+            tp += t_ap * ((demand.astype(f32) - tp) * obs)
+            tz += t_az * ((y0 - tz) * demand)
+            bsum += y0
+            bcnt += obs
+            if p == PERIOD - 1:
+                has = bcnt > 0
+                rate = np.where(has, bsum / np.maximum(bcnt, 1), f32(0))
+                arate += a_alpha * ((rate - arate) * has)
+                bsum[:] = 0
+                bcnt[:] = 0
         j = origin_slot.get(t)
         if j is not None:
             F[:, j] = snapshot(t, H)
@@ -353,75 +435,87 @@ def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = 
     final = snapshot(days - 1, horizon)  # (C, horizon, n)
 
     # --- selection -----------------------------------------------------------------------------
-    if O:
-        A_clean = np.stack([yc[:, t + 1:t + 1 + H].T for t in origin_days])  # (O, H, n)
-        A_raw = np.stack([y[:, t + 1:t + 1 + H].T for t in origin_days])
-        with np.errstate(all="ignore"):
-            dev = F[:, :O] - A_clean[None]
-            cnt = (~np.isnan(dev)).sum(axis=(1, 2))
-            # smooth series: mean absolute error (robust, the MASE numerator); intermittent: mean
-            # squared error, since absolute error favours forecasts biased towards zero
-            np.copyto(dev, np.abs(dev), where=~intermittent[None, None, None, :])
-            np.copyto(dev, dev * dev, where=intermittent[None, None, None, :])
-            score = np.where(cnt > 0, np.nansum(dev, axis=(1, 2)) / np.maximum(cnt, 1), np.inf)  # (C, n)
-    else:
-        A_raw = np.full((1, H, n), np.nan, f32)
-        score = np.full((C, n), np.inf)
     history_days = days - first  # days since the first sale (NaN days included)
     allowed = np.ones((C, n), bool)
     for i, c in enumerate(cands):
-        if c.intermittent:
-            allowed[i] = intermittent
-        else:
-            allowed[i] = ~intermittent
-        if c.beta > 0 and c.kind == "ets":
+        if c.beta > 0 and c.kind in ("ets", "mets"):
             allowed[i] &= history_days >= MIN_TREND_DAYS
-        if c.kind in ("ets", "wdmean") and c.seasonal and c.family != "ses":
-            allowed[i] &= history_days >= MIN_SEASON_DAYS if c.family != "seasonal_naive" else history_days >= PERIOD
-    score = np.where(allowed, score, np.inf)
-    # default when no origin scores a series: a plain, robust choice per class (small bonus)
-    default_smooth = next(i for i, c in enumerate(cands) if c.family == "ses" and c.alpha == 0.1)
-    default_wd = next(i for i, c in enumerate(cands) if c.family == "weekday_mean" and c.alpha == 0.25)
-    default_int = next(i for i, c in enumerate(cands) if c.family == "tsb" and not c.profiled)
-    unscored = ~np.isfinite(score).any(axis=0)
-    prior = np.full((C, n), np.inf)
-    prior[default_int, intermittent] = 0.0
-    prior[default_smooth, ~intermittent] = 1.0
-    prior[default_wd, ~intermittent & (history_days >= MIN_SEASON_DAYS)] = 0.0
-    score = np.where(unscored[None, :], prior, score)
-    order = np.argsort(score, axis=0, kind="stable")
-    k = ENSEMBLE
-    top = order[:k]  # (k, n)
-    top_ok = np.isfinite(np.take_along_axis(score, top, axis=0))
-    top_ok[0] = True
-    wts = top_ok / top_ok.sum(axis=0, keepdims=True)  # (k, n)
-    cols = np.arange(n)
-    mean = np.zeros((horizon, n), np.float64)
-    Fe = np.zeros((max(O, 1), H, n), np.float64)
-    for r in range(k):
-        mean += wts[r] * final[top[r], :, cols].T
-        if O:
-            Fe += wts[r] * np.moveaxis(F[top[r], :O, :, cols], 0, -1)
-    mean = mean.T
-    method = np.array([FAMILIES.index(cands[i].family) for i in range(C)])[top[0]]
+        if c.kind in ("ets", "mets", "wdmean") and c.seasonal:
+            allowed[i] &= history_days >= (PERIOD if c.family == "seasonal_naive" else MIN_SEASON_DAYS)
+    if intermittent:
+        default = next(i for i, c in enumerate(cands) if c.family == "tsb" and not c.profiled)
+        prior = np.full((C, n), np.inf)
+        prior[default] = 0.0
+    else:
+        prior = np.full((C, n), np.inf)
+        prior[next(i for i, c in enumerate(cands) if c.family == "ses" and c.alpha == 0.1)] = 1.0
+        prior[next(i for i, c in enumerate(cands) if c.family == "weekday_mean" and c.alpha == 0.25),
+              history_days >= MIN_SEASON_DAYS] = 0.0
+    if O:
+        A_clean = np.stack([yc[:, t + 1:t + 1 + H].T for t in origin_days])  # (O, H, n)
+        A_raw = np.stack([y[:, t + 1:t + 1 + H].T for t in origin_days])
+        dev = F[:, :O] - A_clean[None]
+        # smooth: absolute error (robust; the MASE numerator); intermittent: squared error, since
+        # absolute error favours forecasts biased towards zero
+        dev = dev * dev if intermittent else np.abs(dev)
+        per_origin = np.nansum(dev, axis=2)  # (C, O, n)
+        cnt_origin = (~np.isnan(dev)).sum(axis=2)
+    else:
+        A_raw = np.full((1, H, n), np.nan, f32)
+        per_origin = np.zeros((C, 1, n))
+        cnt_origin = np.zeros((C, 1, n), np.int64)
 
-    # --- errors for the intervals ------------------------------------------------------------------
-    E = (A_raw - Fe).astype(np.float32) if O else np.full((1, H, n), np.nan, np.float32)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        absE = np.abs(E)
-        have = (~np.isnan(E)).sum(axis=(0, 1))
-        scale = np.where(have >= 2 * PERIOD, np.nanmedian(absE.reshape(-1, n), axis=0), np.nan)
-        scale = np.where(scale > 0, scale, np.where(have >= 2 * PERIOD, np.nanmean(absE.reshape(-1, n), axis=0), np.nan))
-        step = np.nanmedian(absE, axis=0).T / scale[:, None]  # (n, H)
-        std = E / scale[None, None, :]
-        obs = ~np.isnan(yc)
-        med = np.nanmedian(np.where(obs, yc, np.nan), axis=1)
-        mad = np.nanmedian(np.abs(yc - med[:, None]), axis=1)
-        lvl_now = np.abs(mean[:, 0])
-        fallback = np.nan_to_num(np.maximum(mad, 0.25 * lvl_now), nan=0.0)
-    return BlockFit(mean=mean, method=method, intermittent=intermittent, err_scale=scale,
-                    step_ratio=step, std_errors=std, paths=E, fallback_scale=fallback)
+    def choose(from_origin: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-ENSEMBLE candidates and weights by the error of origins from_origin.. (older)."""
+        cnt = cnt_origin[:, from_origin:].sum(axis=1)
+        with np.errstate(all="ignore"):
+            score = np.where(cnt > 0, per_origin[:, from_origin:].sum(axis=1) / np.maximum(cnt, 1), np.inf)
+        score = np.where(allowed, score, np.inf)
+        unscored = ~np.isfinite(score).any(axis=0)
+        score = np.where(unscored[None, :], prior, score)
+        top = np.argsort(score, axis=0, kind="stable")[:ENSEMBLE]
+        ok = np.isfinite(np.take_along_axis(score, top, axis=0))
+        ok[0] = True
+        return top, ok / ok.sum(axis=0, keepdims=True)
+
+    def combine(top: np.ndarray, wts: np.ndarray, arr: np.ndarray) -> np.ndarray:
+        """Weighted ensemble of candidates `top` from arr (C, ..., n) -> (..., n)."""
+        cols = np.arange(n)
+        out = np.zeros(arr.shape[1:], np.float64)
+        for r in range(top.shape[0]):
+            out += wts[r] * np.moveaxis(arr[top[r], ..., cols], 0, -1)
+        return out
+
+    top, wts = choose(0)
+    mean = combine(top, wts, final).T  # (n, horizon)
+    method = np.array([FAMILIES.index(c.family) for c in cands])[top[0]]
+    Fe = combine(top, wts, F[:, :O]) if O else np.zeros((1, H, n))
+    E = (A_raw - Fe).astype(np.float32)
+    # Honest errors for the interval shape: at each origin, the ensemble chosen on the OLDER
+    # origins only (selection on the same errors would make the bands too narrow).
+    honest = O - MIN_SELECT_ORIGINS
+    if honest > 0:
+        E_h = np.empty((honest, H, n), np.float32)
+        for j in range(honest):
+            top_h, wts_h = choose(j + 1)
+            E_h[j] = A_raw[j] - combine(top_h, wts_h, F[:, j])
+    else:
+        E_h = E
+    with np.errstate(all="ignore"):
+        # the per-series spread unit: median |honest error| (in-sample errors when too few)
+        absE = np.abs(E_h)
+        have = (~np.isnan(E_h)).sum(axis=(0, 1))
+        flat = absE.reshape(-1, n).T
+        scale = np.where(have >= 2 * PERIOD, nan_quantile_rows(flat, 0.5), np.nan)
+        mae = np.nanmean(flat, axis=1) if flat.shape[1] else np.full(n, np.nan)
+        scale = np.where(scale > 0, scale, np.where(have >= 2 * PERIOD, mae, np.nan))
+        step = np.stack([nan_quantile_rows(absE[:, h, :].T, 0.5) for h in range(H)], axis=1) / scale[:, None]
+        std = E_h / scale[None, None, :]
+        med = nan_quantile_rows(yc, 0.5)
+        mad = nan_quantile_rows(np.abs(yc - med[:, None]), 0.5)
+        fallback = np.nan_to_num(np.maximum(mad, 0.25 * np.abs(mean[:, 0])), nan=0.0)
+    return BlockFit(mean=mean, method=method, intermittent=np.full(n, intermittent), err_scale=scale,
+                    step_ratio=step, std_errors=std, paths=E_h, fallback_scale=fallback)
 
 
 _NORMAL = NormalDist()
