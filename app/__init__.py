@@ -45,6 +45,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     register_error_handlers(app)
 
+    from app.api.schemas import reject_unsafe_url
+
+    app.before_request(reject_unsafe_url)
+
     from app.api import alerts, health, jobs, openapi
 
     app.register_blueprint(health.bp)

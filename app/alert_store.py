@@ -2,13 +2,18 @@
 
 A candidate's fingerprint (type, subject, window) identifies its condition; an unresolved
 alert with that fingerprint gets its last-seen time, count, severity and figures refreshed
-instead of a duplicate row.
+instead of a duplicate row. The database holds one open alert per fingerprint (a partial
+unique index, migration 0003): when a concurrent store inserted the same condition first,
+the insert fails in its savepoint and the row the other store inserted is refreshed instead.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
+import peewee
+
+from app.connections import database
 from app.models import Alert, utcnow
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,22 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
     for candidate in candidates:
         outcome.by_severity[candidate["severity"]] += 1
         existing = open_alerts.get(candidate["fingerprint"])
+        if existing is None:
+            try:
+                with database.atomic():  # a savepoint: only this insert is undone on a conflict
+                    existing = None
+                    alert = Alert.create(
+                        type=candidate["type"], severity=candidate["severity"], title=candidate["title"],
+                        message=candidate["message"], source=source, job_id=job_id, subject=candidate["subject"],
+                        figures=candidate.get("figures", {}), fingerprint=candidate["fingerprint"],
+                        created_at=now, last_seen_at=now,
+                    )
+            except peewee.IntegrityError:  # another store inserted this open alert meanwhile
+                existing = Alert.get_or_none((Alert.fingerprint == candidate["fingerprint"])
+                                             & (Alert.resolved == False))  # noqa: E712
+                if existing is None:
+                    raise
+                open_alerts[existing.fingerprint] = existing
         if existing is not None:
             Alert.update(
                 last_seen_at=now, occurrences=Alert.occurrences + 1, severity=candidate["severity"],
@@ -60,12 +81,6 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
             outcome.updated += 1
             log.info("alert updated: %s %s - %s", candidate["type"], candidate["severity"], candidate["subject"])
             continue
-        alert = Alert.create(
-            type=candidate["type"], severity=candidate["severity"], title=candidate["title"],
-            message=candidate["message"], source=source, job_id=job_id, subject=candidate["subject"],
-            figures=candidate.get("figures", {}), fingerprint=candidate["fingerprint"],
-            created_at=now, last_seen_at=now,
-        )
         open_alerts[alert.fingerprint] = alert
         outcome.new += 1
         outcome.created.append(alert)

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # RQ's own scheduler child in each worker (moves delayed retries back to their queue).
     # Off (0): the scheduler process does it, and every worker saves a process.
     worker_rq_scheduler: bool = False
+    # SIGTERM: a forked (forecast) run is requeued at once; one running in the worker process
+    # may finish within this many seconds, then is requeued (Heroku's SIGKILL follows at 30 s).
+    worker_shutdown_grace: float = Field(20.0, ge=0)
 
     job_max_retries: int = Field(3, ge=0)
     job_retry_delay: int = Field(300, ge=0)

@@ -64,7 +64,8 @@ class Alert(BaseModel):
     occurrences = peewee.IntegerField(default=1)
     resolved = peewee.BooleanField(default=False)
     created_at = peewee.DateTimeField(default=utcnow)
-    last_seen_at = peewee.DateTimeField(default=utcnow)
+    # Retention counts from here (an open alert seen again stays); indexed for the cleanup's batches.
+    last_seen_at = peewee.DateTimeField(default=utcnow, index=True)
 
     class Meta:
         table_name = "alerts"
@@ -74,6 +75,12 @@ class Alert(BaseModel):
             (("severity", "created_at", "id"), False),
             (("type", "created_at", "id"), False),
         )
+
+
+# One open alert per fingerprint (migration 0003): overlapping stores cannot both insert one.
+OPEN_ALERT_INDEX = "alerts_open_fingerprint"
+Alert.add_index(Alert.index(Alert.fingerprint, unique=True, where=peewee.SQL('"resolved" = false'),
+                            name=OPEN_ALERT_INDEX))
 
 
 class JobRun(BaseModel):

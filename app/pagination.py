@@ -12,6 +12,7 @@ import base64
 import binascii
 import functools
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -21,11 +22,38 @@ from app.connections import database
 from app.errors import BadRequest
 
 MAX_CURSOR_LENGTH = 200
+# What both databases store: a signed 64-bit integer (SQLite raises OverflowError beyond it,
+# PostgreSQL a DataError); text without NUL (PostgreSQL refuses it) or lone surrogates (not UTF-8).
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+MAX_TEXT_ID_LENGTH = 64  # the longest id a table of this service has (job_runs.id)
+# The time of a cursor exactly as `encode_cursor` writes it (naive `isoformat()`), ASCII digits only.
+_CURSOR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?", re.ASCII)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 OPERATORS = frozenset({"=", ">="})
 # Fields whose values both drivers return as they are (no python_value needed).
 _PLAIN_FIELDS = (peewee.AutoField, peewee.CharField, peewee.IntegerField)
 # Values psycopg2 already returns as the field's Python type (SQLite gives text and 0/1).
 _NATIVE = {peewee.DateTimeField: datetime, peewee.BooleanField: bool}
+
+
+def unsafe_text(value: str) -> str | None:
+    """Why `value` cannot be stored or compared by both databases (None: it can)."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    if _LONE_SURROGATE.search(value):
+        return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
+def sql_value_ok(value: object) -> bool:
+    """Whether a parameter can reach SQL on SQLite and PostgreSQL alike (ints in 64 bits, safe text)."""
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, str):
+        return unsafe_text(value) is None
+    return True
 
 
 def encode_cursor(at: datetime, row_id) -> str:
@@ -34,16 +62,26 @@ def encode_cursor(at: datetime, row_id) -> str:
 
 
 def decode_cursor(cursor: str, id_type: type) -> tuple[datetime, object]:
-    """Return (time, id) or raise BadRequest; nothing unchecked reaches SQL."""
+    """Return (time, id) or raise BadRequest; nothing unchecked reaches SQL.
+
+    The time must be written as `encode_cursor` writes it; an integer id must fit a signed
+    64-bit column, a text id must be at most 64 characters of storable text.
+    """
     if len(cursor) > MAX_CURSOR_LENGTH:
         raise BadRequest("invalid cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at_text, row_id = json.loads(raw)
-        at = datetime.fromisoformat(at_text)
-        if not isinstance(row_id, id_type) or isinstance(row_id, bool) or at.tzinfo is not None:
+        if not isinstance(at_text, str) or not _CURSOR_TIME.fullmatch(at_text):
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+        at = datetime.fromisoformat(at_text)
+        if not isinstance(row_id, id_type) or isinstance(row_id, bool):
+            raise ValueError
+        if isinstance(row_id, str) and len(row_id) > MAX_TEXT_ID_LENGTH:
+            raise ValueError
+        if not sql_value_ok(row_id):
+            raise ValueError
+    except (ValueError, TypeError, RecursionError, binascii.Error):  # JSON and Unicode errors are ValueErrors
         raise BadRequest("invalid cursor") from None
     return at, row_id
 
@@ -86,6 +124,8 @@ def fetch_rows(columns: Sequence[peewee.Field], conditions: Sequence[tuple[peewe
         at, row_id = after
         params += [time_field.db_value(at), time_field.db_value(at), id_field.db_value(row_id)]
     params.append(limit)
+    if not all(map(sql_value_ok, params)):  # the routes validate first; this is the last line
+        raise BadRequest("a value is out of the range the database stores")
     sql = _select_sql(time_field.model._meta.table_name, tuple(f.column_name for f in columns),
                       tuple((f.column_name, op) for f, op, _ in conditions), after is not None, newest_first,
                       database.param)

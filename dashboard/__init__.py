@@ -1,29 +1,30 @@
 """rq-dashboard behind Basic auth, plus the project's own monitoring page (`dashboard.views`).
 
-rq-dashboard's blueprint has no auth, no CSRF protection, a requeue route that answers GET
-and Underscore templates that insert job data unescaped (rq-dashboard issue 526). Its
-blueprint is a module-level object shared by every app in the process and may not get new
-hooks once registered, so everything here is attached to the app and keyed on the path:
-every route under /dashboard (both blueprints, static files, 404s) goes through `_guard`
-and `_security_headers`.
+rq-dashboard's blueprint has no auth, no CSRF protection, a requeue route that answers GET,
+Underscore templates that insert job data unescaped (rq-dashboard issue 526), inline scripts
+built from request values, and routes that trust their path segments. Its blueprint is a
+module-level object shared by every app in the process and may not get new hooks once
+registered, so everything here is attached to the app and keyed on the path: every route
+under /dashboard (both blueprints, static files, 404s) goes through `_guard` and
+`_security_headers`. `dashboard.rq_pages` rebuilds rq-dashboard's pages without executable
+inline script (their scripts are fixed files compiled at start-up); `dashboard.rq_guard`
+answers 404 for any rq-dashboard URL whose segments name no real queue, registry, page or job,
+before the view runs. The CSP is therefore a constant per page kind, fixed at start-up: it
+never trusts anything in a response body.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import rq_dashboard
 import rq_dashboard.web
-from flask import Blueprint, Flask, Response, current_app, request
-from jinja2 import BaseLoader, Environment, FileSystemLoader, TemplateNotFound
+from flask import Flask, Response, current_app, request
 
 from app.auth import dashboard_credentials_ok
 from app.connections import redis_client_url
 from app.errors import error_response
-from dashboard import views
+from dashboard import rq_guard, rq_pages, views
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,10 @@ RQ_ACTIONS = frozenset(
 # rq-dashboard opens its own client per request from this URL; without these it has no timeouts.
 RQ_CLIENT_OPTIONS = {"socket_connect_timeout": "5", "socket_timeout": "30"}
 
-# Underscore's _.template compiles with `new Function`, so rq-dashboard's pages need
-# 'unsafe-eval'; their inline <script> is allowed by hash, never by 'unsafe-inline', so
-# injected markup cannot run handlers. Inline style attributes are used by both pages.
+# Scripts only from files ('self'): neither dashboard has an executable inline script.
+# Underscore's _.template compiles rq-dashboard's (static, escaping) row templates with
+# `new Function`, so rq-dashboard's pages add 'unsafe-eval'; never 'unsafe-inline' nor a hash,
+# so injected markup or script text cannot run. rq-dashboard uses inline style attributes.
 CSP = {
     "default-src": "'self'",
     "script-src": "'self'",
@@ -59,51 +61,6 @@ CSP = {
     "form-action": "'self'",
     "frame-ancestors": "'none'",
 }
-
-_INLINE_SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL)
-_SCRIPT_TYPE = re.compile(r"""\btype\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
-_JS_TYPES = {"", "text/javascript", "application/javascript", "module"}
-
-
-class _EscapingRqTemplates(BaseLoader):
-    """rq-dashboard's templates with every Underscore `<%= %>` made an escaping `<%- %>`.
-
-    Upstream job.html/workers.html/queues.html insert descriptions, exception text and
-    names raw (issue 526). jobs.html already escapes with a jQuery idiom; that idiom is
-    turned into `<%- %>` first so it is not escaped twice. base.html also links the app's
-    `static` endpoint, which this app lacks (no static folder): point it at the blueprint's.
-    """
-
-    _JQUERY_ESCAPE = re.compile(r"<%=\s*\$\('<div/>'\)\.text\((.+?)\)\.html\(\)\s*%>")
-
-    def __init__(self) -> None:
-        self._upstream = FileSystemLoader(rq_dashboard.web.blueprint.jinja_loader.searchpath)
-
-    def get_source(self, environment: Environment, template: str):
-        if not template.startswith("rq_dashboard/"):
-            raise TemplateNotFound(template)
-        source, filename, uptodate = self._upstream.get_source(environment, template)
-        source = self._JQUERY_ESCAPE.sub(r"<%- \1 %>", source).replace("<%=", "<%-")
-        source = source.replace("url_for('static',", "url_for('rq_dashboard.static',")
-        return source, filename, uptodate
-
-    def list_templates(self) -> list[str]:
-        return [t for t in self._upstream.list_templates() if t.startswith("rq_dashboard/")]
-
-
-class _TemplateOverrides(Blueprint):
-    """A route-less blueprint registered before rq-dashboard's: Flask searches blueprint
-    template loaders in registration order, so its fixed templates win, per app, without
-    patching the installed package."""
-
-    @property
-    def jinja_loader(self) -> BaseLoader:
-        return _ESCAPING_LOADER
-
-
-_ESCAPING_LOADER = _EscapingRqTemplates()
-_rq_template_overrides = _TemplateOverrides("rq_dashboard_escaped", __name__)
-
 
 def init_dashboard(app: Flask) -> None:
     """Mount both dashboards under /dashboard and guard them; safe to call for many apps."""
@@ -118,8 +75,9 @@ def init_dashboard(app: Flask) -> None:
     rq_dashboard.web.setup_rq_connection(app)
 
     app.register_blueprint(views.bp)
-    app.register_blueprint(_rq_template_overrides)
+    app.register_blueprint(rq_pages.blueprint)  # before rq-dashboard's: its templates win
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=RQ_PREFIX)
+    rq_guard.replace_views(app)
     app.before_request(_guard)
     app.after_request(_security_headers)
 
@@ -155,6 +113,8 @@ def _guard() -> Response | None:
     instance = (request.view_args or {}).get("instance_number")
     if instance is not None and instance >= len(current_app.config["RQ_DASHBOARD_REDIS_URL"]):
         return error_response(404, "not_found", "No such Redis instance.")  # upstream raises LookupError: 500
+    if request.blueprint == rq_dashboard.blueprint.name:
+        return rq_guard.check_rq_request()
     return None
 
 
@@ -199,27 +159,10 @@ def _security_headers(response: Response) -> Response:
 
 
 def content_security_policy(response: Response) -> str:
+    """Fixed per page kind; the response body is never read (nothing in it is trusted)."""
     policy = dict(CSP)
-    if response.mimetype == "text/html" and not response.direct_passthrough and not response.is_streamed:
-        sources = ["'self'"]
-        if request.blueprint == "rq_dashboard":
-            sources.append("'unsafe-eval'")
-        sources += [f"'sha256-{h}'" for h in inline_script_hashes(response.get_data(as_text=True))]
-        policy["script-src"] = " ".join(sources)
+    if request.blueprint == rq_dashboard.blueprint.name:
+        policy["script-src"] = "'self' 'unsafe-eval'"
     if request.blueprint == views.bp.name:
         policy["style-src"] = "'self'"  # the project's page has no inline styles at all
     return "; ".join(f"{name} {value}" for name, value in policy.items())
-
-
-def inline_script_hashes(html: str) -> list[str]:
-    """CSP hashes of the page's executable inline scripts (browsers hash LF-normalised text)."""
-    hashes = []
-    for attrs, body in _INLINE_SCRIPT.findall(html):
-        if re.search(r"\bsrc\s*=", attrs, re.IGNORECASE):
-            continue
-        kind = _SCRIPT_TYPE.search(attrs)
-        if (kind.group(1).lower() if kind else "") not in _JS_TYPES:
-            continue
-        text = body.replace("\r\n", "\n").replace("\r", "\n")
-        hashes.append(base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii"))
-    return sorted(set(hashes))

@@ -48,8 +48,8 @@ def dashboard_data(redis: Redis, settings: Settings) -> dict:
         "queues": queue_stats(redis),
         "workers": worker_rows(redis),
         "schedules": [schedule_json(info) for info in read_schedules(redis, settings)],
-        "active_runs": active_runs(),
-        "recent_runs": recent_runs(),
+        "active_runs": mark_rq_jobs(redis, active_runs()),
+        "recent_runs": mark_rq_jobs(redis, recent_runs()),
         "alerts": alert_summary(now),
         "daily_report": latest_daily_report(),
         "forecast_accuracy": forecast_accuracy(),
@@ -61,6 +61,19 @@ def forecast_accuracy(runs: int = 60) -> list[dict]:
     from app.forecast import accuracy
 
     return list(reversed(accuracy.history(runs)))
+
+
+def mark_rq_jobs(redis: Redis, rows: list[dict]) -> list[dict]:
+    """Add `rq_job`: whether RQ still holds the run's job, so the page links rq-dashboard's job
+    page only when there is one (skipped runs never had one; finished ones expire). One round trip."""
+    ids = list(dict.fromkeys(row["job_id"] for row in rows))
+    with redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.exists(Job.key_for(job_id))
+        present = {job_id for job_id, found in zip(ids, pipe.execute()) if found}
+    for row in rows:
+        row["rq_job"] = row["job_id"] in present
+    return rows
 
 
 def latest_daily_report() -> dict | None:
@@ -144,10 +157,12 @@ def worker_rows(redis: Redis) -> list[dict]:
     for worker, resources in zip(workers, worker_resources(redis, [w.key for w in workers])):
         job_id = worker.get_current_job_id()
         job_name = description = None
+        job_exists = False
         if job_id:
             try:
                 job = Job.fetch(job_id, connection=redis)
                 job_name, description = (job.meta or {}).get("job_name"), job.description
+                job_exists = True
             except NoSuchJobError:
                 description = "(job record expired)"
         heartbeat = _aware(worker.last_heartbeat)
@@ -159,6 +174,7 @@ def worker_rows(redis: Redis) -> list[dict]:
             "current_job": job_id,
             "current_job_name": job_name,
             "current_job_description": description,
+            "current_job_exists": job_exists,
             "last_heartbeat": iso(heartbeat),
             "heartbeat_age_seconds": round((now - heartbeat).total_seconds(), 1) if heartbeat else None,
             "cpu_percent": resources["cpu_percent"],
@@ -211,12 +227,12 @@ def alert_summary(now: datetime) -> dict:
     return {"by_severity": counts, "recent": [alert_json(a) for a in newest]}
 
 
-def find_runs(query: str, limit: int = 10) -> list[dict]:
+def find_runs(redis: Redis, query: str, limit: int = 10) -> list[dict]:
     """The run with this id, else runs whose id starts with it (3+ characters, any case), newest first."""
     run = JobRun.get_or_none(JobRun.id == query)
     if run is not None:
-        return [{**run_json(run), "active": run.status not in TERMINAL_VALUES}]
+        return mark_rq_jobs(redis, [{**run_json(run), "active": run.status not in TERMINAL_VALUES}])
     if len(query) < 3:
         return []
     rows = JobRun.select().where(JobRun.id.startswith(query)).order_by(JobRun.enqueued_at.desc()).limit(limit)
-    return [{**run_json(r), "active": r.status not in TERMINAL_VALUES} for r in rows]
+    return mark_rq_jobs(redis, [{**run_json(r), "active": r.status not in TERMINAL_VALUES} for r in rows])

@@ -88,7 +88,7 @@ def search_runs():
         raise BadRequest("give a run id (or its first characters) as ?q=")
     _run_id(query)
     with db_session():
-        return _no_store(jsonify(runs=find_runs(query)))
+        return _no_store(jsonify(runs=find_runs(_redis(), query)))
 
 
 @bp.post("/schedules/<name>/pause")

@@ -122,3 +122,83 @@ def test_database_down_is_503_not_500(settings_overrides, auth):
     error_of(client.get("/api/jobs/forecast/history"), 503)
     error_of(client.post("/api/jobs/forecast/trigger", headers=auth), 503)
     assert client.get("/readyz").get_json()["checks"]["database"].startswith("down")
+
+
+# -- extreme input (issue 11, point 4): 400 with a message, never a 500 --------------------------
+def cursor_of(*values) -> str:
+    """A cursor in the service's format holding arbitrary JSON values (no escaping of surrogates)."""
+    import base64
+    import json
+
+    raw = json.dumps(list(values), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("since", [
+    "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59.999999-00:01",
+    "0001-01-01T00:00:00+23:59",
+])
+def test_since_out_of_range_after_utc_conversion_is_400(client, since):
+    from urllib.parse import quote
+
+    message = error_of(client.get(f"/api/alerts?since={quote(since)}"), 400)["message"]
+    assert message.startswith("since:") and "range" in message
+
+
+@pytest.mark.parametrize("since,count", [("9999-12-31T23:59:59+00:00", 0), ("0001-01-01T00:00:00-01:00", 1),
+                                         ("0001-01-01T00:00:00Z", 1)])
+def test_since_at_the_edges_of_the_range_still_works(client, since, count):
+    from urllib.parse import quote
+
+    from app.models import Alert
+
+    Alert.create(type="spike", severity="high", title="t", message="m", subject="s", fingerprint="f")
+    response = client.get(f"/api/alerts?since={quote(since)}")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert len(response.get_json()["alerts"]) == count
+
+
+@pytest.mark.parametrize("path,cursor", [
+    ("/api/alerts", cursor_of("2026-01-01T00:00:00", 2 ** 63)),
+    ("/api/alerts", cursor_of("2026-01-01T00:00:00", -(2 ** 63) - 1)),
+    ("/api/alerts", cursor_of("2026-01-01T00:00:00", 10 ** 30)),
+    ("/api/alerts", cursor_of("2026-01-01T00:00:00", 1.5)),
+    ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00", "a\x00b")),
+    ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00", "\ud800")),
+    ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00", "x" * 100)),
+    ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00\x00", "abc")),
+])
+def test_cursor_with_out_of_range_or_unsafe_id_is_400(client, path, cursor):
+    assert error_of(client.get(f"{path}?cursor={cursor}"), 400)["message"] == "invalid cursor"
+
+
+def test_cursor_ids_at_the_signed_64_bit_bounds_work(client):
+    for row_id in (2 ** 63 - 1, -(2 ** 63)):
+        response = client.get(f"/api/alerts?cursor={cursor_of('2026-01-01T00:00:00', row_id)}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 5000 + b"]" * 5000,
+    b'{"force": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"force": ' + b"{\"a\":" * 3000 + b"1" + b"}" * 3001,
+    b'{"force": ' + b"9" * 5000 + b"}",  # more digits than Python converts to an int
+    b'{"force": 1e999999}',
+    b'{"\\ud800": true}',
+    b'{"force": "\\u0000"}',
+    b'{"force": true, "force": false, "\\u0000": 1}',
+])
+def test_pathological_trigger_bodies_are_400_and_queue_nothing(client, auth, redis, body):
+    keys = redis.dbsize()
+    error = error_of(client.post("/api/jobs/forecast/trigger", headers=auth, data=body,
+                                 content_type="application/json"), 400)
+    assert error["message"]
+    assert JobRun.select().count() == 0 and redis.dbsize() == keys
+
+
+@pytest.mark.parametrize("url", [
+    "/api/jobs/forecast/history?status=%00", "/api/alerts?source=a%00b", "/api/jobs/fore%00cast/history",
+    "/api/alerts?%00=1", "/api/reports?cursor=%00", "/api/jobs/forecast/a%00b",
+])
+def test_nul_in_url_is_400(client, url):
+    assert "NUL" in error_of(client.get(url), 400)["message"]

@@ -383,3 +383,139 @@ class TestScreenshots:
         for name in [*shots, "dashboard-search.png"]:
             data = (out / name).read_bytes()
             assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
+
+
+# --- issue 11: reflected payloads in rq-dashboard URLs; every link opens a working page ------------
+
+# Each shape breaks out of the string upstream's scripts/jobs.js wrote the URL's queue name into
+# (`$(this).val('{{ queue.name }}')`, and the tojson'd call above it). One POSTs to pause a
+# schedule (same origin, so the Origin check would pass). A "/" cannot be in a path segment,
+# so `</script>` shapes are spelt without one.
+REFLECTED = [
+    "x');}});window.__pwned=document.domain;$(function(){if(1){$(this).val('",
+    "x');}});fetch('\\x2fdashboard\\x2fschedules\\x2fforecast\\x2fpause',{method:'POST'});"
+    "$(function(){if(1){$(this).val('",
+    "x</script><img src=x onerror=window.__pwned=1>",
+    "x\\u0027);window.__pwned=1;0",
+    "x\uff07);window.__pwned=1;0",
+    "x\u2028window.__pwned=1;0",
+    "x%27);window.__pwned=1;0",
+    "x\");window.__pwned=1;0",
+]
+
+
+def _jobs_url(queue_segment: str) -> str:
+    return f"/dashboard/rq/0/view/jobs/{queue_segment}/queued/20/asc/1"
+
+
+def _assert_not_run(page, redis) -> None:
+    from workers.schedules import PAUSED_KEY
+
+    page.wait_for_timeout(500)  # a payload would run while the page loads or on its first poll
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img[src='x']").count() == 0
+    assert redis.smembers(PAUSED_KEY) == set()
+
+
+def test_the_reported_reflected_xss_does_not_run(open_page, redis):
+    from urllib.parse import quote
+
+    reported = ("/dashboard/rq/0/view/jobs/x%27%29%3B%7D%7D%29%3Bwindow.__pwned%3Ddocument.domain%3B%24%28function"
+                "%28%29%7Bif%281%29%7B%24%28this%29.val%28%27/queued/20/asc/1")
+    for path in [reported, *(_jobs_url(quote(value, safe="")) for value in REFLECTED),
+                 _jobs_url("x%252527);window.__pwned=1;0")]:
+        page = open_page(path)
+        _assert_not_run(page, redis)
+        assert page.last_response.status == 404, path
+
+
+def test_reflected_payloads_cannot_run_even_without_the_path_check(open_page, redis, monkeypatch):
+    """Defence in depth: with rq_guard's segment check off, upstream renders the page for the
+    hostile name; the value is data (JSON, never executed) and the CSP is fixed, so nothing runs,
+    also when the queue field's handlers (which once held the value as code) fire."""
+    from urllib.parse import quote
+
+    import dashboard.rq_guard
+
+    monkeypatch.setattr(dashboard.rq_guard, "check_rq_request", lambda: None)
+    for value in REFLECTED:
+        if "/" in value:
+            continue
+        page = open_page(_jobs_url(quote(value, safe="")))
+        assert page.last_response.status == 200, value
+        expect(page.locator("table#jobs tbody")).to_contain_text("No jobs.")  # the page's own script ran
+        assert page.input_value("#select-queue") == value
+        page.click("#select-queue")  # clears the field; leaving it puts the queue name back
+        assert page.input_value("#select-queue") == ""
+        page.dispatch_event("#select-queue", "mouseout")  # jQuery binds mouseleave as mouseout
+        assert page.input_value("#select-queue") == value
+        _assert_not_run(page, redis)
+
+
+class TestEveryLink:
+    """Issue 11 point 7: every link the monitoring page shows opens a working page."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides):
+        return {**settings_overrides, "forecast_pipeline": "tests.pipelines:sleepy"}
+
+    def test_every_link_opens_a_working_page(self, open_page, client, auth, redis, live_server):
+        from rq import Worker
+
+        from app.connections import db_session
+        from app.models import JobRun, utcnow
+
+        first = trigger(client, auth)
+        forced = client.post("/api/jobs/forecast/trigger", headers=auth, json={"force": True}).get_json()["job_id"]
+        trigger(client, auth, "daily-summary")
+        with db_session():
+            for run_id, status in (("skipped-run", "skipped"), ("expired-run", "finished")):
+                JobRun.create(id=run_id, job_name="cleanup", queue="maintenance", trigger="scheduled", status=status,
+                              enqueued_at=utcnow(), ended_at=utcnow(), attempts=0,
+                              error="skipped: the previous run was still active" if status == "skipped" else None)
+        worker = Worker(["forecast"], connection=redis, name="w-with-expired-job")
+        worker.register_birth()
+        worker.set_state("busy")
+        worker.set_current_job_id("job-long-gone")
+
+        page = open_page()
+        wait_loaded(page)
+        expect(page.locator(f"#card-runs tr[data-run='{forced}']").first).to_contain_text("queued")
+        for run_id in ("skipped-run", "expired-run"):
+            row = page.locator(f"#card-runs tr[data-run='{run_id}']").first
+            expect(row.locator(".no-rq-job")).to_have_text("no rq job")
+            assert row.locator("a.rq-job").count() == 0
+        expect(page.locator("#card-workers tr[data-worker='w-with-expired-job']")).to_contain_text("job-long-gone")
+        assert page.locator("#card-workers tr[data-worker='w-with-expired-job'] a").count() == 0
+        page.fill("#search-q", "skipped-run")
+        page.press("#search-q", "Enter")
+        expect(page.locator("#search-result .no-rq-job")).to_have_count(1)
+
+        hrefs = sorted(set(page.eval_on_selector_all(
+            "a[href]", "links => links.map(a => a.getAttribute('href')).filter(h => !h.startsWith('#'))")))
+        kinds = {"job": [h for h in hrefs if "/view/job/" in h], "jobs": [h for h in hrefs if "/view/jobs/" in h]}
+        assert {f"/dashboard/rq/0/view/job/{first}", f"/dashboard/rq/0/view/job/{forced}"} <= set(kinds["job"])
+        assert not [h for h in hrefs if "skipped-run" in h or "expired-run" in h or "long-gone" in h]
+        assert kinds["jobs"] and "/dashboard/rq/" in hrefs and "/dashboard/rq/0/view/workers" in hrefs
+        viewer = open_page("/dashboard/")
+        for href in hrefs:
+            response = viewer.goto(live_server + href)
+            assert response.status == 200, href
+            if href.endswith(".json"):
+                continue
+            if "/view/job/" in href:
+                job_id = href.rsplit("/", 1)[1]
+                expect(viewer.locator("#job-data")).to_contain_text("Status")  # data loaded and rendered
+                if job_id == forced:
+                    expect(viewer.locator("#job-data")).to_contain_text("deferred")
+                    expect(viewer.locator(f"#job-data a[href$='/view/job/{first}']")).to_have_text(first)
+            elif href.startswith("/dashboard/rq"):
+                expect(viewer.locator("tr[data-role=loading-placeholder]")).to_have_count(0)
+
+        for run_id, says in (("skipped-run", "never queued in RQ"), ("expired-run", "no longer keeps")):
+            response = viewer.goto(f"{live_server}/dashboard/rq/0/view/job/{run_id}")
+            assert response.status == 404
+            expect(viewer.locator("#missing-job")).to_contain_text(says)
+            viewer.locator("#missing-job a", has_text="monitoring page").click()
+            viewer.wait_for_url("**/dashboard/")
+            wait_loaded(viewer)

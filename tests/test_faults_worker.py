@@ -10,11 +10,15 @@ import signal
 import time
 
 import pytest
+from rq import Queue
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 
 from app.forecast.demo import seed_demo
 from app.models import Alert, JobRun
 from tests.test_job_policies import wait_for
 from tests.test_jobs_api import trigger
+from tests.test_worker_modes import _children as children
 
 pytestmark = pytest.mark.slow
 
@@ -72,23 +76,60 @@ def test_sigkill_mid_run_is_detected_retried_and_finishes_once(client, auth, sta
     assert JobRun.select().count() == 1
 
 
-def test_sigterm_lets_a_short_run_finish(client, auth, start_process, seeded):
+# Shutdown (SIGTERM; Heroku sends SIGKILL 30 s later), as RQ's HerokuWorker: a forked run (the
+# forecast) is interrupted at once and requeued, same id, attempt counted, no retry used; a run
+# in the worker process (short jobs) finishes if it can within WORKER_SHUTDOWN_GRACE, else it is
+# requeued the same way. A run the platform kills first is recovered as after a SIGKILL.
+
+def test_sigterm_requeues_a_forked_run_at_once(client, auth, redis, start_process, seeded):
     job_id = trigger(client, auth).get_json()["job_id"]
-    worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "2"})
+    worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "60", "JOB_RETRY_DELAY": "300"})
+    wait_for(lambda: status(client, job_id)["status"] == "started")
+    for pid in {worker.pid, *children(worker.pid)}:  # the platform signals every process of the dyno
+        os.kill(pid, signal.SIGTERM)
+    assert worker.wait(10) == 0
+    body = status(client, job_id)
+    assert (body["status"], body["attempts"]) == ("queued", 1) and "shut down" in body["error"]
+    assert Queue("forecast", connection=redis).job_ids == [job_id]  # at once: not after a retry delay
+    assert job_id not in ScheduledJobRegistry("forecast", connection=redis).get_job_ids()
+    assert Job.fetch(job_id, connection=redis).retries_left == 3  # not counted as a failure of the run
+    start_process("-m", "workers")
+    body = wait_for(lambda: (b := status(client, job_id))["status"] == "finished" and b, timeout=30)
+    assert body["attempts"] == 2
+    assert {a.occurrences for a in Alert.select()} == {1}
+
+
+def test_sigterm_lets_a_short_in_process_run_finish(client, auth, start_process, seeded):
+    job_id = trigger(client, auth).get_json()["job_id"]
+    worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "2", "WORKER_FORK_QUEUES": "",
+                                                      "WORKER_SHUTDOWN_GRACE": "10"})
     wait_for(lambda: status(client, job_id)["status"] == "started")
     worker.send_signal(signal.SIGTERM)  # warm shutdown: finish the current run, take no new one
-    assert worker.wait(30) == 0
+    assert worker.wait(20) == 0
     body = status(client, job_id)
     assert body["status"] == "finished" and body["attempts"] == 1
 
 
-def test_sigterm_then_kill_after_grace_retries_the_run(client, auth, start_process, seeded):
+def test_sigterm_requeues_an_in_process_run_past_the_grace(client, auth, redis, start_process, seeded):
     job_id = trigger(client, auth).get_json()["job_id"]
-    worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "30"})
+    worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "60", "WORKER_FORK_QUEUES": "",
+                                                      "WORKER_SHUTDOWN_GRACE": "1"})
     wait_for(lambda: status(client, job_id)["status"] == "started")
     worker.send_signal(signal.SIGTERM)
-    time.sleep(2)  # the platform's grace period runs out (Heroku: 30 s), then SIGKILL
-    assert worker.poll() is None, "warm shutdown must wait for the run"
+    assert worker.wait(10) == 0
+    body = status(client, job_id)
+    assert (body["status"], body["attempts"]) == ("queued", 1)
+    assert Queue("forecast", connection=redis).job_ids == [job_id]
+
+
+def test_sigterm_then_kill_before_the_grace_ends_retries_the_run(client, auth, start_process, seeded):
+    job_id = trigger(client, auth).get_json()["job_id"]
+    worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "30", "WORKER_FORK_QUEUES": "",
+                                                      "WORKER_SHUTDOWN_GRACE": "25"})
+    wait_for(lambda: status(client, job_id)["status"] == "started")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(2)  # the platform's grace period runs out first, then SIGKILL
+    assert worker.poll() is None, "a run in the worker process is given its grace"
     kill_tree(worker.pid)
     worker.wait()
     start_process("-m", "workers")

@@ -59,8 +59,8 @@ class TestCleanup:
         with database.atomic():
             store_alerts([_alert(f"line:{i}") for i in range(7)], job_id="x")
             ids = [a.id for a in Alert.select().order_by(Alert.id)]
-            Alert.update(created_at=old).where(Alert.id.in_(ids[:5])).execute()
-            Alert.update(created_at=recent).where(Alert.id.in_(ids[5:])).execute()
+            Alert.update(created_at=old, last_seen_at=old).where(Alert.id.in_(ids[:5])).execute()
+            Alert.update(created_at=recent, last_seen_at=recent).where(Alert.id.in_(ids[5:])).execute()
             JobRun.create(id="old-run", job_name="forecast", queue="forecast", trigger="manual",
                           status="finished", enqueued_at=old)
         job_id = trigger(client, auth, job="cleanup").get_json()["job_id"]

@@ -19,6 +19,12 @@ reads as "still being set up"), renewed by each chunk and freed by the gather, s
 trigger meanwhile gets 409 and a scheduled firing is skipped. A run that starts while another
 run's chunks still run (a forced trigger) fans out behind them: its chunks wait for the other
 run's gather.
+
+Fencing: the gather finishes the attempt that fanned the run out. That attempt's number
+travels in the chunk and gather jobs' meta (`attempt`), and the gather stores alerts and ends
+the row only while it is still the run's current attempt (`runs.check_attempt`,
+`runs.end_attempt`). A repeated attempt of a run already fanned out hands the fan-out to
+itself by updating the gather's meta.
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ from app.config import Settings, get_settings
 from app.connections import database, db_session
 from app.forecast import pipeline
 from app.models import JobRun, utcnow
-from workers.tracking import FinishedLater
+from workers.tracking import FinishedLater, bind_database_if_unbound
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +109,9 @@ def run_forecast(run_id: str, settings: Settings, job: Job | None) -> dict[str, 
     alerts = pipeline.run_builtin(settings, plan, stats, run_id=run_id) if plan is not None else []
     stored_from = time.perf_counter()
     with database.atomic():
+        attempt = runs.taken_attempt(run_id)
+        if attempt is not None:
+            runs.check_attempt(run_id, attempt)  # a replaced attempt stores nothing
         outcome = store_alerts(alerts, job_id=run_id)
     notify.notify_high_alerts(settings, outcome.created)  # after the commit, as for any pipeline
     timings = {"plan": round(planned, 4), **stats.get("timings", {}),
@@ -141,9 +150,14 @@ def _fan_out(run_id: str, plan: pipeline.Plan, settings: Settings, connection: R
     slices = [plan.keys[i:i + size] for i in range(0, len(plan.keys), size)]
     info = {"status": "fanned_out", "series": len(plan.keys), "chunks": len(slices), "gather_job": gather_id,
             "waits_for": waits_for, "plan_seconds": round(planned, 4)}
+    attempt = runs.taken_attempt(run_id)
     status = _job_status(connection, gather_id)
     if status is not None and status not in ENDED:  # a repeated attempt of a run already fanned out
         log.warning("forecast run %s: fan-out already under way (gather %s)", run_id, status.value)
+        if attempt is not None:  # the gather now finishes this attempt
+            gather_job = Job.fetch(gather_id, connection=connection)
+            gather_job.meta["attempt"] = attempt
+            gather_job.save_meta()
         return FinishedLater(info)
 
     lease = lease_seconds(settings)
@@ -152,7 +166,8 @@ def _fan_out(run_id: str, plan: pipeline.Plan, settings: Settings, connection: R
     queue = Queue(QUEUE, connection=connection)
     retry = Retry(max=settings.job_max_retries, interval=settings.job_retry_delay) if settings.job_max_retries else None
     common = {"retry": retry, "timeout": settings.job_timeout, "failure_ttl": max(lease, 24 * 3600),
-              "meta": {"job_name": JOB_NAME, "run_id": run_id, "max_retries": settings.job_max_retries}}
+              "meta": {"job_name": JOB_NAME, "run_id": run_id, "max_retries": settings.job_max_retries,
+                       "attempt": attempt}}
     chunk_ids: list[str] = []
     try:
         for index, keys in enumerate(slices):
@@ -212,6 +227,7 @@ def run_chunk(run_id: str, index: int, start: str, end: str, keys: list[tuple[st
     """Forecast one slice of a run's series; return its spikes and line loads to the gather."""
     job = get_current_job()
     settings = get_settings()
+    bind_database_if_unbound(settings)
     _planned_fault(settings, job, index)
     if job is not None:
         _hold(job.connection, run_id, settings)
@@ -229,13 +245,26 @@ def gather(run_id: str, chunk_ids: list[str], horizon_start: str, plan_seconds: 
     job = get_current_job()
     connection = job.connection
     settings = get_settings()
+    bind_database_if_unbound(settings)
+    attempt = _attempt_of_run(job)
     _hold(connection, run_id, settings)
     try:
-        return _gather(run_id, chunk_ids, date.fromisoformat(horizon_start), plan_seconds, connection, settings)
+        return _gather(run_id, chunk_ids, date.fromisoformat(horizon_start), plan_seconds, connection, settings,
+                       attempt)
+    except runs.StaleAttempt:
+        log.warning("forecast gather of run %s: attempt %s was replaced; nothing stored", run_id, attempt)
+        return {"status": "stale", "attempt": attempt}
     except Exception as exc:
         if not job.retries_left:  # the last attempt: the run fails with it
-            _end_run(connection, run_id, runs.RunStatus.FAILED, error=f"gather failed: {type(exc).__name__}: {exc}")
+            _end_run(connection, run_id, runs.RunStatus.FAILED, attempt,
+                     error=f"gather failed: {type(exc).__name__}: {exc}")
         raise
+
+
+def _attempt_of_run(job: Job) -> int | None:
+    """The run attempt a chunk or gather job belongs to (None: enqueued by an older release)."""
+    value = (job.get_meta(refresh=True) or {}).get("attempt")
+    return int(value) if value is not None else None
 
 
 def _chunk_failure(chunk_id: str, chunk: Job | None) -> str | None:
@@ -251,12 +280,12 @@ def _chunk_failure(chunk_id: str, chunk: Job | None) -> str | None:
 
 
 def _gather(run_id: str, chunk_ids: list[str], horizon_start: date, plan_seconds: float,
-            connection: Redis, settings: Settings) -> dict[str, Any]:
+            connection: Redis, settings: Settings, attempt: int | None) -> dict[str, Any]:
     chunks = Job.fetch_many(chunk_ids, connection=connection)
     failures = [reason for cid, chunk in zip(chunk_ids, chunks) if (reason := _chunk_failure(cid, chunk))]
     if failures:
         error = "; ".join(failures)
-        _end_run(connection, run_id, runs.RunStatus.FAILED, error=error)
+        _end_run(connection, run_id, runs.RunStatus.FAILED, attempt, error=error)
         return {"status": "failed", "error": error}
 
     merged = pipeline.merge_parts([pipeline.Part.from_dict(chunk.return_value()) for chunk in chunks])
@@ -266,6 +295,8 @@ def _gather(run_id: str, chunk_ids: list[str], horizon_start: date, plan_seconds
         alerts = pipeline.finish(merged, horizon_start, capacities, names, settings, run_id=run_id)
         ruled = time.perf_counter()
         with database.atomic():
+            if attempt is not None:
+                runs.check_attempt(run_id, attempt)  # a replaced attempt stores nothing
             outcome = store_alerts(alerts, job_id=run_id)
         stored = time.perf_counter()
         run = JobRun.get_or_none(JobRun.id == run_id)
@@ -280,7 +311,8 @@ def _gather(run_id: str, chunk_ids: list[str], horizon_start: date, plan_seconds
             duration_seconds=round(duration, 3) if duration is not None else None,
             **pipeline.run_summary(merged),
         )
-    _end_run(connection, run_id, runs.RunStatus.FINISHED, result=result)
+    if not _end_run(connection, run_id, runs.RunStatus.FINISHED, attempt, result=result):
+        return {"status": "stale", "attempt": attempt}
     notify.notify_high_alerts(settings, outcome.created)
     log.info("completed forecast run %s: %d series in %d chunks, %d alert(s) (%d new)", run_id, merged.series,
              len(chunk_ids), result["alerts_generated"], outcome.new)
@@ -288,11 +320,13 @@ def _gather(run_id: str, chunk_ids: list[str], horizon_start: date, plan_seconds
 
 
 def cancel_fanout(connection: Redis, run_id: str, run_status: runs.RunStatus = runs.RunStatus.CANCELED,
-                  error: str = "canceled by request") -> bool:
+                  error: str = "canceled by request", attempt: int | None = None) -> bool:
     """Cancel a fanned-out run whose chunks are still pending or running (False: none is).
 
     For `runs.cancel_run`, which sees the run's own RQ job ended: the gather is canceled first
     so that it cannot finish the run, then queued chunks are canceled and running ones stopped.
+    The row is ended with the fence of the fanned-out attempt (`attempt`, or the row's current
+    one): False if it ended or was taken by a newer attempt meanwhile.
     """
     from rq.command import send_stop_job_command
 
@@ -302,6 +336,12 @@ def cancel_fanout(connection: Redis, run_id: str, run_status: runs.RunStatus = r
         return False
     if gather_job.get_status() in ENDED or gather_job.get_status() == JobStatus.STARTED:
         return False  # ended, or finishing the run right now
+    if attempt is None:
+        with db_session():
+            row = JobRun.get_or_none(JobRun.id == run_id)
+        if row is None or row.status != runs.RunStatus.STARTED.value:
+            return False
+        attempt = row.attempts
     gather_job.cancel(enqueue_dependents=True)  # a run queued behind this one goes ahead
     for chunk in Job.fetch_many(gather_job.kwargs.get("chunk_ids", []), connection=connection):
         status = chunk.get_status() if chunk is not None else None
@@ -312,32 +352,65 @@ def cancel_fanout(connection: Redis, run_id: str, run_status: runs.RunStatus = r
                 pass
         elif status is not None and status not in ENDED:
             chunk.cancel()
-    _end_run(connection, run_id, run_status, error=error)
+    return _end_run(connection, run_id, run_status, attempt, error=error)
+
+
+def stop_gather(connection: Redis, run_id: str) -> bool:
+    """Ask the worker of a running gather job to stop it (True: asked); it then stops the run."""
+    from rq.command import send_stop_job_command
+
+    gather_id = gather_job_id(run_id)
+    if _job_status(connection, gather_id) != JobStatus.STARTED:
+        return False
+    try:
+        send_stop_job_command(connection, gather_id)
+    except (InvalidJobOperation, NoSuchJobError):
+        return False
     return True
 
 
-def end_stopped_chunk(connection: Redis, chunk: Job) -> bool:
-    """A chunk stopped from outside the service (rq-dashboard's stop): stop its whole run.
+def end_stopped_job(connection: Redis, job: Job) -> bool:
+    """A chunk or gather stopped from outside the service (API cancel, rq-dashboard's stop): stop its run.
 
     RQ never counts a stopped job as a met dependency, so the gather would never run and the
     run would hold the overlap lock until its lease ran out.
     """
-    run_id = (chunk.kwargs or {}).get("run_id") or (chunk.args[0] if chunk.args else None)
+    run_id = (job.kwargs or {}).get("run_id") or (job.args[0] if job.args else None)
     if not run_id:
         return False
-    return cancel_fanout(connection, run_id, runs.RunStatus.STOPPED, error=f"chunk {chunk.id} stopped by request")
+    attempt = (job.meta or {}).get("attempt")
+    attempt = int(attempt) if attempt is not None else None
+    error = f"{'gather' if job.id == gather_job_id(run_id) else 'chunk'} {job.id} stopped by request"
+    if job.id == gather_job_id(run_id):
+        if attempt is None:
+            with db_session():
+                row = JobRun.get_or_none(JobRun.id == run_id)
+            attempt = row.attempts if row is not None else None
+        return attempt is not None and _end_run(connection, run_id, runs.RunStatus.STOPPED, attempt, error=error)
+    return cancel_fanout(connection, run_id, runs.RunStatus.STOPPED, error=error, attempt=attempt)
 
 
-def _end_run(connection: Redis, run_id: str, status: runs.RunStatus, result: dict | None = None,
-             error: str | None = None) -> None:
-    """Record the run's outcome on its row, then free the job for new runs."""
-    try:
-        with db_session():
-            runs.mark_ended(run_id, status, result=result, error=error[-4000:] if error else None)
-    finally:
-        runs.release_slot(connection, JOB_NAME, run_id)
-        connection.eval(_RELEASE, 1, FANOUT_KEY, run_id)
+def _end_run(connection: Redis, run_id: str, status: runs.RunStatus, attempt: int | None,
+             result: dict | None = None, error: str | None = None) -> bool:
+    """Record the fanned-out attempt's outcome on its row, then free the job for new runs.
+
+    False (nothing written, nothing freed): a newer attempt took the run, or it ended.
+    """
+    error = error[-4000:] if error else None
+    with db_session():
+        if attempt is not None:
+            ended = runs.end_attempt(run_id, attempt, status, result=result, error=error)
+        else:  # jobs enqueued by an older release carry no attempt
+            row = JobRun.get_or_none(JobRun.id == run_id)
+            ended = row is not None and runs.end_if(run_id, runs.RunStatus.STARTED.value, row.attempts, status,
+                                                    result=result, error=error)
+    if not ended:
+        log.warning("forecast run %s: attempt %s no longer current; %s not recorded", run_id, attempt, status.value)
+        return False
+    runs.release_slot(connection, JOB_NAME, run_id)
+    connection.eval(_RELEASE, 1, FANOUT_KEY, run_id)
     if status == runs.RunStatus.FAILED:
         log.error("forecast run %s failed: %s", run_id, error)
     elif status != runs.RunStatus.FINISHED:
         log.info("forecast run %s %s: %s", run_id, status.value, error)
+    return True

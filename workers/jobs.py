@@ -39,6 +39,7 @@ def run_scheduled_forecast(job_id: str, settings: Settings) -> dict:
     """
     from rq import get_current_job
 
+    from app import runs
     from workers import forecast_chunks
 
     if settings.forecast_pipeline == forecast_chunks.BUILTIN:
@@ -47,6 +48,9 @@ def run_scheduled_forecast(job_id: str, settings: Settings) -> dict:
     log.info("running forecast pipeline %s", settings.forecast_pipeline)
     candidates = pipeline(settings)
     with database.atomic():
+        attempt = runs.taken_attempt(job_id)
+        if attempt is not None:
+            runs.check_attempt(job_id, attempt)  # a replaced attempt stores nothing
         outcome = store_alerts(candidates, job_id=job_id)
     # Committed first: a webhook that fails or hangs cannot lose or hold up the alerts.
     notify.notify_high_alerts(settings, outcome.created)
@@ -128,11 +132,16 @@ def _delete_in_batches(model, condition, batch_size: int) -> int:
 
 @tracked("cleanup")
 def cleanup_old_alerts(job_id: str, settings: Settings) -> dict:
-    """Delete alerts older than ALERT_RETENTION_DAYS and ended runs older than HISTORY_RETENTION_DAYS."""
+    """Delete alerts not seen for ALERT_RETENTION_DAYS and ended runs older than HISTORY_RETENTION_DAYS.
+
+    Alert retention counts from `last_seen_at`, not `created_at`: an alert first raised long ago
+    that a recent forecast saw again is still live (deleting it made the next forecast raise and
+    notify it as new).
+    """
     now = utcnow()
     alert_cutoff = now - timedelta(days=settings.alert_retention_days)
     run_cutoff = now - timedelta(days=settings.history_retention_days)
-    deleted_alerts = _delete_in_batches(Alert, Alert.created_at < alert_cutoff, settings.cleanup_batch_size)
+    deleted_alerts = _delete_in_batches(Alert, Alert.last_seen_at < alert_cutoff, settings.cleanup_batch_size)
     deleted_runs = _delete_in_batches(
         JobRun,
         (JobRun.enqueued_at < run_cutoff) & JobRun.status.in_(sorted(TERMINAL_VALUES)),

@@ -1,8 +1,14 @@
 """Run tracking inside the work-horse: each attempt is counted, each outcome recorded.
 
-Failures are recorded by the worker class after RQ has decided between retry and failure
-(`ServiceWorker.handle_job_failure`), which also covers killed and stopped work-horses.
-Job functions let exceptions propagate so RQ records them and retries.
+An attempt takes its run with `runs.mark_started` (refused when the run was canceled first:
+the body then never executes) and records its outcome fenced by its attempt number, so an
+attempt a newer one replaced can never end the row. Failures are recorded by the worker class
+after RQ has decided between retry and failure (`ServiceWorker.handle_job_failure`), which
+also covers killed and stopped work-horses. Job functions let exceptions propagate so RQ
+records them and retries.
+
+Job functions bind the database themselves when the process has not (a plain `rq worker`),
+so they run under any RQ worker.
 """
 from __future__ import annotations
 
@@ -14,11 +20,17 @@ from dataclasses import dataclass, field
 from rq import get_current_job
 
 from app import runs
-from app.config import get_settings
-from app.connections import db_session
+from app.config import Settings, get_settings
+from app.connections import bind_database, database, db_session
 from app.models import utcnow
 
 log = logging.getLogger(__name__)
+
+
+def bind_database_if_unbound(settings: Settings | None = None) -> None:
+    """Bind the models to the configured database unless this process did already."""
+    if getattr(database, "obj", None) is None:
+        bind_database(settings or get_settings())
 
 
 @dataclass(frozen=True)
@@ -26,7 +38,7 @@ class FinishedLater:
     """A body's answer when follow-up jobs finish its run (a fanned-out forecast's gather job).
 
     The wrapper then leaves the row `started` and keeps the overlap lock; the follow-up job
-    records the outcome (`runs.mark_ended`) and releases the lock (`runs.release_slot`).
+    records the outcome (`runs.end_attempt`) and releases the lock (`runs.release_slot`).
     `result` is only this job's own RQ result.
     """
 
@@ -42,20 +54,33 @@ def tracked(job_name: str):
             started_at = utcnow()  # the run starts now; connecting is part of its work
             job = get_current_job()
             settings = get_settings()
+            bind_database_if_unbound(settings)
             job_id = job.id if job is not None else "local"
             began = time.monotonic()
+            attempt = None
             with db_session():  # one connection for the run (reused if the worker keeps one)
                 if job is not None:
-                    runs.mark_started(job_id, job_name, job.origin, (job.meta or {}).get("trigger", "manual"),
-                                      started_at=started_at)
-                log.info("started %s", job_name)
-                result = body(job_id=job_id, settings=settings)
+                    try:
+                        attempt = runs.mark_started(job_id, job_name, job.origin,
+                                                    (job.meta or {}).get("trigger", "manual"), started_at=started_at)
+                    except runs.RunNotStartable as refused:
+                        log.warning("%s", refused)
+                        return {"status": "not_executed", "reason": str(refused)}
+                    runs.report_attempt(job.connection, job_id, job.worker_name, attempt)
+                log.info("started %s (attempt %s)", job_name, attempt)
+                try:
+                    result = body(job_id=job_id, settings=settings)
+                except runs.StaleAttempt as stale:  # not a failure of the run: nothing to retry
+                    log.warning("%s", stale)
+                    return {"status": "not_recorded", "reason": str(stale)}
                 if isinstance(result, FinishedLater):  # the row and the lock now belong to follow-up jobs
                     log.info("%s continues in follow-up jobs (%.2fs so far)", job_name, time.monotonic() - began)
                     return result.result
                 result.setdefault("duration_seconds", round(time.monotonic() - began, 3))
-                if job is not None:
-                    runs.mark_ended(job_id, runs.RunStatus.FINISHED, result=result)
+                if job is not None and not runs.end_attempt(job_id, attempt, runs.RunStatus.FINISHED, result=result):
+                    log.warning("%s run %s: attempt %s was replaced or the run ended; outcome not recorded",
+                                job_name, job_id, attempt)
+                    return result
             if job is not None:
                 runs.release_slot(job.connection, job_name, job_id)
             log.info("completed %s in %.2fs", job_name, time.monotonic() - began)

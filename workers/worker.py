@@ -12,10 +12,23 @@
   stop request interrupts them with `RunStopped`.
 After RQ has handled a failure (exception, hard time limit, killed or stopped run) the worker
 records the outcome on the run's history row.
+
+A work-horse never outlives its worker (Linux `PR_SET_PDEATHSIG`: an OOM kill or SIGKILL of
+the worker kills its horse too, so a retried run never executes twice at once), and every
+outcome it writes is fenced by its attempt (`app.runs`).
+
+Shutdown (SIGTERM; Heroku sends SIGKILL 30 s later) follows RQ's `HerokuWorker`: work-horses
+ignore SIGTERM and the worker interrupts the run of a forked horse at once (SIGRTMIN), and
+puts it back at the front of its queue, same run id, the attempt counted, no retry used; the
+worker then exits. A run executing in the worker process (short jobs) is given
+WORKER_SHUTDOWN_GRACE seconds to finish (warm shutdown), then is interrupted and requeued the
+same way. The database is bound in the worker's own start-up, so `rq worker -w
+workers.worker.ServiceWorker` works as `python -m workers` does.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -28,6 +41,7 @@ import redis.exceptions
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import ShutDownImminentException
 from rq.executions import Execution
 from rq.job import Job
 from rq.worker import WorkerStatus
@@ -38,12 +52,39 @@ from app.config import Settings, get_settings
 from app.connections import bind_database, database, redis_connection
 from app.logging_setup import setup_logging
 from workers.catalog import QUEUES
+from workers.tracking import bind_database_if_unbound
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+SHUTDOWN_REQUEUE_SIGNAL = signal.SIGRTMIN  # what RQ's HerokuWorker sends its work-horse
 
 
 class RunStopped(Exception):
     """Raised inside a run executing in the worker process when a stop was requested for it."""
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a work-horse: be SIGKILLed when the worker dies; exit now if it died already.
+
+    Linux only (prctl); the check of the parent afterwards closes the race where the worker
+    died between the fork and the prctl.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _in_job_code(frame) -> bool:
+    """Is `frame` (a signal handler's) inside the job's own code, not RQ's bookkeeping around it?"""
+    while frame is not None:
+        if frame.f_code is Job.perform.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class ServiceWorker(Worker):
@@ -57,10 +98,19 @@ class ServiceWorker(Worker):
     #: fork the next work-horse ahead of time (see `_start_standby`)
     standby_horse = True
 
+    #: seconds a run executing in this process may take to finish after SIGTERM before it is requeued
+    shutdown_grace = 20.0
+
     _in_process_job_id: str | None = None
     _db_used_at = 0.0
     _standby: tuple[int, int] | None = None  # (pid, write end of its pipe)
     _burst = False
+    _requeue_for_shutdown = False  # the current run is interrupted by shutdown: requeue it
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._worker_pid = os.getpid()  # a work-horse's parent, checked after its prctl
+        bind_database_if_unbound()  # `rq worker -w workers.worker.ServiceWorker` binds nothing itself
 
     def execute_job(self, job, queue):
         if job.origin in self.fork_queues:
@@ -112,10 +162,59 @@ class ServiceWorker(Worker):
         """SIGUSR1 handler: interrupt the run's own code (never RQ's bookkeeping around it)."""
         if self._in_process_job_id is None or self._stopped_job_id != self._in_process_job_id:
             return
-        while frame is not None:
-            if frame.f_code is Job.perform.__code__:
-                raise RunStopped(f"run {self._in_process_job_id} stopped by request")
-            frame = frame.f_back
+        if _in_job_code(frame):
+            raise RunStopped(f"run {self._in_process_job_id} stopped by request")
+
+    # -- shutdown (SIGTERM) ------------------------------------------------------------------
+    def setup_work_horse_signals(self):
+        """As RQ's HerokuWorker: the platform signals every process; the worker decides for its horse."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(SHUTDOWN_REQUEUE_SIGNAL, self._interrupt_for_shutdown)
+
+    def _interrupt_for_shutdown(self, signum, frame):
+        """SIGRTMIN handler: the worker shuts down; interrupt the run's own code so it is requeued."""
+        self._requeue_for_shutdown = True
+        if _in_job_code(frame):
+            raise ShutDownImminentException("worker shutting down (SIGTERM): run requeued", {})
+
+    def handle_warm_shutdown_request(self):
+        """SIGTERM: interrupt a forked run at once; give one in this process the grace period."""
+        super().handle_warm_shutdown_request()
+        if self.horse_pid:
+            log.info("shutdown: interrupting run %s in work-horse %s to requeue it", self.get_current_job_id(),
+                     self.horse_pid)
+            try:
+                os.kill(self.horse_pid, SHUTDOWN_REQUEUE_SIGNAL)
+            except ProcessLookupError:
+                pass
+        elif self._in_process_job_id is not None:
+            job_id = self._in_process_job_id
+            log.info("shutdown: run %s may finish within %gs, else it is requeued", job_id, self.shutdown_grace)
+            timer = threading.Timer(self.shutdown_grace, self._grace_over, args=(job_id,))
+            timer.daemon = True
+            timer.start()
+
+    def _grace_over(self, job_id: str) -> None:
+        if self._in_process_job_id == job_id:
+            self._requeue_for_shutdown = True
+            signal.pthread_kill(threading.main_thread().ident, SHUTDOWN_REQUEUE_SIGNAL)
+
+    def _requeue(self, job, queue, exc_string: str) -> None:
+        """Put a run interrupted by shutdown back at the front of its queue: same id, no retry used."""
+        self._requeue_for_shutdown = False
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe)
+            queue._enqueue_job(job, pipeline=pipe, at_front=True)  # what RQ's own immediate retry does
+            pipe.execute()
+        attempt = runs.taken_attempt(job.id) or runs.reported_attempt(self.connection, job.id, self.name)
+        if attempt is not None:
+            from app.connections import db_session
+
+            with db_session():
+                runs.end_attempt(job.id, attempt, runs.RunStatus.QUEUED,
+                                 error="interrupted: its worker shut down (SIGTERM); requeued")
+        log.warning("run %s requeued: its worker is shutting down", job.id)
 
     def kill_horse(self, sig=SHUTDOWN_SIGNAL):
         """Stop the current run: kill its work-horse, or interrupt it when it runs in this process.
@@ -147,9 +246,17 @@ class ServiceWorker(Worker):
         except redis.exceptions.ConnectionError as exc:
             log.warning("heartbeat for run %s failed (%s); Redis unavailable", job.id, type(exc).__name__)
 
-    def heartbeat(self, *args, **kwargs):
+    def heartbeat(self, timeout=None, pipeline=None):
+        """RQ's heartbeat, plus this worker's CPU% and RSS for the dashboard and /metrics.
+
+        A Redis outage makes it fail (RQ calls it after every job, outside any guard of its
+        own): the worker logs it and goes on; the next heartbeat catches up.
+        """
+        from app.metrics import publish_worker_resources
+
         try:
-            return super().heartbeat(*args, **kwargs)
+            super().heartbeat(timeout, pipeline=pipeline)
+            publish_worker_resources(self, pipeline)
         except redis.exceptions.ConnectionError as exc:
             log.warning("worker heartbeat failed (%s); Redis unavailable", type(exc).__name__)
 
@@ -181,6 +288,7 @@ class ServiceWorker(Worker):
     def _standby_main(self, read_fd: int) -> None:
         """The standby's life: wait for a run (EOF: the worker is gone or done), serve it, exit."""
         try:
+            die_with_parent(self._worker_pid)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             handoff = b""
@@ -220,6 +328,10 @@ class ServiceWorker(Worker):
         _close_database()  # the work-horse opens its own; a shared socket would corrupt both
         super().fork_work_horse(job, queue)
 
+    def main_work_horse(self, job, queue):
+        die_with_parent(self._worker_pid)  # both paths: RQ's fork, and the standby's hand-off
+        super().main_work_horse(job, queue)
+
     def work(self, burst: bool = False, *args, **kwargs) -> bool:
         self._burst = burst  # a burst worker (tests, one-off drains) forks on demand
         return super().work(burst, *args, **kwargs)
@@ -227,6 +339,7 @@ class ServiceWorker(Worker):
     def bootstrap(self, *args, **kwargs):
         super().bootstrap(*args, **kwargs)
         signal.signal(signal.SIGUSR1, self._raise_if_stopped)  # stops of in-process runs (`kill_horse`)
+        signal.signal(SHUTDOWN_REQUEUE_SIGNAL, self._interrupt_for_shutdown)  # in-process runs past the grace
         self._start_standby()
 
     def teardown(self):
@@ -234,22 +347,22 @@ class ServiceWorker(Worker):
         _close_database()
         super().teardown()
 
-    def heartbeat(self, timeout=None, pipeline=None):
-        """RQ's heartbeat, plus this worker's CPU% and RSS for the dashboard and /metrics."""
-        super().heartbeat(timeout, pipeline=pipeline)
-        from app.metrics import publish_worker_resources
-
-        publish_worker_resources(self, pipeline)
-
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
+        if self._requeue_for_shutdown and self._stopped_job_id != job.id:
+            try:
+                self._requeue(job, queue, exc_string)
+                return
+            except Exception:  # fall back to RQ's failure handling (retry policy)
+                log.exception("could not requeue run %s at shutdown", job.id)
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
         try:
-            status = runs.record_failure(job, self.connection, _last_line(exc_string))
+            status = runs.record_failure(job, self.connection, _last_line(exc_string), worker_name=self.name)
             log.info("run %s failed attempt recorded as %s", job.id, status.value)
-            if status == runs.RunStatus.STOPPED and job.func_name == "workers.forecast_chunks.run_chunk":
-                from workers.forecast_chunks import end_stopped_chunk
+            if status == runs.RunStatus.STOPPED and job.func_name in (
+                    "workers.forecast_chunks.run_chunk", "workers.forecast_chunks.gather"):
+                from workers.forecast_chunks import end_stopped_job
 
-                end_stopped_chunk(self.connection, job)
+                end_stopped_job(self.connection, job)
         except Exception:  # the row catches up on the next attempt; never crash the worker
             log.exception("could not record failure of run %s", job.id)
 
@@ -269,8 +382,7 @@ def _release_standby(pid: int, write_fd: int) -> None:
 
 
 def _last_line(exc_string: str) -> str:
-    lines = [line for line in (exc_string or "").strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "failed"
+    return runs.exception_summary(exc_string) or "failed"
 
 
 def preload() -> None:
@@ -293,6 +405,7 @@ def build_worker(settings: Settings, connection: Redis, queues: list[str] | None
         **kwargs,
     )
     worker.abandoned_after = settings.worker_abandoned_after
+    worker.shutdown_grace = settings.worker_shutdown_grace
     worker.fork_queues = frozenset(filter(None, settings.worker_fork_queues.split(",")))
     worker.standby_horse = settings.worker_standby_horse
     return worker

@@ -1,13 +1,21 @@
-"""Request validation (pydantic): bad input becomes a 400 JSON error before Redis or SQL sees it."""
+"""Request validation (pydantic): bad input becomes a 400 JSON error before Redis or SQL sees it.
+
+The boundary normalises or refuses what the databases and Python cannot hold: times that
+leave the datetime range once converted to UTC, NUL characters anywhere in a URL, JSON
+bodies nested past the interpreter's recursion limit or with numbers Python will not
+convert. Cursors are checked in `app.pagination` (integer ids in 64 bits, storable text).
+"""
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
 from typing import Literal
 
+from flask import request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.errors import BadRequest
+from app.pagination import unsafe_text
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 RunStatusName = Literal["queued", "scheduled", "started", "finished", "failed", "canceled", "stopped", "skipped"]
@@ -40,17 +48,44 @@ class AlertQuery(PageQuery):
     @field_validator("since")
     @classmethod
     def _as_naive_utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is not None:
+        return as_naive_utc(value)
+
+
+def as_naive_utc(value: datetime | None) -> datetime | None:
+    """A time as naive UTC (how the database stores times); ValueError when UTC has no such time."""
+    if value is not None and value.tzinfo is not None:
+        try:
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-12:00 is in the year 10000 in UTC
+            raise ValueError("out of range once converted to UTC (0001-01-01 to 9999-12-31 UTC)") from None
+    return value
+
+
+MAX_MESSAGE_NAME = 50  # characters of a client-chosen field name quoted back in an error
 
 
 def _message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "body"
+        where = ".".join(str(p)[:MAX_MESSAGE_NAME] for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
+
+
+def reject_unsafe_url() -> None:
+    """before_request, every route: a NUL (or lone surrogate) in the path or query string is a 400.
+
+    No route accepts one, PostgreSQL cannot store one, and refusing it here means no view,
+    Redis key or SQL parameter ever sees it.
+    """
+    texts = [request.path]
+    for key, values in request.args.lists():
+        texts.append(key)
+        texts.extend(values)
+    for text in texts:
+        reason = unsafe_text(text)
+        if reason is not None:
+            raise BadRequest(f"the URL {reason}")
 
 
 def parse_query(model: type[BaseModel], args) -> BaseModel:
@@ -72,7 +107,9 @@ def parse_json_body(model: type[BaseModel], raw: bytes) -> BaseModel:
         return model()
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")

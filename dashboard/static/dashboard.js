@@ -108,6 +108,14 @@
   const rqJobs = (queue, registry) =>
     urls.urlRqJobs.replace("QUEUE", encodeURIComponent(queue)).replace("REGISTRY", encodeURIComponent(registry));
 
+  // Only while RQ still holds the run's job (skipped runs never had one; ended ones expire):
+  // otherwise a note says why, instead of a link to a page that cannot show anything.
+  function rqJobLink(run, label) {
+    if (run.rq_job) return h("a", { href: rqJob(run.job_id), class: "rq-job", title: "open in rq-dashboard" }, label);
+    const why = run.status === "skipped" ? "skipped: never queued in RQ" : "RQ no longer holds this job";
+    return h("span", { class: "muted no-rq-job", title: why }, "no rq job");
+  }
+
   function runLink(id) {
     return h("a", { href: `#run-${encodeURIComponent(id)}`, class: "mono", dataset: { runId: id },
                     onclick: (event) => { event.preventDefault(); search(id); } }, id);
@@ -236,7 +244,8 @@
         h("td", null, h("span", { class: "mono" }, w.name), h("br"), h("span", { class: "muted" }, w.queues.join(", "))),
         h("td", null, badge(w.state)),
         h("td", null, w.current_job
-          ? [h("a", { href: rqJob(w.current_job), class: "mono" }, w.current_job), h("br"),
+          ? [w.current_job_exists ? h("a", { href: rqJob(w.current_job), class: "mono" }, w.current_job)
+                                  : h("span", { class: "mono" }, w.current_job), h("br"),
              h("span", { class: "muted" }, w.current_job_description || "")]
           : h("span", { class: "muted" }, "–")),
         h("td", { class: "num", title: w.last_heartbeat || "" }, fmtAge(w.heartbeat_age_seconds)),
@@ -281,7 +290,7 @@
       timeCell(run.enqueued_at),
       h("td", { class: "num" }, duration === null ? (run.started_at ? "running" : "–") : fmtDuration(duration)),
       h("td", { class: "error" }, run.error || ""),
-      withAction ? h("td", { class: "actions" }, cancelButton(run), h("a", { href: rqJob(run.job_id), title: "open in rq-dashboard" }, "rq →")) : null);
+      withAction ? h("td", { class: "actions" }, cancelButton(run), rqJobLink(run, "rq →")) : null);
   }
 
   function renderRuns(active, recent) {
@@ -421,7 +430,7 @@
         field("duration", fmtDuration(runDuration(run))),
         run.error ? field("error", h("pre", { class: "error" }, run.error)) : null,
         run.result ? field("result", h("pre", null, JSON.stringify(run.result, null, 2))) : null),
-      h("p", null, cancelButton(run), " ", h("a", { href: rqJob(run.job_id) }, "open in rq-dashboard →")));
+      h("p", null, cancelButton(run), " ", rqJobLink(run, "open in rq-dashboard →")));
   }
 
   async function search(query) {
