@@ -53,6 +53,7 @@ SCALE_FLOOR = 0.05  # floor of the running error scale, as a share of the series
 INTERMITTENT_FENCE = 3.0  # intermittent sizes above this many times their 90th percentile are cut
 ADI_INTERMITTENT = 1.32  # Syntetos-Boylan cut-off on the average inter-demand interval
 ENSEMBLE = 3  # forecasts of the best this-many candidates are averaged
+ORIGIN_DECAY = 1.0  # weight of each older origin in the selection score (1: all origins count alike)
 MIN_SELECT_ORIGINS = 4  # honest interval errors need at least this many older origins to select on
 MIN_POOLED = 1000  # fewer standardised errors than this: fall back to normal quantiles
 PROFILE_PRIOR_DAYS = 28.0  # shrinkage of an intermittent item's weekday profile towards flat
@@ -467,9 +468,10 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
 
     def choose(from_origin: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-ENSEMBLE candidates and weights by the error of origins from_origin.. (older)."""
-        cnt = cnt_origin[:, from_origin:].sum(axis=1)
+        wo = (ORIGIN_DECAY ** np.arange(per_origin.shape[1] - from_origin))[None, :, None]
+        cnt = (cnt_origin[:, from_origin:] * wo).sum(axis=1)
         with np.errstate(all="ignore"):
-            score = np.where(cnt > 0, per_origin[:, from_origin:].sum(axis=1) / np.maximum(cnt, 1), np.inf)
+            score = np.where(cnt > 0, (per_origin[:, from_origin:] * wo).sum(axis=1) / np.maximum(cnt, 1e-9), np.inf)
         score = np.where(allowed, score, np.inf)
         unscored = ~np.isfinite(score).any(axis=0)
         score = np.where(unscored[None, :], prior, score)
