@@ -284,7 +284,8 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     f32 = np.float32
     col = lambda vals: np.asarray(vals, dtype=f32)[:, None]  # noqa: E731
 
-    ets = [i for i, c in enumerate(cands) if c.kind == "ets"]
+    # trend candidates last, so the trend updates run on a slice
+    ets = sorted((i for i, c in enumerate(cands) if c.kind == "ets"), key=lambda i: cands[i].beta > 0)
     wdm = [i for i, c in enumerate(cands) if c.kind == "wdmean"]
     cro = [i for i, c in enumerate(cands) if c.kind == "croston" and not c.profiled]
     tsb = [i for i, c in enumerate(cands) if c.kind == "tsb" and not c.profiled]
@@ -307,7 +308,7 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     if g:
         sea[:, ~e_seasonal, :] = 0
     # ETS with multiplicative season: y = (l + phi b) s + e, corrections divided by s (and by l for s)
-    mets = [i for i, c in enumerate(cands) if c.kind == "mets"]
+    mets = sorted((i for i, c in enumerate(cands) if c.kind == "mets"), key=lambda i: cands[i].beta > 0)
     gm = len(mets)
     m_alpha = col([cands[i].alpha for i in mets])
     m_beta = col([cands[i].beta for i in mets])
@@ -381,35 +382,53 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
 
     start = int(first.min()) if n else days
     err = np.empty((g, n), f32)
+    tmp = np.empty((g, n), f32)
+    tr = slice(g - sum(cands[i].beta > 0 for i in ets), g)  # the trend rows of the ETS family
+    mtr = slice(gm - sum(cands[i].beta > 0 for i in mets), gm)
+    complete = ~np.isnan(yc).any(axis=0)  # days on which every series is observed
+    lo_f, hi_f = f32(SEASON_FACTOR_RANGE[0]), f32(SEASON_FACTOR_RANGE[1])
     for t in range(start, days):
         p = (t - days) % PERIOD
         yt = yc[:, t]
-        obs = ~np.isnan(yt)
-        y0 = np.where(obs, yt, f32(0))
+        if complete[t]:
+            obs = True
+            y0 = yt
+        else:
+            obs = ~np.isnan(yt)
+            y0 = np.where(obs, yt, f32(0))
         if g:
             s = sea[p]
-            np.multiply(trd, e_phi, out=trd)
-            np.add(lvl, trd, out=lvl)
+            tt = trd[tr]
+            np.multiply(tt, e_phi[tr], out=tt)
+            lvl[tr] += tt
             np.subtract(y0, lvl, out=err)
             err -= s
-            err *= obs
-            lvl += e_alpha * err
-            trd += e_beta * err
-            s += e_gamma * err
+            if obs is not True:
+                err *= obs
+            np.multiply(err, e_alpha, out=tmp)
+            lvl += tmp
+            np.multiply(err[tr], e_beta[tr], out=tmp[tr])
+            tt += tmp[tr]
+            np.multiply(err, e_gamma, out=tmp)
+            s += tmp
         if gm:
             sm = msea[p]
-            np.multiply(mtrd, m_phi, out=mtrd)
-            np.add(mlvl, mtrd, out=mlvl)  # one-step level forecast
+            mt = mtrd[mtr]
+            np.multiply(mt, m_phi[mtr], out=mt)
+            mlvl[mtr] += mt  # one-step level forecast
             np.multiply(mlvl, sm, out=merr)
             np.subtract(y0, merr, out=merr)
-            merr *= obs
+            if obs is not True:
+                merr *= obs
             np.divide(merr, sm, out=mtmp)
-            mlvl += m_alpha * mtmp
-            mtrd += m_beta * mtmp
+            mt += m_beta[mtr] * mtmp[mtr]
+            mtmp *= m_alpha
+            mlvl += mtmp
             np.maximum(mlvl, f32(1e-4), out=mlvl)
-            np.divide(merr, np.maximum(mlvl, f32(1e-3)), out=mtmp)
-            sm += m_gamma * mtmp
-            np.clip(sm, f32(SEASON_FACTOR_RANGE[0]), f32(SEASON_FACTOR_RANGE[1]), out=sm)
+            np.divide(merr, mlvl, out=mtmp)
+            mtmp *= m_gamma
+            sm += mtmp
+            np.clip(sm, lo_f, hi_f, out=sm)
         if len(rhos):
             w = wd[p]
             w += rhos * ((y0 - w) * obs)
