@@ -54,6 +54,7 @@ bench: install redis-check
 bench-forecast: install redis-check
 	$(PIP) install --quiet -r bench/requirements.txt
 	$(PY) bench/forecast_bench.py $(BENCH_ARGS)
+	$(PY) bench/forecast_real.py $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -334,3 +334,20 @@ def test_seasonal_naive_repeats_last_week_and_skips_missing() -> None:
     h2[0, -1] = np.nan
     fc2, _ = seasonal_naive(h2, 7)
     assert fc2[0, 6] == 6.0
+
+
+def test_long_horizon_keeps_the_pattern_and_widens() -> None:
+    p = predict(weekly(20, 300, noise=0.1, seed=8), 60)
+    check_guarantees(p, 20, 60)
+    width = (p.quantiles[2] - p.quantiles[0]).mean(axis=0)
+    assert width[-1] >= width[0]
+    assert np.abs(p.mean[:, 49:56].sum(axis=1) / (100 * WEEK.sum()) - 1).max() < 0.1
+
+
+def test_float32_and_integer_histories_are_accepted() -> None:
+    y = weekly(3, 100)
+    a = predict(y.astype(np.float32), 7)
+    b = predict(np.round(y).astype(np.int64), 7)
+    check_guarantees(a, 3, 7)
+    check_guarantees(b, 3, 7)
+    assert np.allclose(a.mean, b.mean, rtol=0.02)
