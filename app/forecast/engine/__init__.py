@@ -101,11 +101,15 @@ def predict(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = D
     return _fit(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress).prediction
 
 
-def _fit(*args, **kwargs) -> Fitted:  # type: ignore[no-untyped-def]
+def _fit(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
+         stale_days: int = 3, progress: Callable[[int, int], None] | None = None,
+         origins: int | None = None, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
+         keep_paths: bool = False) -> Fitted:
     """`_fit_all` with NumPy's empty-slice warnings silenced (all-NaN rows are expected input)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _fit_all(*args, **kwargs)
+        return _fit_all(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress,
+                        origins=origins, spacing=spacing, eval_horizon=eval_horizon, keep_paths=keep_paths)
 
 
 def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,

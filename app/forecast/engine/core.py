@@ -132,7 +132,6 @@ class BlockFit:
     step_ratio: np.ndarray  # (n, H) per-step median |error| / err_scale, NaN if none
     std_errors: np.ndarray  # (O, H, n) backtest errors / err_scale, NaN where missing
     paths: np.ndarray  # (O, H, n) honest backtest error paths (scaled units), for exceedance bootstraps
-    fallback_scale: np.ndarray  # (n,) spread to use when there is no backtest error
 
 
 def _phase(cols: np.ndarray | int, days: int) -> np.ndarray:
@@ -261,8 +260,7 @@ def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = 
     Op = max([p.paths.shape[0] for _, p in parts] + [1])
     out = BlockFit(mean=np.zeros((n, horizon)), method=np.zeros(n, np.int64), intermittent=intermittent,
                    err_scale=np.full(n, np.nan), step_ratio=np.full((n, H), np.nan),
-                   std_errors=np.full((O, H, n), np.nan, np.float32), paths=np.full((Op, H, n), np.nan, np.float32),
-                   fallback_scale=np.zeros(n))
+                   std_errors=np.full((O, H, n), np.nan, np.float32), paths=np.full((Op, H, n), np.nan, np.float32))
     for rows, p in parts:
         out.mean[rows] = p.mean
         out.method[rows] = p.method
@@ -270,7 +268,6 @@ def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = 
         out.step_ratio[rows] = p.step_ratio
         out.std_errors[:p.std_errors.shape[0], :, rows] = p.std_errors
         out.paths[:p.paths.shape[0], :, rows] = p.paths
-        out.fallback_scale[rows] = p.fallback_scale
     return out
 
 
@@ -532,11 +529,8 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
         scale = np.where(scale > 0, scale, np.where(have >= 2 * PERIOD, mae, np.nan))
         step = np.stack([nan_quantile_rows(absE[:, h, :].T, 0.5) for h in range(H)], axis=1) / scale[:, None]
         std = E_h / scale[None, None, :]
-        med = nan_quantile_rows(yc, 0.5)
-        mad = nan_quantile_rows(np.abs(yc - med[:, None]), 0.5)
-        fallback = np.nan_to_num(np.maximum(mad, 0.25 * np.abs(mean[:, 0])), nan=0.0)
     return BlockFit(mean=mean, method=method, intermittent=np.full(n, intermittent), err_scale=scale,
-                    step_ratio=step, std_errors=std, paths=E_h, fallback_scale=fallback)
+                    step_ratio=step, std_errors=std, paths=E_h)
 
 
 _NORMAL = NormalDist()
