@@ -60,13 +60,13 @@ PROFILE_PRIOR_DAYS = 28.0  # shrinkage of an intermittent item's weekday profile
 
 # Candidate grids (model families and their smoothing constants). Deliberately coarse: the
 # ensemble of the best few absorbs the grid's gaps, and a coarse grid overfits less.
-ETS_ALPHAS = (0.03, 0.1, 0.25, 0.5, 0.8)
+ETS_ALPHAS = (0.03, 0.1, 0.25, 0.5)
 ETS_GAMMAS = (0.03, 0.1, 0.25)
 TREND_ALPHAS = (0.1, 0.25, 0.5)
 TREND_GAMMAS = (0.03, 0.15)
 TREND_BETA_SHARE = 0.1  # trend smoothing as a share of alpha
 TREND_PHIS = (0.9, 0.98)  # trend damping: fades within about two weeks / persists over months
-SES_ALPHAS = (0.03, 0.1, 0.3, 1.0)  # 1.0: the naive forecast (random walks)
+SES_ALPHAS = (0.03, 0.1, 0.3, 0.6)  # no naive (alpha 1): it hands the last day's noise to all 14 days
 # multiplicative weekly season (the weekly swing scales with the level): (alpha, beta, gamma, phi)
 MULT_GRID = tuple((a, 0.0, g, 1.0) for a in (0.1, 0.25, 0.5) for g in (0.03, 0.1)) + \
     tuple((a, a * 0.1, 0.1, phi) for a in (0.1, 0.25) for phi in (0.9, 0.98))
