@@ -351,3 +351,22 @@ def test_float32_and_integer_histories_are_accepted() -> None:
     check_guarantees(a, 3, 7)
     check_guarantees(b, 3, 7)
     assert np.allclose(a.mean, b.mean, rtol=0.05)  # rounding to integers moves a forecast a little
+
+
+def test_read_long_csv_accepts_unordered_dates_and_rejects_bad_values(tmp_path) -> None:  # noqa: ANN001
+    p = tmp_path / "u.csv"
+    p.write_text("dataset,series,line,date,value\nd,s,L,2024-03-10,3\nd,s,L,2024-03-01,1\nd,t,L,2024-03-05,NA\n"
+                 "d,t,L,2024-02-20,2\n")
+    (ds,) = read_long_csv(str(p))
+    assert ds.start.isoformat() == "2024-02-20" and ds.values.shape == (2, 20)
+    assert ds.values[0, 10] == 1 and ds.values[0, 19] == 3 and ds.values[1, 0] == 2
+    assert np.isnan(ds.values[1, 14]) and np.isnan(ds.values[0, 0])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dataset,series,line,date,value\nd,s,L,2024-13-01,1\n")
+    with pytest.raises(BacktestError):
+        read_long_csv(str(bad))
+    bad.write_text("dataset,series,line,date,value\nd,s,L,2024-01-01,abc\n")
+    with pytest.raises(BacktestError):
+        read_long_csv(str(bad))
+    with pytest.raises(BacktestError):
+        read_long_csv(str(tmp_path / "absent.csv"))
