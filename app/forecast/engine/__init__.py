@@ -101,11 +101,15 @@ def predict(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = D
     return _fit(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress).prediction
 
 
-def _fit(*args, **kwargs) -> Fitted:  # type: ignore[no-untyped-def]
+def _fit(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
+         stale_days: int = 3, progress: Callable[[int, int], None] | None = None,
+         origins: int | None = None, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
+         keep_paths: bool = False) -> Fitted:
     """`_fit_all` with NumPy's empty-slice warnings silenced (all-NaN rows are expected input)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _fit_all(*args, **kwargs)
+        return _fit_all(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress,
+                        origins=origins, spacing=spacing, eval_horizon=eval_horizon, keep_paths=keep_paths)
 
 
 def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
@@ -156,8 +160,8 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
         mean[rows] = np.clip(np.nan_to_num(fit.mean * scale[:, None], nan=0.0, posinf=_FMAX), 0, _FMAX)
         method[rows] = np.array(core.FAMILIES, dtype=object)[fit.method]
         intermittent[rows] = fit.intermittent
-        s = np.where(np.isfinite(fit.err_scale), fit.err_scale, fit.fallback_scale)
-        spread_scale[rows] = s * scale
+        s = np.where(np.isfinite(fit.err_scale), fit.err_scale * scale, _fallback_spread(y, mean[rows]))
+        spread_scale[rows] = s
         scale_out[rows] = scale
         step_ratio[rows] = fit.step_ratio
         for cls in (False, True):
@@ -165,7 +169,7 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
             if sel.any():
                 z_pool[cls].append((fit.std_errors[:, :, sel], fit.step_ratio[sel]))
         if keep_paths:
-            path_parts.append((rows, fit.paths / np.where(s > 0, s, 1.0)[None, None, :]))
+            path_parts.append((rows, fit.paths * (scale / np.where(s > 0, s, 1.0))[None, None, :]))
         if progress is not None:
             progress(min(b0 + core.BLOCK_SERIES, total), total)
 
@@ -200,6 +204,18 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
         for rows, p in path_parts:
             paths[:p.shape[0], :, rows] = p
     return Fitted(prediction=prediction, scale=spread_scale, paths=paths)
+
+
+def _fallback_spread(y: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Spread unit (median absolute error) for series too short for a backtest: the spread of
+    their observed days, for counts at least the Poisson spread of the forecast mean, and at
+    least 10% of the mean (in original units; y: series x days, NaN missing)."""
+    with np.errstate(all="ignore"):
+        level = np.abs(mean).mean(axis=1)
+        sd = np.nan_to_num(np.nanstd(y, axis=1))
+        counts = np.all(np.isnan(y) | (np.abs(y - np.round(y)) < 1e-9), axis=1)
+        sd = np.maximum(sd, np.where(counts, np.sqrt(level), 0.0))
+        return 0.6745 * np.maximum(sd, 0.1 * level)
 
 
 def _monotone_ratio(r_h: np.ndarray) -> np.ndarray:
