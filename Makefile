@@ -79,11 +79,11 @@ REAL_DEMAND ?= ../shared/data/real-demand
 bench-forecast: install redis-check
 	$(PIP) install --quiet -r bench/requirements.txt
 	$(PY) bench/forecast_bench.py $(BENCH_ARGS)
-	@if [ -d "$(REAL_DEMAND)" ] && ls "$(REAL_DEMAND)"/*.csv* >/dev/null 2>&1; then \
+	@if [ -d "$(REAL_DEMAND)" ] && ls "$(REAL_DEMAND)"/*.csv* >/dev/null 2>&1 && [ -f bench/forecast_real.py ]; then \
 	  echo "== real data: bench/forecast_real.py on $(REAL_DEMAND)"; \
 	  $(PY) bench/forecast_real.py --data "$(REAL_DEMAND)" $(filter --quick,$(BENCH_ARGS)); \
 	else \
-	  echo "== real data: $(REAL_DEMAND) is absent; skipped (set REAL_DEMAND=DIR); the shipped bike data:"; \
+	  echo "== real data: $(REAL_DEMAND) (or bench/forecast_real.py) is absent; skipped (set REAL_DEMAND=DIR); the shipped bike data:"; \
 	  $(VENV)/bin/flask --app app backtest data/bike.csv.gz --horizon 14 --origins 6; \
 	fi
 

@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 origins, 60-series sample, no statsmodels")
     ap.add_argument("--only", action="append", default=None, help="data set names to run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-days", type=int, default=1100,
+                    help="keep only the last this-many days of each data set (the slow baselines' fit time)")
     args = ap.parse_args()
     if args.quick:
         args.origins, args.sample = min(args.origins, 2), min(args.sample, 60)
@@ -179,6 +181,8 @@ def main() -> None:
         for ds in read_long_csv(path):
             if args.only and ds.name not in args.only:
                 continue
+            if ds.values.shape[1] > args.max_days:
+                ds = Dataset(ds.name, ds.series, ds.lines, ds.start, ds.values[:, -args.max_days:])
             n, days = ds.values.shape
             rows = np.sort(rng.choice(n, size=min(n, args.sample), replace=False))
             sample = subset(ds, rows)

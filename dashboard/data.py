@@ -52,7 +52,15 @@ def dashboard_data(redis: Redis, settings: Settings) -> dict:
         "recent_runs": mark_rq_jobs(redis, recent_runs()),
         "alerts": alert_summary(now),
         "daily_report": latest_daily_report(),
+        "forecast_accuracy": forecast_accuracy(),
     }
+
+
+def forecast_accuracy(runs: int = 60) -> list[dict]:
+    """The last scored forecast runs, oldest first, for the accuracy chart (app/forecast/accuracy.py)."""
+    from app.forecast import accuracy
+
+    return list(reversed(accuracy.history(runs)))
 
 
 def mark_rq_jobs(redis: Redis, rows: list[dict]) -> list[dict]:

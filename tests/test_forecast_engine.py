@@ -334,3 +334,39 @@ def test_seasonal_naive_repeats_last_week_and_skips_missing() -> None:
     h2[0, -1] = np.nan
     fc2, _ = seasonal_naive(h2, 7)
     assert fc2[0, 6] == 6.0
+
+
+def test_long_horizon_keeps_the_pattern_and_widens() -> None:
+    p = predict(weekly(20, 300, noise=0.1, seed=8), 60)
+    check_guarantees(p, 20, 60)
+    width = (p.quantiles[2] - p.quantiles[0]).mean(axis=0)
+    assert width[-1] >= width[0]
+    assert np.abs(p.mean[:, 49:56].sum(axis=1) / (100 * WEEK.sum()) - 1).max() < 0.1
+
+
+def test_float32_and_integer_histories_are_accepted() -> None:
+    y = weekly(3, 100)
+    a = predict(y.astype(np.float32), 7)
+    b = predict(np.round(y).astype(np.int64), 7)
+    check_guarantees(a, 3, 7)
+    check_guarantees(b, 3, 7)
+    assert np.allclose(a.mean, b.mean, rtol=0.05)  # rounding to integers moves a forecast a little
+
+
+def test_read_long_csv_accepts_unordered_dates_and_rejects_bad_values(tmp_path) -> None:  # noqa: ANN001
+    p = tmp_path / "u.csv"
+    p.write_text("dataset,series,line,date,value\nd,s,L,2024-03-10,3\nd,s,L,2024-03-01,1\nd,t,L,2024-03-05,NA\n"
+                 "d,t,L,2024-02-20,2\n")
+    (ds,) = read_long_csv(str(p))
+    assert ds.start.isoformat() == "2024-02-20" and ds.values.shape == (2, 20)
+    assert ds.values[0, 10] == 1 and ds.values[0, 19] == 3 and ds.values[1, 0] == 2
+    assert np.isnan(ds.values[1, 14]) and np.isnan(ds.values[0, 0])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dataset,series,line,date,value\nd,s,L,2024-13-01,1\n")
+    with pytest.raises(BacktestError):
+        read_long_csv(str(bad))
+    bad.write_text("dataset,series,line,date,value\nd,s,L,2024-01-01,abc\n")
+    with pytest.raises(BacktestError):
+        read_long_csv(str(bad))
+    with pytest.raises(BacktestError):
+        read_long_csv(str(tmp_path / "absent.csv"))

@@ -32,6 +32,11 @@ def test_demo_data_raises_exactly_the_labelled_alerts(app):
     labelled = {f"line:{code}" for code in summary["anomalies"]["overloaded_lines"]}
     labelled |= {f"item:{s['item']}@{s['line']}" for s in summary["anomalies"]["spiking_series"]}
     assert labelled == set(summary["anomalies"]["expected_alerts"])
+    for alert in (a for a in alerts if a["type"] == "capacity_warning"):  # the probability, with the figures
+        f = alert["figures"]
+        assert alert["severity"] == "high" and f["probability"] >= 0.5
+        assert 0 < f["peak_load_p50"] <= f["peak_load_p90"] and f["capacity"] > 0
+        assert f"{f['probability'] * 100:.0f}% probability" in alert["title"]
     for alert in alerts:
         assert set(alert) == {"type", "severity", "title", "message", "subject", "figures", "fingerprint"}
         assert alert["fingerprint"].startswith(f"{alert['type']}|{alert['subject']}|")
@@ -275,3 +280,38 @@ def test_old_forecasts_are_deleted_by_the_cleanup_function(app):
         assert accuracy.delete_before(utcnow() - timedelta(days=90), batch_size=1) == 1
         assert [s.run_id for s in ForecastSnapshot.select()] == ["new"]
         assert ForecastLine.select().count() == 3
+
+
+# --- a real spike on a count series, from the database --------------------------------------------
+
+
+def test_a_spike_on_a_count_series_is_reported_while_the_forecast_stays_put(app):
+    """Items selling a few units a day (Poisson counts, explicit zeros included); one item sells 20x
+    its median on the last day. The spike rule reports it; the engine's forecast is not dragged up."""
+    settings = app.config["SETTINGS"]
+    rng = np.random.default_rng(11)
+    end = date(2025, 4, 30)
+    days = 120
+    with db_session():
+        line = ProductionLine.create(code="S1", name="Shop", daily_capacity=10_000)
+        rows = []
+        for k in range(8):
+            counts = rng.poisson(3.0 if k else 5.0, days).astype(float)
+            if k == 0:
+                counts[-1] = 20 * max(1.0, float(np.median(counts[:-7])))
+            rows += [(f"ITEM-{k}", line.id, end - timedelta(days=days - 1 - d), counts[d]) for d in range(days)]
+        DemandHistory.insert_many(rows, fields=[DemandHistory.item, DemandHistory.line, DemandHistory.day,
+                                                DemandHistory.quantity]).execute()
+    alerts = run_pipeline(settings)
+    spikes = [a for a in alerts if a["type"] == "demand_spike"]
+    assert [a["subject"] for a in spikes] == ["item:ITEM-0@S1"]
+    figures = spikes[0]["figures"]
+    assert spikes[0]["severity"] == "high" and figures["trigger"] == "recent" and figures["peak_date"] == end.isoformat()
+    assert figures["peak"] >= 100 and figures["medium_threshold"] < figures["peak"]
+
+    history = load_history()
+    spiked = predict(history.values[:1], 14).mean.sum()
+    calm = history.values[:1].copy()
+    calm[0, -1] = np.nan
+    assert spiked <= 1.5 * predict(calm, 14).mean.sum()  # the outlier does not carry into the forecast
+    assert not [a for a in alerts if a["type"] == "capacity_warning"]

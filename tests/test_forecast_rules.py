@@ -230,6 +230,15 @@ def test_usual_counts_raise_no_spike(settings):
     assert alerts == []
 
 
+def test_a_level_already_seen_in_the_weeks_before_is_no_spike(settings):
+    history = count_history(5.0)
+    _, medium, _ = rules.spike_thresholds(history, settings)
+    history[0, -20] = history[0, -1] = np.ceil(medium[0, -1]) + 2  # the same peak three weeks ago
+    assert rules.demand_spikes(history, np.full((1, 14), 5.0), [("A1", "L1")], MONDAY, settings) == []
+    history[0, -1] += 1  # a new high above its threshold
+    assert len(rules.demand_spikes(history, np.full((1, 14), 5.0), [("A1", "L1")], MONDAY, settings)) == 1
+
+
 def test_spike_ignores_missing_days(settings):
     history = count_history(20.0)
     history[0, -7:] = np.nan  # a late feed is no spike and no dip

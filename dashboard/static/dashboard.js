@@ -335,6 +335,45 @@
       runs.length ? h("ul", null, runs) : h("p", { class: "muted" }, "No runs that day."));
   }
 
+  // Forecast accuracy: MASE (left axis) and P10-P90 coverage (right axis, 0-1) per scored run.
+  function renderAccuracy(runs) {
+    if (!runs || !runs.length) {
+      fill("card-accuracy", h("p", { class: "muted" }, "No forecast scored yet: a run is scored once its horizon has passed."));
+      return;
+    }
+    const width = 960, height = 170, left = 40, right = 40, top = 8, bottom = 22;
+    const plotW = width - left - right, plotH = height - top - bottom;
+    const mases = runs.map((r) => r.mase).filter((v) => v !== null);
+    const maxMase = Math.max(1.5, ...mases);
+    const x = (i) => left + (runs.length === 1 ? plotW / 2 : (i * plotW) / (runs.length - 1));
+    const path = (key, scale) => runs.map((r, i) => (r[key] === null ? null : [x(i), top + plotH - scale(r[key]) * plotH]))
+      .filter(Boolean).map(([px, py], i) => `${i ? "L" : "M"}${px.toFixed(1)},${py.toFixed(1)}`).join(" ");
+    const last = runs[runs.length - 1];
+    const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
+                           "aria-label": `forecast accuracy of ${runs.length} scored runs` });
+    svg.append(s("line", { x1: left, y1: top + plotH + 0.5, x2: width - right, y2: top + plotH + 0.5, class: "axis" }));
+    const one = top + plotH - plotH / maxMase;
+    svg.append(s("line", { x1: left, y1: one, x2: width - right, y2: one, class: "axis ref" }));
+    svg.append(s("text", { x: left - 6, y: one + 4, "text-anchor": "end" }, "1"));
+    svg.append(s("text", { x: left - 6, y: top + 10, "text-anchor": "end" }, maxMase.toFixed(1)));
+    svg.append(s("text", { x: width - right + 6, y: top + 10 }, "100%"));
+    svg.append(s("text", { x: width - right + 6, y: top + plotH }, "0%"));
+    svg.append(s("path", { d: path("mase", (v) => v / maxMase), class: "line-mase" }));
+    svg.append(s("path", { d: path("coverage", (v) => v), class: "line-coverage" }));
+    runs.forEach((r, i) => {
+      const g = s("g", { "data-horizon": r.horizon_start });
+      g.append(s("circle", { cx: x(i), cy: top + plotH - ((r.mase ?? 0) / maxMase) * plotH, r: 2.5, class: "dot-mase" }));
+      g.append(s("title", null, `${r.horizon_start}: MASE ${r.mase === null ? "–" : r.mase.toFixed(3)}, coverage ${fmtPercent(r.coverage)} (${r.points} line-days)`));
+      svg.append(g);
+    });
+    svg.append(s("text", { x: left, y: height - 6 }, runs[0].horizon_start));
+    svg.append(s("text", { x: width - right, y: height - 6, "text-anchor": "end" }, last.horizon_start));
+    fill("card-accuracy", h("div", { class: "chart" }, svg),
+      h("div", { class: "legend" }, h("span", { class: "mase" }, "MASE (below 1: better than the weekly seasonal naive in sample)"),
+        h("span", { class: "coverage" }, "P10–P90 coverage (target 80%)"),
+        h("span", { id: "accuracy-latest" }, `latest ${last.horizon_start}: MASE ${last.mase === null ? "–" : last.mase.toFixed(3)}, coverage ${fmtPercent(last.coverage)}`)));
+  }
+
   function render(data) {
     serverNow = Date.parse(data.generated_at) || Date.now();
     renderJobs(data.jobs);
@@ -345,6 +384,7 @@
     renderRuns(data.active_runs, data.recent_runs);
     renderAlerts(data.alerts);
     renderReport(data.daily_report);
+    renderAccuracy(data.forecast_accuracy);
     root.dataset.generatedAt = data.generated_at;
     document.getElementById("refreshed").textContent = `updated ${fmtTime(data.generated_at)}:${data.generated_at.slice(17, 19)} UTC`;
   }

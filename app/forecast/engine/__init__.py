@@ -52,8 +52,12 @@ class Fitted:
 
 
 def _validate(history: np.ndarray, horizon: int, quantiles: Sequence[float]) -> np.ndarray:
+    """The history as a 2-D array (no copy when it already is a float array) after checking the
+    arguments; non-finite values are made NaN later, on the look-back window only."""
     try:
-        values = np.asarray(history, dtype=np.float64)
+        values = np.asarray(history)
+        if values.dtype.kind not in "fiub":
+            values = values.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidHistory(f"history must be a numeric (series x days) array: {exc}") from None
     if values.ndim == 1:
@@ -65,7 +69,25 @@ def _validate(history: np.ndarray, horizon: int, quantiles: Sequence[float]) -> 
     for q in quantiles:
         if not isinstance(q, (int, float, np.floating, np.integer)) or not 0.0 < float(q) < 1.0:
             raise InvalidHistory(f"quantile levels must lie strictly between 0 and 1, got {q!r}")
-    return np.where(np.isfinite(values), values, np.nan)
+    return values
+
+
+def _last_observed(values: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Column of each row's last finite value (-1 if none), reading the full history only for
+    rows with nothing in the window (in blocks: no full-size temporary)."""
+    n, days = values.shape
+    if days == 0:
+        return np.full(n, -1, np.int64)
+    wdays = window.shape[1]
+    obs = np.isfinite(window)
+    last = np.where(obs.any(axis=1), days - 1 - np.argmax(obs[:, ::-1], axis=1), -1).astype(np.int64)
+    rest = np.flatnonzero(last < 0)
+    if rest.size and days > wdays:
+        for b in range(0, rest.size, 4096):
+            rows = rest[b:b + 4096]
+            o = np.isfinite(values[rows, :days - wdays])
+            last[rows] = np.where(o.any(axis=1), days - wdays - 1 - np.argmax(o[:, ::-1], axis=1), -1)
+    return last
 
 
 def predict(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
@@ -79,25 +101,32 @@ def predict(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = D
     return _fit(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress).prediction
 
 
-def _fit(*args, **kwargs) -> Fitted:  # type: ignore[no-untyped-def]
+def _fit(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
+         stale_days: int = 3, progress: Callable[[int, int], None] | None = None,
+         origins: int | None = None, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
+         keep_paths: bool = False) -> Fitted:
     """`_fit_all` with NumPy's empty-slice warnings silenced (all-NaN rows are expected input)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _fit_all(*args, **kwargs)
+        return _fit_all(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress,
+                        origins=origins, spacing=spacing, eval_horizon=eval_horizon, keep_paths=keep_paths)
 
 
 def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
          stale_days: int = 3, progress: Callable[[int, int], None] | None = None,
-         origins: int = core.ORIGINS, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
+         origins: int | None = None, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
          keep_paths: bool = False) -> Fitted:
     values = _validate(history, horizon, quantiles)
+    origins = core.ORIGINS if origins is None else origins
     n, days = values.shape
     levels = tuple(float(q) for q in quantiles)
-    observed = ~np.isnan(values)
-    has_obs = observed.any(axis=1) if days else np.zeros(n, bool)
-    last = np.where(has_obs, days - 1 - np.argmax(observed[:, ::-1], axis=1), -1) if days else np.full(n, -1)
+    raw_window = values[:, -core.LOOKBACK_DAYS:] if days else np.zeros((n, 0))
+    with np.errstate(all="ignore"):
+        window = np.asarray(raw_window, dtype=np.float64)
+        window = np.where(np.isfinite(window), window, np.nan)  # the only copy: the look-back window
+    last = _last_observed(values, window)
+    has_obs = last >= 0
     stale = (days - 1 - last) > stale_days
-    window = values[:, -core.LOOKBACK_DAYS:] if days else np.zeros((n, 0))
     wdays = window.shape[1]
 
     mean = np.zeros((n, horizon))
@@ -131,8 +160,8 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
         mean[rows] = np.clip(np.nan_to_num(fit.mean * scale[:, None], nan=0.0, posinf=_FMAX), 0, _FMAX)
         method[rows] = np.array(core.FAMILIES, dtype=object)[fit.method]
         intermittent[rows] = fit.intermittent
-        s = np.where(np.isfinite(fit.err_scale), fit.err_scale, fit.fallback_scale)
-        spread_scale[rows] = s * scale
+        s = np.where(np.isfinite(fit.err_scale), fit.err_scale * scale, _fallback_spread(y, mean[rows]))
+        spread_scale[rows] = s
         scale_out[rows] = scale
         step_ratio[rows] = fit.step_ratio
         for cls in (False, True):
@@ -140,7 +169,7 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
             if sel.any():
                 z_pool[cls].append((fit.std_errors[:, :, sel], fit.step_ratio[sel]))
         if keep_paths:
-            path_parts.append((rows, fit.paths / np.where(s > 0, s, 1.0)[None, None, :]))
+            path_parts.append((rows, fit.paths * (scale / np.where(s > 0, s, 1.0))[None, None, :]))
         if progress is not None:
             progress(min(b0 + core.BLOCK_SERIES, total), total)
 
@@ -175,6 +204,18 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
         for rows, p in path_parts:
             paths[:p.shape[0], :, rows] = p
     return Fitted(prediction=prediction, scale=spread_scale, paths=paths)
+
+
+def _fallback_spread(y: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Spread unit (median absolute error) for series too short for a backtest: the spread of
+    their observed days, for counts at least the Poisson spread of the forecast mean, and at
+    least 10% of the mean (in original units; y: series x days, NaN missing)."""
+    with np.errstate(all="ignore"):
+        level = np.abs(mean).mean(axis=1)
+        sd = np.nan_to_num(np.nanstd(y, axis=1))
+        counts = np.all(np.isnan(y) | (np.abs(y - np.round(y)) < 1e-9), axis=1)
+        sd = np.maximum(sd, np.where(counts, np.sqrt(level), 0.0))
+        return 0.6745 * np.maximum(sd, 0.1 * level)
 
 
 def _monotone_ratio(r_h: np.ndarray) -> np.ndarray:

@@ -47,25 +47,30 @@ BLOCK_SERIES = 1024  # series fitted together: state + origin snapshots stay ~30
 MIN_TREND_DAYS = 56  # no trend before 8 weeks of data
 MIN_SEASON_DAYS = 14  # no weekly pattern before two weeks of data
 INIT_DAYS = 28  # the starting state comes from the first four weeks of each series
-CLEAN_K = 4.0  # one-step errors beyond this many running mean-absolute errors are clipped
+CLEAN_K = 2.5  # one-step errors beyond this many running mean-absolute errors (about 2 sigma, Huber) are clipped
 CLEAN_WARMUP = 14  # no clipping during a series' first two weeks (the running scale is not set yet)
 SCALE_FLOOR = 0.05  # floor of the running error scale, as a share of the series' mean (constant series)
 INTERMITTENT_FENCE = 3.0  # intermittent sizes above this many times their 90th percentile are cut
 ADI_INTERMITTENT = 1.32  # Syntetos-Boylan cut-off on the average inter-demand interval
 ENSEMBLE = 3  # forecasts of the best this-many candidates are averaged
+ORIGIN_DECAY = 1.0  # weight of each older origin in the selection score (1: all origins count alike)
 MIN_SELECT_ORIGINS = 4  # honest interval errors need at least this many older origins to select on
 MIN_POOLED = 1000  # fewer standardised errors than this: fall back to normal quantiles
 PROFILE_PRIOR_DAYS = 28.0  # shrinkage of an intermittent item's weekday profile towards flat
 
 # Candidate grids (model families and their smoothing constants). Deliberately coarse: the
 # ensemble of the best few absorbs the grid's gaps, and a coarse grid overfits less.
-ETS_ALPHAS = (0.03, 0.1, 0.25, 0.5, 0.8)
+ETS_ALPHAS = (0.03, 0.1, 0.25, 0.5)
 ETS_GAMMAS = (0.03, 0.1, 0.25)
 TREND_ALPHAS = (0.1, 0.25, 0.5)
 TREND_GAMMAS = (0.03, 0.15)
 TREND_BETA_SHARE = 0.1  # trend smoothing as a share of alpha
 TREND_PHIS = (0.9, 0.98)  # trend damping: fades within about two weeks / persists over months
-SES_ALPHAS = (0.03, 0.1, 0.3, 1.0)  # 1.0: the naive forecast (random walks)
+SES_ALPHAS = (0.03, 0.1, 0.3, 0.6)  # no naive (alpha 1): it hands the last day's noise to all 14 days
+# multiplicative weekly season (the weekly swing scales with the level): (alpha, beta, gamma, phi)
+MULT_GRID = tuple((a, 0.0, g, 1.0) for a in (0.1, 0.25, 0.5) for g in (0.03, 0.1)) + \
+    tuple((a, a * 0.1, 0.1, phi) for a in (0.1, 0.25) for phi in (0.9, 0.98))
+SEASON_FACTOR_RANGE = (0.05, 20.0)  # multiplicative season factors stay in this range
 WDMEAN_RHOS = (0.1, 0.25)
 CROSTON_ALPHAS = (0.05, 0.15)
 TSB_ALPHAS = ((0.05, 0.1), (0.15, 0.2))  # (probability, size)
@@ -76,7 +81,7 @@ PROFILE_RHO = 0.05  # weekday profile of intermittent items: a slow exponentiall
 @dataclass(frozen=True)
 class Candidate:
     family: str
-    kind: str  # "ets", "wdmean", "croston", "tsb", "adida"
+    kind: str  # "ets", "mets" (multiplicative season), "wdmean", "croston", "tsb", "adida"
     alpha: float = 0.0
     beta: float = 0.0
     gamma: float = 0.0
@@ -98,6 +103,8 @@ def _candidates() -> list[Candidate]:
     for a in SES_ALPHAS:
         out.append(Candidate("ses", "ets", a, 0.0, 0.0, 1.0, seasonal=False))
     out.append(Candidate("seasonal_naive", "ets", 0.0, 0.0, 1.0, 1.0))
+    for a, b, g, phi in MULT_GRID:
+        out.append(Candidate("ets_mult" if b == 0 else "ets_mult_damped", "mets", a, b, g, phi))
     for r in WDMEAN_RHOS:
         out.append(Candidate("weekday_mean", "wdmean", r))
     for profiled in (False, True):
@@ -124,8 +131,7 @@ class BlockFit:
     err_scale: np.ndarray  # (n,) median absolute backtest error (scaled units), NaN if none
     step_ratio: np.ndarray  # (n, H) per-step median |error| / err_scale, NaN if none
     std_errors: np.ndarray  # (O, H, n) backtest errors / err_scale, NaN where missing
-    paths: np.ndarray  # (O, H, n) raw backtest errors (scaled units), for exceedance bootstraps
-    fallback_scale: np.ndarray  # (n,) spread to use when there is no backtest error
+    paths: np.ndarray  # (O, H, n) honest backtest error paths (scaled units), for exceedance bootstraps
 
 
 def _phase(cols: np.ndarray | int, days: int) -> np.ndarray:
@@ -254,8 +260,7 @@ def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = 
     Op = max([p.paths.shape[0] for _, p in parts] + [1])
     out = BlockFit(mean=np.zeros((n, horizon)), method=np.zeros(n, np.int64), intermittent=intermittent,
                    err_scale=np.full(n, np.nan), step_ratio=np.full((n, H), np.nan),
-                   std_errors=np.full((O, H, n), np.nan, np.float32), paths=np.full((Op, H, n), np.nan, np.float32),
-                   fallback_scale=np.zeros(n))
+                   std_errors=np.full((O, H, n), np.nan, np.float32), paths=np.full((Op, H, n), np.nan, np.float32))
     for rows, p in parts:
         out.mean[rows] = p.mean
         out.method[rows] = p.method
@@ -263,7 +268,6 @@ def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = 
         out.step_ratio[rows] = p.step_ratio
         out.std_errors[:p.std_errors.shape[0], :, rows] = p.std_errors
         out.paths[:p.paths.shape[0], :, rows] = p.paths
-        out.fallback_scale[rows] = p.fallback_scale
     return out
 
 
@@ -277,7 +281,8 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     f32 = np.float32
     col = lambda vals: np.asarray(vals, dtype=f32)[:, None]  # noqa: E731
 
-    ets = [i for i, c in enumerate(cands) if c.kind == "ets"]
+    # trend candidates last, so the trend updates run on a slice
+    ets = sorted((i for i, c in enumerate(cands) if c.kind == "ets"), key=lambda i: cands[i].beta > 0)
     wdm = [i for i, c in enumerate(cands) if c.kind == "wdmean"]
     cro = [i for i, c in enumerate(cands) if c.kind == "croston" and not c.profiled]
     tsb = [i for i, c in enumerate(cands) if c.kind == "tsb" and not c.profiled]
@@ -299,6 +304,23 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     sea = np.repeat(season0[:, None, :], g, axis=1).astype(f32)  # (7, g, n)
     if g:
         sea[:, ~e_seasonal, :] = 0
+    # ETS with multiplicative season: y = (l + phi b) s + e, corrections divided by s (and by l for s)
+    mets = sorted((i for i, c in enumerate(cands) if c.kind == "mets"), key=lambda i: cands[i].beta > 0)
+    gm = len(mets)
+    m_alpha = col([cands[i].alpha for i in mets])
+    m_beta = col([cands[i].beta for i in mets])
+    m_gamma = col([cands[i].gamma for i in mets])
+    m_phi = col([cands[i].phi for i in mets])
+    with np.errstate(all="ignore"):
+        fac0 = np.where(level0[None, :] > 0, 1.0 + season0 / np.where(level0 > 0, level0, 1.0)[None, :], 1.0)
+    fac0 = np.clip(fac0, *SEASON_FACTOR_RANGE)
+    fac0 /= fac0.mean(axis=0, keepdims=True)
+    mlvl = np.repeat(np.maximum(level0, 1e-3)[None, :], gm, axis=0).astype(f32)
+    mtrd = np.zeros((gm, n), f32)
+    msea = np.repeat(fac0[:, None, :], gm, axis=1).astype(f32)  # (7, gm, n)
+    mdsum = np.cumsum(m_phi.astype(np.float64) ** np.arange(1, max(H, horizon) + 1)[None, :], axis=1).astype(f32)
+    merr = np.empty((gm, n), f32)
+    mtmp = np.empty((gm, n), f32)
     steps_all = max(H, horizon)
     dsum_all = np.cumsum(e_phi.astype(np.float64) ** np.arange(1, steps_all + 1)[None, :], axis=1).astype(f32)
     # exponentially weighted weekday means (intermittent: only the slow profile)
@@ -335,6 +357,8 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
         ph = _phase(np.arange(t + 1, t + 1 + steps), days)
         if g:
             out[ets] = lvl[:, None, :] + dsum_all[:, :steps, None] * trd[:, None, :] + np.moveaxis(sea[ph], 0, 1)
+        if gm:
+            out[mets] = (mlvl[:, None, :] + mdsum[:, :steps, None] * mtrd[:, None, :]) * np.moveaxis(msea[ph], 0, 1)
         wdv = wd[ph]  # (steps, r, n)
         if wdm:
             out[wdm] = np.moveaxis(wdv[:, :len(wdm), :], 0, 1)
@@ -355,21 +379,53 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
 
     start = int(first.min()) if n else days
     err = np.empty((g, n), f32)
+    tmp = np.empty((g, n), f32)
+    tr = slice(g - sum(cands[i].beta > 0 for i in ets), g)  # the trend rows of the ETS family
+    mtr = slice(gm - sum(cands[i].beta > 0 for i in mets), gm)
+    complete = ~np.isnan(yc).any(axis=0)  # days on which every series is observed
+    lo_f, hi_f = f32(SEASON_FACTOR_RANGE[0]), f32(SEASON_FACTOR_RANGE[1])
     for t in range(start, days):
         p = (t - days) % PERIOD
         yt = yc[:, t]
-        obs = ~np.isnan(yt)
-        y0 = np.where(obs, yt, f32(0))
+        if complete[t]:
+            obs = True
+            y0 = yt
+        else:
+            obs = ~np.isnan(yt)
+            y0 = np.where(obs, yt, f32(0))
         if g:
             s = sea[p]
-            np.multiply(trd, e_phi, out=trd)
-            np.add(lvl, trd, out=lvl)
+            tt = trd[tr]
+            np.multiply(tt, e_phi[tr], out=tt)
+            lvl[tr] += tt
             np.subtract(y0, lvl, out=err)
             err -= s
-            err *= obs
-            lvl += e_alpha * err
-            trd += e_beta * err
-            s += e_gamma * err
+            if obs is not True:
+                err *= obs
+            np.multiply(err, e_alpha, out=tmp)
+            lvl += tmp
+            np.multiply(err[tr], e_beta[tr], out=tmp[tr])
+            tt += tmp[tr]
+            np.multiply(err, e_gamma, out=tmp)
+            s += tmp
+        if gm:
+            sm = msea[p]
+            mt = mtrd[mtr]
+            np.multiply(mt, m_phi[mtr], out=mt)
+            mlvl[mtr] += mt  # one-step level forecast
+            np.multiply(mlvl, sm, out=merr)
+            np.subtract(y0, merr, out=merr)
+            if obs is not True:
+                merr *= obs
+            np.divide(merr, sm, out=mtmp)
+            mt += m_beta[mtr] * mtmp[mtr]
+            mtmp *= m_alpha
+            mlvl += mtmp
+            np.maximum(mlvl, f32(1e-4), out=mlvl)
+            np.divide(merr, mlvl, out=mtmp)
+            mtmp *= m_gamma
+            sm += mtmp
+            np.clip(sm, lo_f, hi_f, out=sm)
         if len(rhos):
             w = wd[p]
             w += rhos * ((y0 - w) * obs)
@@ -399,9 +455,9 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     history_days = days - first  # days since the first sale (NaN days included)
     allowed = np.ones((C, n), bool)
     for i, c in enumerate(cands):
-        if c.beta > 0 and c.kind == "ets":
+        if c.beta > 0 and c.kind in ("ets", "mets"):
             allowed[i] &= history_days >= MIN_TREND_DAYS
-        if c.kind in ("ets", "wdmean") and c.seasonal:
+        if c.kind in ("ets", "mets", "wdmean") and c.seasonal:
             allowed[i] &= history_days >= (PERIOD if c.family == "seasonal_naive" else MIN_SEASON_DAYS)
     if intermittent:
         default = next(i for i, c in enumerate(cands) if c.family == "tsb" and not c.profiled)
@@ -428,9 +484,10 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
 
     def choose(from_origin: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-ENSEMBLE candidates and weights by the error of origins from_origin.. (older)."""
-        cnt = cnt_origin[:, from_origin:].sum(axis=1)
+        wo = (ORIGIN_DECAY ** np.arange(per_origin.shape[1] - from_origin))[None, :, None]
+        cnt = (cnt_origin[:, from_origin:] * wo).sum(axis=1)
         with np.errstate(all="ignore"):
-            score = np.where(cnt > 0, per_origin[:, from_origin:].sum(axis=1) / np.maximum(cnt, 1), np.inf)
+            score = np.where(cnt > 0, (per_origin[:, from_origin:] * wo).sum(axis=1) / np.maximum(cnt, 1e-9), np.inf)
         score = np.where(allowed, score, np.inf)
         unscored = ~np.isfinite(score).any(axis=0)
         score = np.where(unscored[None, :], prior, score)
@@ -472,11 +529,8 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
         scale = np.where(scale > 0, scale, np.where(have >= 2 * PERIOD, mae, np.nan))
         step = np.stack([nan_quantile_rows(absE[:, h, :].T, 0.5) for h in range(H)], axis=1) / scale[:, None]
         std = E_h / scale[None, None, :]
-        med = nan_quantile_rows(yc, 0.5)
-        mad = nan_quantile_rows(np.abs(yc - med[:, None]), 0.5)
-        fallback = np.nan_to_num(np.maximum(mad, 0.25 * np.abs(mean[:, 0])), nan=0.0)
     return BlockFit(mean=mean, method=method, intermittent=np.full(n, intermittent), err_scale=scale,
-                    step_ratio=step, std_errors=std, paths=E, fallback_scale=fallback)
+                    step_ratio=step, std_errors=std, paths=E_h)
 
 
 _NORMAL = NormalDist()
