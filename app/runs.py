@@ -492,8 +492,9 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
     A worker killed outright leaves its run `started`; RQ's maintenance later retries it
     (queued/scheduled again) or fails it. A run that failed before any attempt took it (a
     worker that could not start it) ends `failed` with RQ's reason. A waiting run whose RQ job
-    was deleted (rq-dashboard) is canceled at once (`cancel_vanished`); a started run whose job
-    vanished (Redis lost its data) is failed once it is older than the hard time limit.
+    was deleted (rq-dashboard) is canceled at once (`cancel_vanished`); any other run whose job
+    vanished (Redis lost its data: a work-horse may still run it) is failed once it is older
+    than the hard time limit.
     Every write is a compare-and-set on what was read. Returns how many rows changed.
     """
     rows = list(
@@ -515,7 +516,7 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
         if rq_status is None:
             if row.status in WAITING_VALUES and job_vanished(redis, row.id, row.queue):
                 changed += cancel_vanished(redis, row)
-            elif row.status == RunStatus.STARTED.value and row.enqueued_at.timestamp() < lost_before:
+            elif row.enqueued_at.timestamp() < lost_before:  # a horse may have run it: wait out its time limit
                 if end_if(row.id, row.status, row.attempts, RunStatus.FAILED, error="lost: the job vanished from Redis"):
                     release_slot(redis, row.job_name, row.id)
                     changed += 1
