@@ -1,7 +1,8 @@
 """A run's life with real workers, Redis and databases: cancel races, killed and shut-down workers,
 deleted RQ jobs, attempt fences, the RQ command line.
 
-Each test reproduces a defect of issue 11 (points 2, 3, 5, 6, 8, 9); the docstrings say which.
+Each test reproduces a defect of issue 11 (points 2, 3, 5, 6 and 8; point 9, shutdown, is in
+tests/test_faults_worker.py) and failed before its fix.
 """
 from __future__ import annotations
 
@@ -15,18 +16,18 @@ from pathlib import Path
 
 import peewee
 import pytest
+from playhouse.migrate import SchemaMigrator
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue
 from rq.job import Job, JobStatus
-from rq.registry import ScheduledJobRegistry
 from rq.worker.base import BaseWorker
 
 from app import runs
 from app.alert_store import store_alerts
 from app.connections import database, db_session
 from app.forecast.demo import seed_demo
+from app.migrations import MIGRATIONS_DIR, MigrationContext, Step
 from app.models import Alert, JobRun, utcnow
-from tests.test_faults_worker import kill_tree
 from tests.test_job_policies import use, wait_for
 from tests.test_jobs_api import trigger
 from workers.forecast_chunks import chunk_job_id, gather_job_id
@@ -177,17 +178,12 @@ class TestOpenAlertGuard:
         assert (outcomes["first"].new, outcomes["second"].updated) == (1, 1)
 
     def test_migration_resolves_open_duplicates_and_adds_the_guard(self, app, database_url):
-        from app.migrations import MIGRATIONS_DIR, Step
-
         with db_session() as db:
             db.execute_sql('DROP INDEX IF EXISTS "alerts_open_fingerprint"')
             for job_id in ("a", "b"):
                 Alert.create(type="t", severity="low", title="t", message="m", subject="s", fingerprint="f",
                              job_id=job_id)
             step = Step("0003", "0003_open_alert_unique", MIGRATIONS_DIR / "0003_open_alert_unique.py")
-            from app.migrations import MigrationContext
-            from playhouse.migrate import SchemaMigrator
-
             with db.atomic():
                 step.load().upgrade(MigrationContext(db=db, migrator=SchemaMigrator.from_database(db.obj)))
             assert [(a.job_id, a.resolved) for a in Alert.select().order_by(Alert.id)] == [("a", False), ("b", True)]
