@@ -107,6 +107,27 @@ class TestCancelRace:
         wait_for(lambda: run_of(run_id).status == "stopped")
         assert trigger(client, auth).status_code == 202
 
+    def test_a_stop_outlives_the_worker_that_should_have_carried_it_out(self, app, client, auth, redis, run_worker):
+        """202 "stopping", but the run's worker died before it could stop it: when the run is found
+        abandoned and retried, the retry stops at once instead of executing."""
+        run_id = trigger(client, auth).get_json()["job_id"]
+        queue = Queue("forecast", connection=redis)
+        job = Job.fetch(run_id, connection=redis)
+        queue.remove(job)  # as a killed worker leaves it: taken, started, its worker gone
+        job.worker_name = "killed-worker"
+        job.save()
+        job.set_status(JobStatus.STARTED)
+        with db_session():
+            JobRun.update(status="started", attempts=1, started_at=utcnow()).where(JobRun.id == run_id).execute()
+        response = client.post(f"/api/jobs/forecast/{run_id}/cancel", headers=auth)
+        assert response.status_code == 202
+        queue.enqueue_job(job)  # what RQ's abandoned-job handling does with a run that has retries left
+        run_worker(["forecast"])
+        run = run_of(run_id)
+        assert (run.status, run.attempts, run.error) == ("stopped", 2, "stopped by request")
+        assert alerts_of(run_id) == 0
+        assert trigger(client, auth).status_code == 202
+
     def test_trigger_then_cancel_at_once_with_two_workers(self, client, auth, redis, start_process):
         """The outside test's rounds: trigger, cancel within milliseconds, trigger again, two workers.
         A 200 "canceled" run never starts; runs never overlap."""
