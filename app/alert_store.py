@@ -60,7 +60,6 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
         if existing is None:
             try:
                 with database.atomic():  # a savepoint: only this insert is undone on a conflict
-                    existing = None
                     alert = Alert.create(
                         type=candidate["type"], severity=candidate["severity"], title=candidate["title"],
                         message=candidate["message"], source=source, job_id=job_id, subject=candidate["subject"],

@@ -73,6 +73,9 @@ PENDING_TTL = 60  # a lock taken by an enqueuer that died before enqueuing frees
 # Which attempt a worker's work-horse took, by worker name, for the worker's own failure record.
 ATTEMPT_KEY = "forecast-service:attempt:{run_id}"
 ATTEMPT_KEY_TTL = 7 * 24 * 3600
+# A stop asked for through the API: a later attempt of the run (its worker died before it could
+# stop it, and the run was found abandoned and retried) stops at once instead of executing.
+STOP_KEY = "forecast-service:stop:{run_id}"
 # Reconcile cancels a waiting run whose RQ job is gone only once the row is this old: a row is
 # written just before its job reaches Redis (the enqueue window; its lock is pending then too).
 VANISHED_GRACE_SECONDS = 2.0
@@ -298,8 +301,9 @@ def enqueue_run(
     except BaseException as exc:
         log.error("enqueue of %s run %s failed: %s", job_name, run_id, type(exc).__name__)
         try:
-            with db_session():
-                mark_ended(run_id, RunStatus.FAILED, error=f"could not enqueue: {type(exc).__name__}")
+            with db_session():  # unless a worker took it (the job reached Redis after all)
+                end_if(run_id, RunStatus.QUEUED.value, 0, RunStatus.FAILED,
+                       error=f"could not enqueue: {type(exc).__name__}")
         finally:
             try:
                 release_slot(redis, spec.name, run_id)
@@ -378,6 +382,20 @@ def mark_started(run_id: str, job_name: str, queue: str, trigger: str = "manual"
 def taken_attempt(run_id: str) -> int | None:
     """The attempt of `run_id` this process took, if it took one."""
     return _taken[1] if _taken is not None and _taken[0] == run_id else None
+
+
+def stop_requested(redis: Redis, run_id: str) -> bool:
+    """Was a stop of this run asked for (202 "stopping") that no attempt has carried out yet?"""
+    return bool(redis.exists(STOP_KEY.format(run_id=run_id)))
+
+
+def end_stopped_attempt(redis: Redis, run_id: str, job_name: str, attempt: int) -> bool:
+    """An attempt that finds a stop pending ends the run `stopped` before executing anything."""
+    if not end_attempt(run_id, attempt, RunStatus.STOPPED, error="stopped by request"):
+        return False
+    redis.delete(STOP_KEY.format(run_id=run_id))
+    release_slot(redis, job_name, run_id)
+    return True
 
 
 def report_attempt(redis: Redis, run_id: str, worker_name: str | None, attempt: int) -> None:
@@ -463,6 +481,8 @@ def record_failure(job: Job, redis: Redis, error: str, worker_name: str | None =
     if not written:
         log.warning("run %s: failure of a replaced or ended attempt not recorded (%s)", job.id, status.value)
     elif status in TERMINAL and job_name:
+        if status == RunStatus.STOPPED:
+            redis.delete(STOP_KEY.format(run_id=job.id))
         release_slot(redis, job_name, job.id)
     return status
 
@@ -492,8 +512,9 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
     A worker killed outright leaves its run `started`; RQ's maintenance later retries it
     (queued/scheduled again) or fails it. A run that failed before any attempt took it (a
     worker that could not start it) ends `failed` with RQ's reason. A waiting run whose RQ job
-    was deleted (rq-dashboard) is canceled at once (`cancel_vanished`); a started run whose job
-    vanished (Redis lost its data) is failed once it is older than the hard time limit.
+    was deleted (rq-dashboard) is canceled at once (`cancel_vanished`); any other run whose job
+    vanished (Redis lost its data: a work-horse may still run it) is failed once it is older
+    than the hard time limit.
     Every write is a compare-and-set on what was read. Returns how many rows changed.
     """
     rows = list(
@@ -515,7 +536,7 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
         if rq_status is None:
             if row.status in WAITING_VALUES and job_vanished(redis, row.id, row.queue):
                 changed += cancel_vanished(redis, row)
-            elif row.status == RunStatus.STARTED.value and row.enqueued_at.timestamp() < lost_before:
+            elif row.enqueued_at.timestamp() < lost_before:  # a horse may have run it: wait out its time limit
                 if end_if(row.id, row.status, row.attempts, RunStatus.FAILED, error="lost: the job vanished from Redis"):
                     release_slot(redis, row.job_name, row.id)
                     changed += 1
@@ -568,10 +589,12 @@ def cancel_run(job_name: str, run_id: str, *, redis: Redis) -> RunStatus:
             from rq.command import send_stop_job_command
 
             try:
+                redis.set(STOP_KEY.format(run_id=run_id), 1, ex=ATTEMPT_KEY_TTL)
                 send_stop_job_command(redis, run_id)
                 log.info("%s run %s: stop requested", job_name, run_id, extra={"job_id": run_id, "job_name": job_name})
                 return RunStatus.STARTED
             except (InvalidJobOperation, NoSuchJobError):
+                redis.delete(STOP_KEY.format(run_id=run_id))
                 continue  # it ended meanwhile: look again
         if run.status == RunStatus.STARTED.value and rq_status == JobStatus.FINISHED:
             # The run's own job is done but its row is open: a fanned-out forecast in its chunks.

@@ -1,7 +1,8 @@
 """A run's life with real workers, Redis and databases: cancel races, killed and shut-down workers,
 deleted RQ jobs, attempt fences, the RQ command line.
 
-Each test reproduces a defect of issue 11 (points 2, 3, 5, 6, 8, 9); the docstrings say which.
+Each test reproduces a defect of issue 11 (points 2, 3, 5, 6 and 8; point 9, shutdown, is in
+tests/test_faults_worker.py) and failed before its fix.
 """
 from __future__ import annotations
 
@@ -15,18 +16,18 @@ from pathlib import Path
 
 import peewee
 import pytest
+from playhouse.migrate import SchemaMigrator
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue
 from rq.job import Job, JobStatus
-from rq.registry import ScheduledJobRegistry
 from rq.worker.base import BaseWorker
 
 from app import runs
 from app.alert_store import store_alerts
 from app.connections import database, db_session
 from app.forecast.demo import seed_demo
+from app.migrations import MIGRATIONS_DIR, MigrationContext, Step
 from app.models import Alert, JobRun, utcnow
-from tests.test_faults_worker import kill_tree
 from tests.test_job_policies import use, wait_for
 from tests.test_jobs_api import trigger
 from workers.forecast_chunks import chunk_job_id, gather_job_id
@@ -106,6 +107,27 @@ class TestCancelRace:
         wait_for(lambda: run_of(run_id).status == "stopped")
         assert trigger(client, auth).status_code == 202
 
+    def test_a_stop_outlives_the_worker_that_should_have_carried_it_out(self, app, client, auth, redis, run_worker):
+        """202 "stopping", but the run's worker died before it could stop it: when the run is found
+        abandoned and retried, the retry stops at once instead of executing."""
+        run_id = trigger(client, auth).get_json()["job_id"]
+        queue = Queue("forecast", connection=redis)
+        job = Job.fetch(run_id, connection=redis)
+        queue.remove(job)  # as a killed worker leaves it: taken, started, its worker gone
+        job.worker_name = "killed-worker"
+        job.save()
+        job.set_status(JobStatus.STARTED)
+        with db_session():
+            JobRun.update(status="started", attempts=1, started_at=utcnow()).where(JobRun.id == run_id).execute()
+        response = client.post(f"/api/jobs/forecast/{run_id}/cancel", headers=auth)
+        assert response.status_code == 202
+        queue.enqueue_job(job)  # what RQ's abandoned-job handling does with a run that has retries left
+        run_worker(["forecast"])
+        run = run_of(run_id)
+        assert (run.status, run.attempts, run.error) == ("stopped", 2, "stopped by request")
+        assert alerts_of(run_id) == 0
+        assert trigger(client, auth).status_code == 202
+
     def test_trigger_then_cancel_at_once_with_two_workers(self, client, auth, redis, start_process):
         """The outside test's rounds: trigger, cancel within milliseconds, trigger again, two workers.
         A 200 "canceled" run never starts; runs never overlap."""
@@ -177,17 +199,12 @@ class TestOpenAlertGuard:
         assert (outcomes["first"].new, outcomes["second"].updated) == (1, 1)
 
     def test_migration_resolves_open_duplicates_and_adds_the_guard(self, app, database_url):
-        from app.migrations import MIGRATIONS_DIR, Step
-
         with db_session() as db:
             db.execute_sql('DROP INDEX IF EXISTS "alerts_open_fingerprint"')
             for job_id in ("a", "b"):
                 Alert.create(type="t", severity="low", title="t", message="m", subject="s", fingerprint="f",
                              job_id=job_id)
             step = Step("0003", "0003_open_alert_unique", MIGRATIONS_DIR / "0003_open_alert_unique.py")
-            from app.migrations import MigrationContext
-            from playhouse.migrate import SchemaMigrator
-
             with db.atomic():
                 step.load().upgrade(MigrationContext(db=db, migrator=SchemaMigrator.from_database(db.obj)))
             assert [(a.job_id, a.resolved) for a in Alert.select().order_by(Alert.id)] == [("a", False), ("b", True)]

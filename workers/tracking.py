@@ -67,6 +67,10 @@ def tracked(job_name: str):
                         log.warning("%s", refused)
                         return {"status": "not_executed", "reason": str(refused)}
                     runs.report_attempt(job.connection, job_id, job.worker_name, attempt)
+                    if runs.stop_requested(job.connection, job_id):  # asked while an earlier attempt ran
+                        runs.end_stopped_attempt(job.connection, job_id, job_name, attempt)
+                        log.warning("%s run %s stopped by request before attempt %s began", job_name, job_id, attempt)
+                        return {"status": "stopped", "reason": "stopped by request"}
                 log.info("started %s (attempt %s)", job_name, attempt)
                 try:
                     result = body(job_id=job_id, settings=settings)

@@ -173,17 +173,24 @@ class ServiceWorker(Worker):
         signal.signal(SHUTDOWN_REQUEUE_SIGNAL, self._interrupt_for_shutdown)
 
     def _interrupt_for_shutdown(self, signum, frame):
-        """SIGRTMIN handler: the worker shuts down; interrupt the run's own code so it is requeued."""
+        """SIGRTMIN handler: the worker shuts down; interrupt the run's own code so it is requeued.
+
+        Outside the run's code (RQ's bookkeeping before or after it) nothing is interrupted: the
+        signal comes back in a moment, until the run's code is reached or the run has ended.
+        """
         self._requeue_for_shutdown = True
         if _in_job_code(frame):
             raise ShutDownImminentException("worker shutting down (SIGTERM): run requeued", {})
+        if self._is_horse or self._in_process_job_id is not None:
+            timer = threading.Timer(0.1, os.kill, args=(os.getpid(), SHUTDOWN_REQUEUE_SIGNAL))
+            timer.daemon = True
+            timer.start()
 
     def handle_warm_shutdown_request(self):
         """SIGTERM: interrupt a forked run at once; give one in this process the grace period."""
         super().handle_warm_shutdown_request()
         if self.horse_pid:
-            log.info("shutdown: interrupting run %s in work-horse %s to requeue it", self.get_current_job_id(),
-                     self.horse_pid)
+            log.info("shutdown: interrupting the run of work-horse %s to requeue it", self.horse_pid)
             try:
                 os.kill(self.horse_pid, SHUTDOWN_REQUEUE_SIGNAL)
             except ProcessLookupError:
@@ -194,6 +201,12 @@ class ServiceWorker(Worker):
             timer = threading.Timer(self.shutdown_grace, self._grace_over, args=(job_id,))
             timer.daemon = True
             timer.start()
+
+    def perform_job(self, job, queue) -> bool:
+        if self._requeue_for_shutdown:  # the shutdown came while the run was being handed over
+            self._requeue(job, queue, "")
+            return False
+        return super().perform_job(job, queue)
 
     def _grace_over(self, job_id: str) -> None:
         if self._in_process_job_id == job_id:
@@ -291,6 +304,7 @@ class ServiceWorker(Worker):
             die_with_parent(self._worker_pid)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(SHUTDOWN_REQUEUE_SIGNAL, self._interrupt_for_shutdown)  # a shutdown during the hand-off
             handoff = b""
             while not handoff.endswith(b"\n"):
                 chunk = os.read(read_fd, 512)
