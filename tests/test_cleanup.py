@@ -65,3 +65,21 @@ def test_retention_reads_an_index_on_last_seen_at(client):
             database.execute_sql("SET LOCAL enable_seqscan = off")
             plan = " ".join(row[0] for row in database.execute_sql(f"EXPLAIN {sql}", params).fetchall())
     assert "alerts_last_seen_at" in plan, plan
+
+
+def test_recorded_forecasts_are_kept_as_long_as_the_run_history(client, auth, run_worker, app):
+    """What past forecast runs predicted (for accuracy scoring) ages out with HISTORY_RETENTION_DAYS."""
+    from app.forecast import demo, pipeline
+    from app.models import ForecastSnapshot
+
+    settings = app.config["SETTINGS"]
+    demo.seed_demo(items=4, days=60, seed=3)
+    pipeline.run_builtin(settings, run_id="old-run")
+    pipeline.run_builtin(settings, run_id="recent-run")
+    ForecastSnapshot.update(created_at=utcnow() - timedelta(days=settings.history_retention_days + 1)).where(
+        ForecastSnapshot.run_id == "old-run").execute()
+
+    result = _run_cleanup(client, auth, run_worker)
+
+    assert result["deleted_forecasts"] == 1
+    assert [s.run_id for s in ForecastSnapshot.select()] == ["recent-run"]

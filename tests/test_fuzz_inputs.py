@@ -188,6 +188,7 @@ ROUTES = [
     ("GET", "/api/reports", {}, ["limit", "cursor"], False, "token"),
     ("GET", "/api/reports/daily", {}, ["date"], False, "token"),
     ("GET", "/api/schedules", {}, [], False, "token"),
+    ("GET", "/api/forecast/accuracy", {}, ["limit", "line"], False, "token"),
     ("POST", "/api/schedules/<name>/pause", {"name": JOB_NAMES}, [], True, "token"),
     ("POST", "/api/schedules/<name>/resume", {"name": JOB_NAMES}, [], True, "token"),
     ("POST", "/api/schedules/<name>/run", {"name": JOB_NAMES}, [], True, "token"),

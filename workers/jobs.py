@@ -10,6 +10,7 @@ import peewee
 from app import notify
 from app.alert_store import store_alerts
 from app.config import Settings
+from app.forecast import accuracy
 from app.connections import database
 from app.models import Alert, DailySummary, JobRun, utcnow
 from app.runs import TERMINAL_VALUES
@@ -132,7 +133,7 @@ def _delete_in_batches(model, condition, batch_size: int) -> int:
 
 @tracked("cleanup")
 def cleanup_old_alerts(job_id: str, settings: Settings) -> dict:
-    """Delete alerts not seen for ALERT_RETENTION_DAYS and ended runs older than HISTORY_RETENTION_DAYS.
+    """Delete alerts not seen for ALERT_RETENTION_DAYS; ended runs and recorded forecasts older than HISTORY_RETENTION_DAYS.
 
     Alert retention counts from `last_seen_at`, not `created_at`: an alert first raised long ago
     that a recent forecast saw again is still live (deleting it made the next forecast raise and
@@ -147,6 +148,9 @@ def cleanup_old_alerts(job_id: str, settings: Settings) -> dict:
         (JobRun.enqueued_at < run_cutoff) & JobRun.status.in_(sorted(TERMINAL_VALUES)),
         settings.cleanup_batch_size,
     )
-    log.info("cleanup deleted %d alerts and %d runs", deleted_alerts, deleted_runs)
+    # What past forecast runs predicted (scored for accuracy) lives as long as the run history.
+    deleted_forecasts = accuracy.delete_before(run_cutoff, settings.cleanup_batch_size)
+    log.info("cleanup deleted %d alerts, %d runs and %d recorded forecasts", deleted_alerts, deleted_runs,
+             deleted_forecasts)
     return {"status": "completed", "deleted_alerts": deleted_alerts, "deleted_runs": deleted_runs,
-            "alert_cutoff": alert_cutoff.isoformat() + "Z"}
+            "deleted_forecasts": deleted_forecasts, "alert_cutoff": alert_cutoff.isoformat() + "Z"}
