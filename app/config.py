@@ -109,9 +109,11 @@ class Settings(BaseSettings):
     # A series whose data ends more than this many days before the horizon start is stale: a
     # `stale_data` alert for its line, never read as zero demand (app/forecast/pipeline.py).
     forecast_stale_days: int = Field(3, ge=0, le=365)
-    capacity_high_utilisation: float = 1.00
-    capacity_medium_utilisation: float = 0.90
-    capacity_low_utilisation: float = 0.80
+    # Capacity-warning severity: the probability that a line's load exceeds its capacity on some
+    # day of the horizon (app/forecast/rules.py).
+    capacity_high_probability: float = Field(0.5, gt=0, le=1)
+    capacity_medium_probability: float = Field(0.2, gt=0, le=1)
+    capacity_low_probability: float = Field(0.1, gt=0, le=1)
     spike_medium_score: float = 4.0
     spike_high_score: float = 8.0
     # Fan-out: a built-in forecast run with more series than the threshold is split into chunk
@@ -170,6 +172,13 @@ class Settings(BaseSettings):
         if value not in ("text", "json"):
             raise ValueError("LOG_FORMAT must be 'text' or 'json'")
         return value
+
+    @model_validator(mode="after")
+    def _capacity_levels_in_order(self) -> "Settings":
+        if not self.capacity_high_probability >= self.capacity_medium_probability >= self.capacity_low_probability:
+            raise ValueError("CAPACITY_HIGH_PROBABILITY >= CAPACITY_MEDIUM_PROBABILITY >= CAPACITY_LOW_PROBABILITY "
+                             "is required")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> "Settings":

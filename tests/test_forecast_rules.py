@@ -36,6 +36,18 @@ def test_capacity_severity_follows_the_probability(probability, severity):
     assert rules.capacity_severity(probability) == severity
 
 
+def test_capacity_severity_levels_come_from_the_settings():
+    from app.config import Settings
+
+    settings = Settings(_env_file=None, capacity_high_probability=0.9, capacity_medium_probability=0.6,
+                        capacity_low_probability=0.3)
+    levels = rules.capacity_levels(settings)
+    assert [rules.capacity_severity(p, levels) for p in (0.25, 0.3, 0.6, 0.89, 0.9)] == \
+        [None, "low", "medium", "medium", "high"]
+    with pytest.raises(ValueError, match="CAPACITY_HIGH_PROBABILITY >= CAPACITY_MEDIUM_PROBABILITY"):
+        Settings(_env_file=None, capacity_high_probability=0.1, capacity_medium_probability=0.2)
+
+
 def capacity_alert(capacity: float, level: float = 100.0, history: np.ndarray | None = None):
     history = weekly(level) if history is None else history
     p = predict(history[None, :], 14)

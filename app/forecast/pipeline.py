@@ -331,7 +331,7 @@ def finish(part: Part, horizon_start: date, capacities: dict[str, float], line_n
     horizon = settings.forecast_horizon_days
     bands = line_forecasts(part.lines, horizon, settings.forecast_stale_days)
     alerts = rules.capacity_warnings(part.lines, capacities, horizon, horizon_start, line_names, bands,
-                                     counts=part.counts)
+                                     counts=part.counts, levels=rules.capacity_levels(settings))
     stale = rules.stale_alerts(part.lines, horizon_start, settings.forecast_stale_days, line_names)
     part.summary = {
         "horizon_start": horizon_start.isoformat(),

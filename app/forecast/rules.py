@@ -31,10 +31,12 @@ from app.forecast.engine import exceedance_probability, spike_threshold
 SPIKE_RECENT_DAYS = 7  # "recent" demand: the last week of history
 SPIKE_BASELINE_DAYS = 56  # baseline: the 8 weeks before the recent week
 SPIKE_MIN_BASELINE_DAYS = 14  # fewer observed days than this give no baseline, hence no spike alert
-# Probability that the line's load exceeds capacity on some day of the horizon -> severity.
+# Probability that the line's load exceeds capacity on some day of the horizon -> severity
+# (defaults of CAPACITY_HIGH/MEDIUM/LOW_PROBABILITY; settings override).
 CAPACITY_HIGH_PROBABILITY = 0.5
 CAPACITY_MEDIUM_PROBABILITY = 0.2
 CAPACITY_LOW_PROBABILITY = 0.1
+DEFAULT_CAPACITY_LEVELS = (CAPACITY_HIGH_PROBABILITY, CAPACITY_MEDIUM_PROBABILITY, CAPACITY_LOW_PROBABILITY)
 # A series silent for this many days (and more than FORECAST_STALE_DAYS) has ended (e.g. a
 # discontinued item): it adds nothing to its line's load and raises no stale alert (counted in
 # the run's result). Until then a stale series is carried in its line's load at its recent level.
@@ -53,6 +55,15 @@ class AlertType(str, Enum):
 class Thresholds(Protocol):
     spike_medium_score: float
     spike_high_score: float
+    capacity_high_probability: float
+    capacity_medium_probability: float
+    capacity_low_probability: float
+
+
+def capacity_levels(thresholds: Thresholds) -> tuple[float, float, float]:
+    """(high, medium, low) probabilities of exceeding capacity from the settings."""
+    return (thresholds.capacity_high_probability, thresholds.capacity_medium_probability,
+            thresholds.capacity_low_probability)
 
 
 def window_id(horizon_start: date) -> str:
@@ -205,13 +216,16 @@ def _weekday_levels(values: np.ndarray, last: np.ndarray, weeks: int = 4) -> np.
 # --- capacity -------------------------------------------------------------------------------------
 
 
-def capacity_severity(probability: float) -> str | None:
+def capacity_severity(probability: float,
+                      levels: tuple[float, float, float] = DEFAULT_CAPACITY_LEVELS) -> str | None:
+    """Severity of a line whose load exceeds capacity with `probability`; `levels` = (high, medium, low)."""
     p = round(float(probability), _ROUND)
-    if p >= CAPACITY_HIGH_PROBABILITY:
+    high, medium, low = levels
+    if p >= high:
         return "high"
-    if p >= CAPACITY_MEDIUM_PROBABILITY:
+    if p >= medium:
         return "medium"
-    if p >= CAPACITY_LOW_PROBABILITY:
+    if p >= low:
         return "low"
     return None
 
@@ -220,7 +234,8 @@ def line_capacity_alerts(codes: Sequence[str], histories: np.ndarray, capacities
                          horizon_start: date, *, items: Mapping[str, int] | None = None,
                          bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
                          line_names: Mapping[str, str] | None = None,
-                         stale: Sequence[str] = ()) -> list[dict[str, Any]]:
+                         stale: Sequence[str] = (),
+                         levels: tuple[float, float, float] = DEFAULT_CAPACITY_LEVELS) -> list[dict[str, Any]]:
     """Capacity alerts of lines whose daily totals are the rows of `histories` (NaN = missing).
 
     One call of the engine's `exceedance_probability` for all the lines (it pools what it learns
@@ -233,7 +248,7 @@ def line_capacity_alerts(codes: Sequence[str], histories: np.ndarray, capacities
     alerts = []
     for i, code in enumerate(codes):
         p = float(probability[i]) if np.isfinite(probability[i]) else 0.0
-        severity = capacity_severity(min(1.0, max(0.0, p)))
+        severity = capacity_severity(min(1.0, max(0.0, p)), levels)
         if severity is None:
             continue
         fig = figures[i] if i < len(figures) else {}
@@ -280,7 +295,8 @@ def line_capacity_alerts(codes: Sequence[str], histories: np.ndarray, capacities
 def capacity_warnings(totals: LineTotals, capacities: Mapping[str, float], horizon: int, horizon_start: date,
                       line_names: Mapping[str, str] | None = None,
                       bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
-                      counts: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+                      counts: Mapping[str, int] | None = None,
+                      levels: tuple[float, float, float] = DEFAULT_CAPACITY_LEVELS) -> list[dict[str, Any]]:
     """One alert per line likely to exceed its capacity (lines without capacity or data are skipped)."""
     codes = [code for code in sorted(capacities)
              if float(capacities[code]) > 0 and code in totals.sums and totals.live.get(code)
@@ -290,7 +306,7 @@ def capacity_warnings(totals: LineTotals, capacities: Mapping[str, float], horiz
     histories = np.vstack([totals.history(code) for code in codes])
     return line_capacity_alerts(codes, histories, [float(capacities[c]) for c in codes], horizon, horizon_start,
                                 items=counts or totals.live, bands=bands, line_names=line_names,
-                                stale=[c for c in codes if c in totals.stale_count])
+                                stale=[c for c in codes if c in totals.stale_count], levels=levels)
 
 
 # --- stale data -----------------------------------------------------------------------------------
@@ -497,7 +513,8 @@ def evaluate(history: np.ndarray, forecast: np.ndarray, series: Sequence[tuple[s
     totals = line_totals(history, series, stale_days)
     horizon = int(np.asarray(forecast).shape[1])
     _, counts = line_loads(forecast, [line for _, line in series])
-    alerts = capacity_warnings(totals, capacities, horizon, horizon_start, line_names, counts=counts)
+    alerts = capacity_warnings(totals, capacities, horizon, horizon_start, line_names, counts=counts,
+                               levels=capacity_levels(thresholds))
     alerts += stale_alerts(totals, horizon_start, stale_days, line_names)
     alerts += demand_spikes(history, forecast, series, horizon_start, thresholds)
     return sort_alerts(alerts)
