@@ -22,7 +22,7 @@ __all__ = ["Prediction", "InvalidHistory", "predict", "DEFAULT_QUANTILES", "LOOK
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 LOOKBACK_DAYS = core.LOOKBACK_DAYS  # the engine reads at most this many trailing days: load no more
-_FMAX = np.finfo(np.float64).max / 4
+_FMAX = np.finfo(np.float64).max  # outputs are clipped here: finite whatever the input
 
 
 class InvalidHistory(ValueError):
