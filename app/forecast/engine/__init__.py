@@ -18,7 +18,7 @@ import numpy as np
 from app.forecast.engine import core
 
 __all__ = ["Prediction", "InvalidHistory", "predict", "DEFAULT_QUANTILES", "LOOKBACK_DAYS",
-           "exceedance_probability", "spike_threshold", "line_totals"]
+           "exceedance_probability", "spike_threshold", "line_totals", "line_total_parts", "finish_line_totals"]
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 LOOKBACK_DAYS = core.LOOKBACK_DAYS  # the engine reads at most this many trailing days: load no more
@@ -227,13 +227,15 @@ def _monotone_ratio(r_h: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(r)
 
 
-def line_totals(history: np.ndarray, line_index: np.ndarray, *, min_share: float = 0.9) -> np.ndarray:
-    """Each line's daily load (lines x days) from item rows: the sum of the items observed that
-    day, NaN when fewer than `min_share` of the line's active items (those with data on or before
-    that day) reported, so a late feed is a missing day, not a low load."""
+def line_total_parts(history: np.ndarray, line_index: np.ndarray, lines: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Additive pieces of the line loads of some item rows: (sum of observed values, items
+    observed, items active) per line and day, each (lines x days). Pieces of the chunks of a
+    fanned-out run add up; `finish_line_totals` turns the sums into loads."""
     history = np.asarray(history, dtype=np.float64)
     line_index = np.asarray(line_index, dtype=np.int64)
-    lines = int(line_index.max()) + 1 if line_index.size else 0
+    if lines is None:
+        lines = int(line_index.max()) + 1 if line_index.size else 0
     days = history.shape[1] if history.ndim == 2 else 0
     obs = ~np.isnan(history)
     started = np.maximum.accumulate(obs, axis=1) if days else obs
@@ -243,8 +245,22 @@ def line_totals(history: np.ndarray, line_index: np.ndarray, *, min_share: float
     np.add.at(total, line_index, np.where(obs, history, 0.0))
     np.add.at(seen, line_index, obs)
     np.add.at(active, line_index, started)
+    return total, seen, active
+
+
+def finish_line_totals(total: np.ndarray, seen: np.ndarray, active: np.ndarray, *,
+                       min_share: float = 0.9) -> np.ndarray:
+    """Line loads from summed pieces: NaN on a day when fewer than `min_share` of the line's
+    active items (those with data on or before that day) reported."""
     with np.errstate(all="ignore"):
         return np.where((active > 0) & (seen >= min_share * active), total, np.nan)
+
+
+def line_totals(history: np.ndarray, line_index: np.ndarray, *, min_share: float = 0.9) -> np.ndarray:
+    """Each line's daily load (lines x days) from item rows: the sum of the items observed that
+    day, NaN when fewer than `min_share` of the line's active items (those with data on or before
+    that day) reported, so a late feed is a missing day, not a low load."""
+    return finish_line_totals(*line_total_parts(history, line_index), min_share=min_share)
 
 
 from app.forecast.engine.capacity import exceedance_probability  # noqa: E402
