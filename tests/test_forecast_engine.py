@@ -385,3 +385,10 @@ def test_line_total_parts_of_chunks_add_up_to_the_whole() -> None:
     parts = finish_line_totals(*(x + y for x, y in zip(a, b)))
     assert np.array_equal(np.isnan(whole), np.isnan(parts))
     assert np.allclose(np.nan_to_num(whole), np.nan_to_num(parts))
+
+
+def test_probability_severity() -> None:
+    from app.forecast.engine.capacity import probability_severity
+
+    assert [probability_severity(p) for p in (0.9, 0.5, 0.3, 0.1, 0.05, float("nan"))] == \
+        ["high", "high", "medium", "low", None, None]
