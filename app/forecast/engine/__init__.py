@@ -22,6 +22,8 @@ __all__ = ["Prediction", "InvalidHistory", "predict", "DEFAULT_QUANTILES", "LOOK
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 LOOKBACK_DAYS = core.LOOKBACK_DAYS  # the engine reads at most this many trailing days: load no more
+_SCAN_ROWS = 8192  # rows per chunk of the first pass over the history
+_POOL_ROWS = 256  # series per block and class whose backtest errors enter the pooled interval shape
 _FMAX = np.finfo(np.float64).max  # outputs are clipped here: finite whatever the input
 
 
@@ -120,35 +122,40 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
     origins = core.ORIGINS if origins is None else origins
     n, days = values.shape
     levels = tuple(float(q) for q in quantiles)
-    raw_window = values[:, -core.LOOKBACK_DAYS:] if days else np.zeros((n, 0))
-    with np.errstate(all="ignore"):
-        window = np.asarray(raw_window, dtype=np.float64)
-        window = np.where(np.isfinite(window), window, np.nan)  # the only copy: the look-back window
-    last = _last_observed(values, window)
+    wdays = min(days, core.LOOKBACK_DAYS)
+
+    def window_of(rows: np.ndarray | slice) -> np.ndarray:
+        """The look-back window of some rows as float64, non-finite -> NaN, negative -> 0."""
+        with np.errstate(all="ignore"):
+            w = np.asarray(values[rows, days - wdays:], dtype=np.float64)
+            w = np.where(np.isfinite(w), w, np.nan)
+            return np.where(w < 0, 0.0, w)
+
+    # a first pass in chunks (no full-size temporaries): last observed day, any positive value
+    last = np.full(n, -1, np.int64)
+    has_pos = np.zeros(n, bool)
+    for c0 in range(0, n, _SCAN_ROWS):
+        rows = slice(c0, min(n, c0 + _SCAN_ROWS))
+        w = window_of(rows)
+        last[rows] = _last_observed(values[rows], w)
+        has_pos[rows] = (w > 0).any(axis=1) if wdays else False
     has_obs = last >= 0
     stale = (days - 1 - last) > stale_days
-    wdays = window.shape[1]
 
     mean = np.zeros((n, horizon))
     spread_scale = np.zeros(n)  # per-series spread (original units)
-    step_ratio = np.full((n, eval_horizon), np.nan)
     method = np.array(["no_data"] * n, dtype=object)
     intermittent = np.zeros(n, bool)
-    scale_out = np.ones(n)
-    z_pool: dict[bool, list[np.ndarray]] = {False: [], True: []}
+    z_pool: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {False: [], True: []}
     path_parts: list[tuple[np.ndarray, np.ndarray]] = []
-
-    with np.errstate(all="ignore"):
-        w = np.where(window < 0, 0.0, window)
-        pos = ~np.isnan(w) & (w > 0)
-        has_pos = pos.any(axis=1) if wdays else np.zeros(n, bool)
     method[has_obs & ~has_pos] = "zero"
     active = np.flatnonzero(has_pos)
     total = len(active)
     for b0 in range(0, total, core.BLOCK_SERIES):
         rows = active[b0:b0 + core.BLOCK_SERIES]
-        y = w[rows]
-        first = np.argmax(pos[rows], axis=1)
+        y = window_of(rows)
+        pos = ~np.isnan(y) & (y > 0)
+        first = np.argmax(pos, axis=1)
         y[np.arange(wdays)[None, :] < first[:, None]] = np.nan  # leading NaN / zeros cut off
         with np.errstate(all="ignore"):
             top = np.nanmax(y, axis=1)
@@ -162,12 +169,11 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
         intermittent[rows] = fit.intermittent
         s = np.where(np.isfinite(fit.err_scale), fit.err_scale * scale, _fallback_spread(y, mean[rows]))
         spread_scale[rows] = s
-        scale_out[rows] = scale
-        step_ratio[rows] = fit.step_ratio
         for cls in (False, True):
-            sel = fit.intermittent == cls
-            if sel.any():
-                z_pool[cls].append((fit.std_errors[:, :, sel], fit.step_ratio[sel]))
+            sel = np.flatnonzero(fit.intermittent == cls)
+            if sel.size:
+                keep = sel[np.linspace(0, sel.size - 1, min(sel.size, _POOL_ROWS)).astype(np.int64)]
+                z_pool[cls].append((fit.std_errors[:, :, keep], fit.step_ratio[keep]))
         if keep_paths:
             path_parts.append((rows, fit.paths * (scale / np.where(s > 0, s, 1.0))[None, None, :]))
         if progress is not None:
