@@ -17,19 +17,26 @@ Why it is built this way:
   The raw history is kept for the interval residuals and for the spike rule.
 - **Selection by what matters.** The recursions snapshot every candidate's 1..14-day forecast at
   rolling origins (the last `ORIGINS` weeks, same weekday as the real forecast origin) and score
-  them with the mean absolute error over the whole 14-day horizon against the cleaned actuals. Each
+  them with the mean absolute error over the whole 14-day horizon against the cleaned actuals
+  (intermittent series: squared error, as absolute error rewards forecasts biased to zero). Each
   series gets the mean of its `ENSEMBLE` best allowed candidates: a small combination is more
   robust than picking the single best of a noisy score (the M3/M4 lesson).
 - **Candidates per series class.** Smooth series: additive level + weekly season (a grid that runs
   from weekday means to seasonal naive), the same with a damped trend (only after `MIN_TREND_DAYS`
-  of data), flat exponential smoothing, seasonal naive and exponentially weighted weekday means.
+  of data), both again with a multiplicative weekly season, flat exponential smoothing, seasonal
+  naive and exponentially weighted weekday means.
   Intermittent or lumpy series (Syntetos-Boylan: average inter-demand interval > 1.32): Croston-SBA,
   TSB and ADIDA (weekly buckets), each flat and with the series' own smoothed weekday profile.
-- **Intervals from the backtest.** The ensemble's own rolling-origin errors are scaled per series
-  (median absolute error) and per horizon step (pooled growth curve), and the pooled empirical
-  quantiles of these standardised errors (per class, over all series of the call) give P10/P50/P90:
-  skewed where demand is skewed, wider where the series is noisier, calibrated by construction on
-  out-of-sample errors.
+- **Intervals from honest backtest errors.** At each origin, the ensemble chosen on the OLDER
+  origins only forecasts the next 14 days (errors of a selection scored on the same origins are
+  too small: bands built on them held ~68% instead of 80%). These errors, scaled per series (their
+  median absolute value) and per horizon step (pooled growth curve), give the interval shape:
+  pooled empirical quantiles per class over all series of the call when there are enough
+  (`MIN_POOLED`), else normal quantiles of the same per-series scale. Skewed where demand is
+  skewed, wider where the series is noisier.
+- **No yearly seasonality (not tried)**: the window is 56 weeks (memory and speed at M5 scale),
+  a yearly component needs two years per series, and over 14 days the level and weekly pattern
+  follow the slow yearly swing. Holidays are the visible cost (bike, Christmas week).
 """
 from __future__ import annotations
 
