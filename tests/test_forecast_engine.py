@@ -370,3 +370,25 @@ def test_read_long_csv_accepts_unordered_dates_and_rejects_bad_values(tmp_path) 
         read_long_csv(str(bad))
     with pytest.raises(BacktestError):
         read_long_csv(str(tmp_path / "absent.csv"))
+
+
+def test_line_total_parts_of_chunks_add_up_to_the_whole() -> None:
+    from app.forecast.engine import finish_line_totals, line_total_parts
+
+    rng = np.random.default_rng(5)
+    h = rng.poisson(5, (30, 40)).astype(float)
+    h[rng.random((30, 40)) < 0.05] = np.nan
+    lines = rng.integers(0, 4, 30)
+    whole = line_totals(h, lines)
+    a = line_total_parts(h[:12], lines[:12], 4)
+    b = line_total_parts(h[12:], lines[12:], 4)
+    parts = finish_line_totals(*(x + y for x, y in zip(a, b)))
+    assert np.array_equal(np.isnan(whole), np.isnan(parts))
+    assert np.allclose(np.nan_to_num(whole), np.nan_to_num(parts))
+
+
+def test_probability_severity() -> None:
+    from app.forecast.engine.capacity import probability_severity
+
+    assert [probability_severity(p) for p in (0.9, 0.5, 0.3, 0.1, 0.05, float("nan"))] == \
+        ["high", "high", "medium", "low", None, None]

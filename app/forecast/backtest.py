@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from app.forecast.engine import exceedance_probability, line_totals, predict
+from app.forecast.engine.capacity import HIGH_PROBABILITY  # a high-severity warning: probability >= this
 
-HIGH_PROBABILITY = 0.5  # an exceedance probability at or above this is a (high-severity) warning
 CAPACITY_QUANTILE = 0.95
 CAPACITY_DAYS = 365
 ORIGIN_STEP = 7  # origins one week apart

@@ -18,11 +18,13 @@ import numpy as np
 from app.forecast.engine import core
 
 __all__ = ["Prediction", "InvalidHistory", "predict", "DEFAULT_QUANTILES", "LOOKBACK_DAYS",
-           "exceedance_probability", "spike_threshold", "line_totals"]
+           "exceedance_probability", "spike_threshold", "line_totals", "line_total_parts", "finish_line_totals"]
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 LOOKBACK_DAYS = core.LOOKBACK_DAYS  # the engine reads at most this many trailing days: load no more
-_FMAX = np.finfo(np.float64).max / 4
+_SCAN_ROWS = 8192  # rows per chunk of the first pass over the history
+_POOL_ROWS = 256  # series per block and class whose backtest errors enter the pooled interval shape
+_FMAX = np.finfo(np.float64).max  # outputs are clipped here: finite whatever the input
 
 
 class InvalidHistory(ValueError):
@@ -120,35 +122,40 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
     origins = core.ORIGINS if origins is None else origins
     n, days = values.shape
     levels = tuple(float(q) for q in quantiles)
-    raw_window = values[:, -core.LOOKBACK_DAYS:] if days else np.zeros((n, 0))
-    with np.errstate(all="ignore"):
-        window = np.asarray(raw_window, dtype=np.float64)
-        window = np.where(np.isfinite(window), window, np.nan)  # the only copy: the look-back window
-    last = _last_observed(values, window)
+    wdays = min(days, core.LOOKBACK_DAYS)
+
+    def window_of(rows: np.ndarray | slice) -> np.ndarray:
+        """The look-back window of some rows as float64, non-finite -> NaN, negative -> 0."""
+        with np.errstate(all="ignore"):
+            w = np.asarray(values[rows, days - wdays:], dtype=np.float64)
+            w = np.where(np.isfinite(w), w, np.nan)
+            return np.where(w < 0, 0.0, w)
+
+    # a first pass in chunks (no full-size temporaries): last observed day, any positive value
+    last = np.full(n, -1, np.int64)
+    has_pos = np.zeros(n, bool)
+    for c0 in range(0, n, _SCAN_ROWS):
+        rows = slice(c0, min(n, c0 + _SCAN_ROWS))
+        w = window_of(rows)
+        last[rows] = _last_observed(values[rows], w)
+        has_pos[rows] = (w > 0).any(axis=1) if wdays else False
     has_obs = last >= 0
     stale = (days - 1 - last) > stale_days
-    wdays = window.shape[1]
 
     mean = np.zeros((n, horizon))
     spread_scale = np.zeros(n)  # per-series spread (original units)
-    step_ratio = np.full((n, eval_horizon), np.nan)
     method = np.array(["no_data"] * n, dtype=object)
     intermittent = np.zeros(n, bool)
-    scale_out = np.ones(n)
-    z_pool: dict[bool, list[np.ndarray]] = {False: [], True: []}
+    z_pool: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {False: [], True: []}
     path_parts: list[tuple[np.ndarray, np.ndarray]] = []
-
-    with np.errstate(all="ignore"):
-        w = np.where(window < 0, 0.0, window)
-        pos = ~np.isnan(w) & (w > 0)
-        has_pos = pos.any(axis=1) if wdays else np.zeros(n, bool)
     method[has_obs & ~has_pos] = "zero"
     active = np.flatnonzero(has_pos)
     total = len(active)
     for b0 in range(0, total, core.BLOCK_SERIES):
         rows = active[b0:b0 + core.BLOCK_SERIES]
-        y = w[rows]
-        first = np.argmax(pos[rows], axis=1)
+        y = window_of(rows)
+        pos = ~np.isnan(y) & (y > 0)
+        first = np.argmax(pos, axis=1)
         y[np.arange(wdays)[None, :] < first[:, None]] = np.nan  # leading NaN / zeros cut off
         with np.errstate(all="ignore"):
             top = np.nanmax(y, axis=1)
@@ -162,12 +169,11 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
         intermittent[rows] = fit.intermittent
         s = np.where(np.isfinite(fit.err_scale), fit.err_scale * scale, _fallback_spread(y, mean[rows]))
         spread_scale[rows] = s
-        scale_out[rows] = scale
-        step_ratio[rows] = fit.step_ratio
         for cls in (False, True):
-            sel = fit.intermittent == cls
-            if sel.any():
-                z_pool[cls].append((fit.std_errors[:, :, sel], fit.step_ratio[sel]))
+            sel = np.flatnonzero(fit.intermittent == cls)
+            if sel.size:
+                keep = sel[np.linspace(0, sel.size - 1, min(sel.size, _POOL_ROWS)).astype(np.int64)]
+                z_pool[cls].append((fit.std_errors[:, :, keep], fit.step_ratio[keep]))
         if keep_paths:
             path_parts.append((rows, fit.paths * (scale / np.where(s > 0, s, 1.0))[None, None, :]))
         if progress is not None:
@@ -227,13 +233,15 @@ def _monotone_ratio(r_h: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(r)
 
 
-def line_totals(history: np.ndarray, line_index: np.ndarray, *, min_share: float = 0.9) -> np.ndarray:
-    """Each line's daily load (lines x days) from item rows: the sum of the items observed that
-    day, NaN when fewer than `min_share` of the line's active items (those with data on or before
-    that day) reported, so a late feed is a missing day, not a low load."""
+def line_total_parts(history: np.ndarray, line_index: np.ndarray, lines: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Additive pieces of the line loads of some item rows: (sum of observed values, items
+    observed, items active) per line and day, each (lines x days). Pieces of the chunks of a
+    fanned-out run add up; `finish_line_totals` turns the sums into loads."""
     history = np.asarray(history, dtype=np.float64)
     line_index = np.asarray(line_index, dtype=np.int64)
-    lines = int(line_index.max()) + 1 if line_index.size else 0
+    if lines is None:
+        lines = int(line_index.max()) + 1 if line_index.size else 0
     days = history.shape[1] if history.ndim == 2 else 0
     obs = ~np.isnan(history)
     started = np.maximum.accumulate(obs, axis=1) if days else obs
@@ -243,8 +251,22 @@ def line_totals(history: np.ndarray, line_index: np.ndarray, *, min_share: float
     np.add.at(total, line_index, np.where(obs, history, 0.0))
     np.add.at(seen, line_index, obs)
     np.add.at(active, line_index, started)
+    return total, seen, active
+
+
+def finish_line_totals(total: np.ndarray, seen: np.ndarray, active: np.ndarray, *,
+                       min_share: float = 0.9) -> np.ndarray:
+    """Line loads from summed pieces: NaN on a day when fewer than `min_share` of the line's
+    active items (those with data on or before that day) reported."""
     with np.errstate(all="ignore"):
         return np.where((active > 0) & (seen >= min_share * active), total, np.nan)
+
+
+def line_totals(history: np.ndarray, line_index: np.ndarray, *, min_share: float = 0.9) -> np.ndarray:
+    """Each line's daily load (lines x days) from item rows: the sum of the items observed that
+    day, NaN when fewer than `min_share` of the line's active items (those with data on or before
+    that day) reported, so a late feed is a missing day, not a low load."""
+    return finish_line_totals(*line_total_parts(history, line_index), min_share=min_share)
 
 
 from app.forecast.engine.capacity import exceedance_probability  # noqa: E402
