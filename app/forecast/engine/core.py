@@ -20,7 +20,10 @@ Why it is built this way:
   them with the mean absolute error over the whole 14-day horizon against the cleaned actuals
   (intermittent series: squared error, as absolute error rewards forecasts biased to zero). Each
   series gets the mean of its `ENSEMBLE` best allowed candidates: a small combination is more
-  robust than picking the single best of a noisy score (the M3/M4 lesson).
+  robust than picking the single best of a noisy score (the M3/M4 lesson). For smooth series with
+  12+ weeks of data the last member is instead the candidate with the smallest one-step error
+  over the whole window (what a likelihood fit such as AutoETS rewards): 12 weeks of origins are
+  a noisy judge of slow, long-run behaviour (development data: relative MASE 0.862 -> 0.853).
 - **Candidates per series class.** Smooth series: additive level + weekly season (a grid that runs
   from weekday means to seasonal naive), the same with a damped trend (only after `MIN_TREND_DAYS`
   of data), both again with a multiplicative weekly season, flat exponential smoothing, seasonal
