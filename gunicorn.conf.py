@@ -26,7 +26,7 @@ timeout = _settings.gunicorn_timeout
 graceful_timeout = _settings.gunicorn_timeout
 keepalive = 5  # seconds an idle client connection stays open (gthread; sync closes after each request)
 # Which proxies may set X-Forwarded-Proto: gunicorn reads FORWARDED_ALLOW_IPS itself (set it to
-# '*' behind Heroku's router, whose addresses vary; see the README's deploy section).
+# '*' behind Heroku's router, whose addresses vary; see docs/operations.md, Deploying).
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 loglevel = _settings.log_level.lower()
