@@ -23,7 +23,8 @@ from app.api.serializers import alert_json, iso, run_json
 from app.config import Settings
 from app.models import Alert, DailySummary, JobRun, utcnow
 from app.runs import TERMINAL_VALUES
-from app.stats import STATUSES, hour_bucket_sql, queue_stats, run_figures, schedule_json, worker_resources
+from app.stats import STATUSES, hour_bucket_sql, queue_stats, run_figures, schedule_json
+from app.worker_resources import worker_resources
 from workers.catalog import JOBS
 from workers.schedules import read_schedules
 

@@ -48,12 +48,13 @@ from rq.worker import WorkerStatus
 from rq.worker.base import SHUTDOWN_SIGNAL
 
 from app import runs
-from app.runs import fanout
 from app.config import Settings, get_settings
 from app.connections import bind_database, database, redis_connection
 from app.logging_setup import setup_logging
-from workers.catalog import QUEUES
+from app.runs import fanout
 from app.runs.tracking import bind_database_if_unbound
+from app.worker_resources import publish_worker_resources
+from workers.catalog import QUEUES
 
 log = logging.getLogger(__name__)
 
@@ -266,8 +267,6 @@ class ServiceWorker(Worker):
         A Redis outage makes it fail (RQ calls it after every job, outside any guard of its
         own): the worker logs it and goes on; the next heartbeat catches up.
         """
-        from app.metrics import publish_worker_resources
-
         try:
             super().heartbeat(timeout, pipeline=pipeline)
             publish_worker_resources(self, pipeline)
