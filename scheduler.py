@@ -28,11 +28,11 @@ from rq_scheduler import Scheduler
 from rq_scheduler.utils import to_unix
 
 from app import runs
-from app.runs.keys import release_if_owner
 from app.config import Settings, get_settings
 from app.connections import bind_database, db_session, redis_connection
+from app.core.catalog import JOBS, QUEUES, JobSpec
 from app.logging_setup import setup_logging
-from workers.catalog import JOBS, QUEUES, JobSpec
+from app.runs.keys import release_if_owner
 from workers.schedules import PAUSED_KEY, TEMPLATE_PREFIX, next_fire_time, template_id, template_matches
 
 log = logging.getLogger("scheduler")

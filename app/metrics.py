@@ -32,10 +32,10 @@ from rq import Worker
 from app.auth import require_read_token
 from app.config import Settings
 from app.connections import db_session
+from app.core.catalog import JOBS
 from app.models import JobRun
 from app.stats import queue_stats
 from app.worker_resources import worker_resources
-from workers.catalog import JOBS
 from workers.schedules import read_schedules
 
 log = logging.getLogger(__name__)

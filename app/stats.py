@@ -10,9 +10,9 @@ from rq import Queue, Worker
 from app.api.serializers import iso
 from app.config import Settings
 from app.connections import database
+from app.core.catalog import JOBS, QUEUES
 from app.models import JobRun, utcnow
 from app.runs import RunStatus
-from workers.catalog import JOBS, QUEUES
 from workers.schedules import read_schedules
 
 

@@ -25,13 +25,13 @@ from rq.worker.base import BaseWorker
 from app import runs
 from app.alert_store import store_alerts
 from app.connections import database, db_session
+from app.core.catalog import get_job
 from app.forecast.demo import seed_demo
 from app.migrations import MIGRATIONS_DIR, MigrationContext, Step
 from app.models import Alert, JobRun, utcnow
+from app.runs.fanout import chunk_job_id, gather_job_id
 from tests.test_job_policies import use, wait_for
 from tests.test_jobs_api import trigger
-from app.runs.fanout import chunk_job_id, gather_job_id
-from workers.catalog import get_job
 from workers.worker import ServiceWorker, build_worker
 
 RQ_CLI = [str(Path(sys.executable).parent / "rq")]

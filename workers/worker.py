@@ -50,11 +50,11 @@ from rq.worker.base import SHUTDOWN_SIGNAL
 from app import runs
 from app.config import Settings, get_settings
 from app.connections import bind_database, database, redis_connection
+from app.core.catalog import QUEUES
 from app.logging_setup import setup_logging
 from app.runs import fanout
 from app.runs.tracking import bind_database_if_unbound
 from app.worker_resources import publish_worker_resources
-from workers.catalog import QUEUES
 
 log = logging.getLogger(__name__)
 

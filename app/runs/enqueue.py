@@ -17,11 +17,11 @@ from rq.job import Dependency
 
 from app.config import Settings
 from app.connections import db_session
+from app.core.catalog import JobSpec, get_job
 from app.models import utcnow
 from app.runs.lifecycle import create_row, end_if
 from app.runs.lock import confirm_slot, release_slot, take_slot
 from app.runs.status import RunConflict, RunStatus
-from workers.catalog import JobSpec, get_job
 
 log = logging.getLogger(__name__)
 

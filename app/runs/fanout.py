@@ -34,6 +34,7 @@ from rq.job import Dependency, Job, JobStatus
 
 from app.config import Settings
 from app.connections import db_session
+from app.core.catalog import JOBS
 from app.models import JobRun
 from app.runs.keys import FANOUT_KEY, active_key, release_if_owner
 from app.runs.lifecycle import end_attempt, end_if, taken_attempt
@@ -46,8 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOB_NAME = "forecast"
-QUEUE = "forecast"
+JOB_NAME = "forecast"  # the catalogue job whose runs fan out
+QUEUE = JOBS[JOB_NAME].queue
 # The chunk and gather job functions, enqueued by dotted path (jobs already queued name them).
 CHUNK_FUNC = "workers.forecast_chunks.run_chunk"
 GATHER_FUNC = "workers.forecast_chunks.gather"
