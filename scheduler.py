@@ -30,8 +30,9 @@ from rq_scheduler.utils import to_unix
 from app import runs
 from app.config import Settings, get_settings
 from app.connections import bind_database, db_session, redis_connection
+from app.core.catalog import JOBS, QUEUES, JobSpec
 from app.logging_setup import setup_logging
-from workers.catalog import JOBS, QUEUES, JobSpec
+from app.runs.keys import release_if_owner
 from workers.schedules import PAUSED_KEY, TEMPLATE_PREFIX, next_fire_time, template_id, template_matches
 
 log = logging.getLogger("scheduler")
@@ -39,12 +40,6 @@ log = logging.getLogger("scheduler")
 SLOT_KEY = "forecast-service:slot:{name}:{epoch}"
 SLOT_KEY_TTL = 7 * 24 * 3600
 MAX_MISSED_RECORDED = 100  # per catch-up; a long outage of a fast schedule is not replayed row by row
-
-_RELEASE_IF_OWNER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -172,7 +167,7 @@ class ServiceScheduler(Scheduler):
 
     def remove_lock(self):
         if self._lock_acquired:
-            self.connection.eval(_RELEASE_IF_OWNER, 1, self.scheduler_lock_key, self.name)
+            release_if_owner(self.connection, self.scheduler_lock_key, self.name)
             self._lock_acquired = False
 
     # -- loop -----------------------------------------------------------------------------

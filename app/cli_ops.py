@@ -24,11 +24,11 @@ from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, parse_quer
 from app.api.serializers import run_json
 from app.config import get_settings
 from app.connections import database, db_session
+from app.core.catalog import JOBS, UnknownJob, get_job
 from app.errors import APIError, BadRequest
+from app.listings import alerts_page, history_page
 from app.migrations import MigrationError, migrate, status
 from app.models import DailySummary
-from app.listings import alerts_page, history_page
-from workers.catalog import JOBS, UnknownJob, get_job
 
 log = logging.getLogger(__name__)
 

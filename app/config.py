@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.catalog import JOBS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'forecast.db'}"
 
@@ -72,9 +74,10 @@ class Settings(BaseSettings):
     dashboard_username: str = ""
     dashboard_password: str = ""
 
-    forecast_cron: str = "0 */2 * * *"
-    daily_summary_cron: str = "0 8 * * *"
-    cleanup_cron: str = "0 0 * * 0"
+    # Each job's cron (UTC) defaults to the catalogue's (app/core/catalog.py); these only override it.
+    forecast_cron: str = JOBS["forecast"].default_cron
+    daily_summary_cron: str = JOBS["daily-summary"].default_cron
+    cleanup_cron: str = JOBS["cleanup"].default_cron
     scheduler_interval: float = Field(5.0, gt=0)
     scheduler_lock_ttl: int = Field(30, gt=0)
 
@@ -132,7 +135,7 @@ class Settings(BaseSettings):
     alert_webhook_url: str = ""
     webhook_timeout: float = Field(10.0, gt=0)
 
-    @field_validator("forecast_cron", "daily_summary_cron", "cleanup_cron")
+    @field_validator(*(spec.cron_setting for spec in JOBS.values()))
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         import crontab
@@ -210,12 +213,8 @@ class Settings(BaseSettings):
 
     @property
     def schedules(self) -> dict[str, str]:
-        """Cron string per job name, evaluated in UTC."""
-        return {
-            "forecast": self.forecast_cron,
-            "daily-summary": self.daily_summary_cron,
-            "cleanup": self.cleanup_cron,
-        }
+        """Cron string per catalogue job, evaluated in UTC (its setting; the catalogue's default unless set)."""
+        return {name: getattr(self, spec.cron_setting) for name, spec in JOBS.items()}
 
 
 def production_secret_problems(settings: Settings) -> list[str]:

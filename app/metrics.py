@@ -1,4 +1,4 @@
-"""Prometheus metrics at `/metrics`, and the worker resource figures they (and the dashboard) show.
+"""Prometheus metrics at `/metrics`.
 
 Every figure is read from Redis and the database when Prometheus scrapes: the collector keeps
 no in-process counters, so each gunicorn worker process answers the same for the same state,
@@ -11,15 +11,12 @@ cleanup prunes (HISTORY_RETENTION_DAYS), so they may go down.
 `/metrics` is a read route: open by default, and it needs `Authorization: Bearer $API_TOKEN`
 when API_READ_AUTH=1 (Prometheus' `authorization` scrape setting sends it).
 
-Workers publish their own CPU and memory: `ServiceWorker.heartbeat` calls
-`publish_worker_resources`, which writes the figures into the worker's RQ hash, so they
-expire and vanish with the worker's own record.
+Workers publish their own CPU and memory on heartbeat (`app.worker_resources`, which the
+worker process imports without Flask); this module only reads them.
 """
 from __future__ import annotations
 
 import logging
-import os
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -35,82 +32,17 @@ from rq import Worker
 from app.auth import require_read_token
 from app.config import Settings
 from app.connections import db_session
+from app.core.catalog import JOBS
 from app.models import JobRun
-from app.stats import CPU_FIELD, RSS_FIELD, SAMPLED_FIELD, queue_stats, worker_resources
-from workers.catalog import JOBS
+from app.stats import queue_stats
+from app.worker_resources import worker_resources
 from workers.schedules import read_schedules
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("metrics", __name__)
 
-MIN_SAMPLE_INTERVAL = 1.0  # seconds; RQ may heartbeat several times in a row
-
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
-
-
-# --- worker side: CPU and RSS, published on heartbeat -----------------------------------------
-
-
-class ResourceSampler:
-    """CPU% since the previous sample and resident memory of a worker and its work-horse.
-
-    CPU time is the worker's own, plus its reaped children's (finished work-horses), plus the
-    live work-horse's, so a sample taken while a job runs counts the job's CPU.
-    """
-
-    def __init__(self) -> None:
-        self._last: tuple[float, float] | None = None  # (monotonic time, CPU seconds)
-
-    def sample(self, horse_pid: int | None = None) -> dict[str, float]:
-        import psutil
-
-        process = psutil.Process()
-        times = process.cpu_times()
-        cpu_seconds = times.user + times.system + times.children_user + times.children_system
-        rss = process.memory_info().rss
-        if horse_pid:
-            try:
-                horse = psutil.Process(horse_pid)
-                horse_times = horse.cpu_times()
-                cpu_seconds += horse_times.user + horse_times.system
-                rss += horse.memory_info().rss
-            except psutil.Error:  # it ended between the check and the read
-                pass
-        now = time.monotonic()
-        if self._last is None:  # first sample: the average since the process started
-            elapsed, previous = time.time() - process.create_time(), 0.0
-        else:
-            elapsed, previous = now - self._last[0], self._last[1]
-        self._last = (now, cpu_seconds)
-        percent = max(0.0, (cpu_seconds - previous) / elapsed * 100) if elapsed > 0 else 0.0
-        return {"cpu_percent": round(percent, 1), "rss_bytes": int(rss)}
-
-    def due(self) -> bool:
-        return self._last is None or time.monotonic() - self._last[0] >= MIN_SAMPLE_INTERVAL
-
-
-def publish_worker_resources(worker: Worker, pipeline=None) -> None:
-    """Write the worker's CPU% and RSS into its RQ hash; never raises (a heartbeat must not fail).
-
-    Skipped inside the work-horse (a fork of the worker that also heartbeats), so the figures
-    always describe the worker process and its current horse together.
-    """
-    try:
-        if worker.pid is not None and os.getpid() != worker.pid:
-            return
-        sampler = getattr(worker, "_resource_sampler", None)
-        if sampler is None:
-            sampler = worker._resource_sampler = ResourceSampler()
-        if not sampler.due():
-            return
-        figures = sampler.sample(getattr(worker, "_horse_pid", 0) or None)
-        connection = pipeline if pipeline is not None else worker.connection
-        connection.hset(worker.key, mapping={
-            CPU_FIELD: figures["cpu_percent"], RSS_FIELD: figures["rss_bytes"], SAMPLED_FIELD: round(time.time(), 3),
-        })
-    except Exception:
-        log.debug("could not publish worker resources", exc_info=True)
 
 
 # --- scrape side -------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from rq import Queue, Worker
 from app.api.serializers import iso
 from app.config import Settings
 from app.connections import database
+from app.core.catalog import JOBS, QUEUES
 from app.models import JobRun, utcnow
 from app.runs import RunStatus
-from workers.catalog import JOBS, QUEUES
 from workers.schedules import read_schedules
 
 
@@ -173,12 +173,6 @@ def _sqlite_quantiles(job_name: str, since: datetime, count: int) -> dict:
 
 # --- helpers for the dashboard's data endpoint and /metrics (aggregates computed in SQL) -------
 
-# Fields a ServiceWorker adds to its RQ hash on heartbeat (app.metrics.publish_worker_resources).
-CPU_FIELD = "svc_cpu_percent"
-RSS_FIELD = "svc_rss_bytes"
-SAMPLED_FIELD = "svc_resources_at"  # unix time of the sample
-
-
 def is_postgres() -> bool:
     return isinstance(database.obj, PostgresqlDatabase)
 
@@ -188,25 +182,3 @@ def hour_bucket_sql(field):
     if is_postgres():
         return fn.to_char(field, 'YYYY-MM-DD"T"HH24').coerce(False)  # text, not parsed as the field's type
     return fn.strftime("%Y-%m-%dT%H", field).coerce(False)
-
-
-def worker_resources(redis: Redis, worker_keys: list[str]) -> list[dict]:
-    """CPU%, RSS and sample time each worker last published (None where it published none)."""
-    with redis.pipeline(transaction=False) as pipe:
-        for key in worker_keys:
-            pipe.hmget(key, CPU_FIELD, RSS_FIELD, SAMPLED_FIELD)
-        rows = pipe.execute()
-    out = []
-    for cpu, rss, sampled in rows:
-        rss_value = _number(rss)
-        out.append({"cpu_percent": _number(cpu), "rss_bytes": int(rss_value) if rss_value is not None else None,
-                    "sampled_at": _number(sampled)})
-    return out
-
-
-def _number(raw: bytes | None) -> float | None:
-    """A published figure, or None when absent or unreadable (a page must not fail on one)."""
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None

@@ -21,10 +21,11 @@ from rq.job import Job
 
 from app.api.serializers import alert_json, iso, run_json
 from app.config import Settings
+from app.core.catalog import JOBS
 from app.models import Alert, DailySummary, JobRun, utcnow
 from app.runs import TERMINAL_VALUES
-from app.stats import STATUSES, hour_bucket_sql, queue_stats, run_figures, schedule_json, worker_resources
-from workers.catalog import JOBS
+from app.stats import STATUSES, hour_bucket_sql, queue_stats, run_figures, schedule_json
+from app.worker_resources import worker_resources
 from workers.schedules import read_schedules
 
 log = logging.getLogger(__name__)

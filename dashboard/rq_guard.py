@@ -5,7 +5,7 @@ point 1), an unknown registry or a zero page size raised (500), an unknown job i
 JSON 404 where a page was linked. So before dispatch (`check_rq_request`, called by the
 dashboard's guard for the `rq_dashboard` blueprint) each segment must name something real:
 
-- queue: one of this service's queues (`workers.catalog.QUEUES`) or a queue RQ has in Redis,
+- queue: one of this service's queues (`app.core.catalog.QUEUES`) or a queue RQ has in Redis,
   and in both cases a plain name (`QUEUE_NAME`); registry: one of RQ's registries;
 - page size 1..`MAX_PER_PAGE`, page 1..`MAX_PAGE`, order `asc` or `dsc`;
 - job id: RQ's id syntax and a job that exists in Redis; the job *page* of a missing job is an
@@ -32,9 +32,9 @@ from rq.job import Job
 from rq_dashboard import web as rq_web
 
 from app.connections import db_session
+from app.core.catalog import QUEUES
 from app.errors import error_response
 from app.models import JobRun
-from workers.catalog import QUEUES
 
 REGISTRIES = frozenset({"queued", "scheduled", "deferred", "started", "finished", "failed", "canceled"})
 ORDERS = frozenset({"asc", "dsc"})

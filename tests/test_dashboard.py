@@ -528,7 +528,7 @@ def test_workers_publish_cpu_and_rss_on_heartbeat(app, client, creds, redis):
 
 
 def test_resources_are_not_published_from_the_work_horse(app, redis):
-    from app.metrics import publish_worker_resources
+    from app.worker_resources import publish_worker_resources
     from workers.worker import build_worker
 
     worker = build_worker(app.config["SETTINGS"], redis, name="horse-check")

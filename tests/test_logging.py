@@ -48,7 +48,7 @@ class TestRunLines:
         for expected in ("started forecast", "alert created: capacity_warning high", "completed forecast",
                          "Successfully completed", "Job OK"):
             assert expected in messages
-        assert {r["logger"] for r in run_lines} >= {"rq.worker", "workers.tracking", "app.alert_store"}
+        assert {r["logger"] for r in run_lines} >= {"rq.worker", "app.runs.tracking", "app.alert_store"}
         for record in run_lines:
             assert (record.get("job_id"), record.get("job_name")) == (run_id, "forecast"), record
         # The worker's own lines outside a run name no job.

@@ -25,12 +25,13 @@ from rq.worker.base import BaseWorker
 from app import runs
 from app.alert_store import store_alerts
 from app.connections import database, db_session
+from app.core.catalog import get_job
 from app.forecast.demo import seed_demo
 from app.migrations import MIGRATIONS_DIR, MigrationContext, Step
 from app.models import Alert, JobRun, utcnow
+from app.runs.fanout import chunk_job_id, gather_job_id
 from tests.test_job_policies import use, wait_for
 from tests.test_jobs_api import trigger
-from workers.forecast_chunks import chunk_job_id, gather_job_id
 from workers.worker import ServiceWorker, build_worker
 
 RQ_CLI = [str(Path(sys.executable).parent / "rq")]
@@ -313,9 +314,9 @@ class TestDeletedJob:
     def test_a_run_in_its_enqueue_window_is_left_alone(self, app, redis):
         """The row exists before its job reaches Redis: reconcile must not take it for deleted."""
         settings = app.config["SETTINGS"]
-        spec = runs.get_job("forecast")
+        spec = get_job("forecast")
         run_id = "enqueue-window"
-        assert runs._take_slot(redis, spec, run_id, force=False) is None  # pending lock, as enqueue_run
+        assert runs.take_slot(redis, spec.name, run_id, force=False) is None  # pending lock, as enqueue_run
         with db_session():
             runs._create_row(run_id, spec, "manual", None, runs.RunStatus.QUEUED)
             JobRun.update(enqueued_at=utcnow() - timedelta(seconds=30)).execute()

@@ -13,8 +13,8 @@ from app.config import Settings
 from app.forecast import accuracy
 from app.connections import database
 from app.models import Alert, DailySummary, JobRun, utcnow
-from app.runs import TERMINAL_VALUES
-from workers.tracking import tracked
+from app.runs.status import TERMINAL_VALUES
+from app.runs.tracking import tracked
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def run_scheduled_forecast(job_id: str, settings: Settings) -> dict:
     """
     from rq import get_current_job
 
-    from app import runs
+    from app.runs import lifecycle
     from workers import forecast_chunks
 
     if settings.forecast_pipeline == forecast_chunks.BUILTIN:
@@ -49,9 +49,9 @@ def run_scheduled_forecast(job_id: str, settings: Settings) -> dict:
     log.info("running forecast pipeline %s", settings.forecast_pipeline)
     candidates = pipeline(settings)
     with database.atomic():
-        attempt = runs.taken_attempt(job_id)
+        attempt = lifecycle.taken_attempt(job_id)
         if attempt is not None:
-            runs.check_attempt(job_id, attempt)  # a replaced attempt stores nothing
+            lifecycle.check_attempt(job_id, attempt)  # a replaced attempt stores nothing
         outcome = store_alerts(candidates, job_id=job_id)
     # Committed first: a webhook that fails or hangs cannot lose or hold up the alerts.
     notify.notify_high_alerts(settings, outcome.created)

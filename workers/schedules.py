@@ -16,8 +16,8 @@ from rq.job import Job
 from rq_scheduler import Scheduler
 
 from app.config import Settings
+from app.core.catalog import JOBS, JobSpec
 from app.models import JobRun
-from workers.catalog import JOBS, JobSpec
 
 TEMPLATE_PREFIX = "schedule-"
 PAUSED_KEY = "forecast-service:paused-schedules"

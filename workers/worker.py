@@ -50,9 +50,11 @@ from rq.worker.base import SHUTDOWN_SIGNAL
 from app import runs
 from app.config import Settings, get_settings
 from app.connections import bind_database, database, redis_connection
+from app.core.catalog import QUEUES
 from app.logging_setup import setup_logging
-from workers.catalog import QUEUES
-from workers.tracking import bind_database_if_unbound
+from app.runs import fanout
+from app.runs.tracking import bind_database_if_unbound
+from app.worker_resources import publish_worker_resources
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +267,6 @@ class ServiceWorker(Worker):
         A Redis outage makes it fail (RQ calls it after every job, outside any guard of its
         own): the worker logs it and goes on; the next heartbeat catches up.
         """
-        from app.metrics import publish_worker_resources
-
         try:
             super().heartbeat(timeout, pipeline=pipeline)
             publish_worker_resources(self, pipeline)
@@ -372,9 +372,8 @@ class ServiceWorker(Worker):
         try:
             status = runs.record_failure(job, self.connection, _last_line(exc_string), worker_name=self.name)
             log.info("run %s failed attempt recorded as %s", job.id, status.value)
-            if status == runs.RunStatus.STOPPED and job.func_name in (
-                    "workers.forecast_chunks.run_chunk", "workers.forecast_chunks.gather"):
-                from workers.forecast_chunks import end_stopped_job
+            if status == runs.RunStatus.STOPPED and job.func_name in (fanout.CHUNK_FUNC, fanout.GATHER_FUNC):
+                from app.runs.fanout import end_stopped_job
 
                 end_stopped_job(self.connection, job)
         except Exception:  # the row catches up on the next attempt; never crash the worker

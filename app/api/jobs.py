@@ -9,10 +9,10 @@ from werkzeug.exceptions import MethodNotAllowed
 from app import runs
 from app.api.schemas import RUN_ID_PATTERN, HistoryQuery, TriggerBody, parse_json_body, parse_query
 from app.auth import require_read_token, require_token
+from app.core.catalog import JOBS, UnknownJob, get_job
 from app.errors import BadRequest, Conflict, NotFound
 from app.listings import history_page, run_status
 from app.stats import service_stats
-from workers.catalog import JOBS, UnknownJob, get_job
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 _RUN_ID = re.compile(RUN_ID_PATTERN)

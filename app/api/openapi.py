@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from app.api.forecast import AccuracyQuery
 from app.api.reports import DailyReportQuery, ReportPageQuery
 from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, TriggerBody
-from workers.catalog import JOBS
+from app.core.catalog import JOBS
 
 bp = Blueprint("openapi", __name__)
 

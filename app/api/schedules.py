@@ -15,9 +15,9 @@ from redis import Redis
 from app import runs
 from app.auth import require_read_token, require_token
 from app.config import Settings
+from app.core.catalog import JOBS
 from app.errors import Conflict, NotFound
 from app.stats import schedule_json
-from workers.catalog import JOBS
 from workers.schedules import PAUSED_KEY, read_schedules
 
 log = logging.getLogger(__name__)
