@@ -113,7 +113,8 @@ class TestSummaryWebhook:
         assert "webhook" in run.error and "s3cr3t" not in run.error
         assert len(webhook.received) == 4  # one POST per attempt: the job's retry policy
         assert DailySummary.select().count() == 1  # each attempt replaced the same day's report
-        assert client.get("/api/reports/daily").get_json()["date"] == _yesterday().isoformat()
+        # the day before the run's (last) attempt: the test may cross midnight UTC
+        assert client.get("/api/reports/daily").get_json()["date"] == (run.started_at.date() - timedelta(days=1)).isoformat()
         # Once the webhook is back, a re-run replaces the report and delivers it.
         webhook.status, webhook.delay = 200, 0
         again = trigger(client, auth, job="daily-summary").get_json()["job_id"]
