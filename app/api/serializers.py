@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from app.models import Alert, JobRun
+from app.models import Alert, DailySummary, JobRun
 
 
 def iso(value: datetime | None) -> str | None:
@@ -74,3 +74,13 @@ def run_json(run: JobRun) -> dict:
 
 def alert_json(alert: Alert) -> dict:
     return alert_row_json(tuple(getattr(alert, column.name) for column in ALERT_COLUMNS))
+
+
+def report_json(summary: DailySummary) -> dict:
+    return {
+        "kind": "daily",
+        "date": summary.day.isoformat(),
+        "job_id": summary.job_id,
+        "created_at": iso(summary.created_at),
+        "report": summary.report,
+    }
