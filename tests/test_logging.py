@@ -62,6 +62,28 @@ class TestRunLines:
         assert all(f"[forecast {run_id}]" in line for line in run_lines), run_lines
 
 
+    def test_lines_of_a_run_served_by_the_standby_work_horse_carry_it(self, client, auth, start_process):
+        """A standby work-horse is forked before its run is known: it takes the run's context itself."""
+        import signal
+
+        from tests.test_job_policies import wait_for
+        from tests.test_worker_modes import _children
+
+        proc = start_process("-m", "workers", "forecast", env_extra={"LOG_LEVEL": "INFO", "LOG_FORMAT": "json"})
+        wait_for(lambda: _children(proc.pid))  # the standby, forked while the worker is idle
+        run_id = trigger(client, auth).get_json()["job_id"]
+        wait_for(lambda: client.get(f"/api/jobs/forecast/{run_id}", headers=auth).get_json()["status"] == "finished")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        with open(proc.log_path) as fh:
+            records = _json_lines(fh.read())
+        run_lines = [r for r in records if run_id in json.dumps(r)]
+        messages = " | ".join(r["message"] for r in run_lines)
+        assert "started forecast" in messages and "Job OK" in messages
+        for record in run_lines:
+            assert (record.get("job_id"), record.get("job_name")) == (run_id, "forecast"), record
+
+
 class TestFailureLines:
     @pytest.fixture
     def settings_overrides(self, settings_overrides):

@@ -372,6 +372,7 @@ class ServiceWorker(Worker):
 
     def main_work_horse(self, job, queue):
         die_with_parent(self._worker_pid)  # both paths: RQ's fork, and the standby's hand-off
+        set_job_context(job)  # a standby horse was forked before its run was known
         super().main_work_horse(job, queue)
 
     def work(self, burst: bool = False, *args, **kwargs) -> bool:
@@ -405,9 +406,7 @@ class ServiceWorker(Worker):
             status = runs.record_failure(job, self.connection, _last_line(exc_string), worker_name=self.name)
             log.info("run %s failed attempt recorded as %s", job.id, status.value)
             if status == runs.RunStatus.STOPPED and job.func_name in (fanout.CHUNK_FUNC, fanout.GATHER_FUNC):
-                from app.runs.fanout import end_stopped_job
-
-                end_stopped_job(self.connection, job)
+                fanout.end_stopped_job(self.connection, job)
         except Exception:  # the row catches up on the next attempt; never crash the worker
             log.exception("could not record failure of run %s", job.id)
 
