@@ -12,8 +12,8 @@ from app.api.schemas import HistoryQuery, TriggerBody, parse_json_body, parse_qu
 from app.auth import require_read_token, require_token
 from app.core import jobs
 from app.core.errors import RunMissing
+from app.core.stats import service_stats
 from app.listings import history_page, run_status
-from app.stats import service_stats
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 

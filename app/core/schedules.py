@@ -15,7 +15,7 @@ from app import runs
 from app.config import Settings
 from app.core.catalog import JOBS
 from app.core.errors import RunActive, UnknownSchedule
-from app.stats import schedule_json
+from app.core.stats import schedule_json
 from workers.schedules import PAUSED_KEY, read_schedules
 
 log = logging.getLogger(__name__)
