@@ -14,13 +14,15 @@ if TYPE_CHECKING:
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; `test_config` overrides settings and ignores `.env` (hermetic tests)."""
-    from flask import Flask
+    from contextlib import ExitStack
 
-    from app.config import Settings, configure, get_settings
-    from app.connections import bind_database, database, redis_connection
+    from flask import Flask, appcontext_pushed, g
+
+    from app.config import Settings, configure, get_settings, using_settings
+    from app.connections import bind_process_database, database, make_database, redis_connection, using_database
 
     settings = Settings(_env_file=None, **test_config) if test_config else get_settings()
-    configure(settings)
+    configure(settings)  # the process's default, for code outside any app context (as the last app's)
 
     from app.logging_setup import setup_logging
 
@@ -33,13 +35,30 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         TESTING=bool(test_config),
     )
-    bind_database(settings, pooled=True)  # per-request connections come from a per-process pool
+    # This app's own database, Redis and settings: every context of this app uses them, whatever
+    # other app the process created since. Per-request connections come from this app's pool.
+    app_database = make_database(settings.database_url, pooled=True)
+    app.extensions["database"] = app_database
     app.extensions["redis"] = redis_connection(settings)
+    bind_process_database(app_database)  # code outside any app context (scripts, tests) uses the last app's
+
+    def enter_app_context(sender: Flask, **extra) -> None:
+        stack = ExitStack()
+        stack.enter_context(using_database(app_database))
+        stack.enter_context(using_settings(settings))
+        g._service_context = stack
+
+    appcontext_pushed.connect(enter_app_context, app, weak=False)
 
     @app.teardown_appcontext
     def close_database(exc=None):
-        if not database.is_closed():
-            database.close()
+        try:
+            if not database.is_closed():
+                database.close()
+        finally:
+            stack = g.pop("_service_context", None)
+            if stack is not None:
+                stack.close()
 
     from app.errors import register_error_handlers
 

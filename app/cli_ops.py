@@ -1,15 +1,16 @@
 """Operator commands (`flask --app app <command>`): runs, schedules, alerts, reports, migrations.
 
-They go through the same functions and validation as the API (app.runs, app.api.schemas,
-app.api.schedules), so a command accepts and refuses exactly what the matching route does.
-Errors print one clear line and exit non-zero: 2 for bad input, 1 for everything else.
+They call the same use cases as the API (the service layer, `app.core`) and validate options
+with the API's query models (`app.api.schemas`), so a command accepts and refuses exactly what
+the matching route does. Errors print one clear line and exit non-zero: 2 for bad input, 1 for
+everything else; domain errors are mapped by this module's one table (`DOMAIN_ERRORS`).
 """
 from __future__ import annotations
 
 import functools
 import json
 import logging
-import re
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import click
@@ -19,20 +20,45 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from werkzeug.datastructures import MultiDict
 
-from app import runs
-from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, parse_query
-from app.api.serializers import run_json
+from app.api.schemas import AlertQuery, HistoryQuery, parse_query
+from app.api.serializers import report_json, run_json
 from app.config import get_settings
 from app.connections import database, db_session
-from app.core.catalog import JOBS, UnknownJob, get_job
+from app.core import jobs, reports, schedules
+from app.core.errors import InvalidInput, ReportMissing, RunActive, RunEnded, ServiceError, UnknownJobName
 from app.errors import APIError, BadRequest
 from app.listings import alerts_page, history_page
 from app.migrations import MigrationError, migrate, status
-from app.models import DailySummary
 
 log = logging.getLogger(__name__)
 
-_RUN_ID = re.compile(RUN_ID_PATTERN)
+
+
+def _details(exc: ServiceError) -> str:
+    return "".join(f"; {k.replace('_', ' ')}: {v}" for k, v in exc.details.items())
+
+
+def _run_active(exc: RunActive) -> click.ClickException:
+    if click.get_current_context().command.name == "trigger":
+        return click.ClickException(f"{exc.message} (use --force to queue behind it)")
+    return click.ClickException(exc.message + _details(exc))
+
+
+# The CLI's one table: domain error -> click exception (UsageError exits 2, the others 1).
+# The most specific class wins.
+DOMAIN_ERRORS: dict[type[ServiceError], Callable[..., click.ClickException]] = {
+    UnknownJobName: lambda exc: click.UsageError(exc.message),
+    InvalidInput: lambda exc: click.UsageError(exc.message),
+    RunEnded: lambda exc: click.ClickException(f"{exc.message} ({exc.status})"),
+    RunActive: _run_active,
+    ReportMissing: lambda exc: click.ClickException(
+        f"no daily report for {exc.day}" if exc.day else "no daily report yet"),
+    ServiceError: lambda exc: click.ClickException(exc.message + _details(exc)),
+}
+
+
+def cli_error(exc: ServiceError) -> click.ClickException:
+    return next(DOMAIN_ERRORS[cls](exc) for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)
 
 
 def _settings():
@@ -56,6 +82,8 @@ def operator_errors(command):
     def wrapped(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except ServiceError as exc:
+            raise cli_error(exc) from None
         except BadRequest as exc:
             raise click.UsageError(exc.message) from None
         except APIError as exc:
@@ -73,19 +101,6 @@ def operator_errors(command):
             raise click.ClickException(str(exc)) from None
 
     return with_appcontext(wrapped)
-
-
-def _job_name(name: str) -> str:
-    try:
-        return get_job(name).name
-    except UnknownJob:
-        raise click.UsageError(f"unknown job {name[:50]!r}; known: {', '.join(JOBS)}") from None
-
-
-def _run_id(run_id: str) -> str:
-    if not _RUN_ID.match(run_id):
-        raise click.UsageError("invalid job id: 1-64 letters, digits, '_' or '-'")
-    return run_id
 
 
 def _query(model, **options):
@@ -142,11 +157,8 @@ def migrate_command(list_only: bool, target: str | None):
 @operator_errors
 def trigger_command(job: str, force: bool, as_json: bool):
     """Trigger a run of JOB (forecast, daily-summary, cleanup), as POST /api/jobs/JOB/trigger."""
-    name = _job_name(job)
-    try:
-        outcome = runs.enqueue_run(name, redis=_redis(), settings=_settings(), trigger="manual", force=force)
-    except runs.RunConflict as conflict:
-        raise click.ClickException(f"{conflict} (use --force to queue behind it)") from None
+    name = jobs.job_name(job)
+    outcome = jobs.trigger(_redis(), _settings(), name, force=force)
     payload = {"job_id": outcome.run_id, "job_name": name, "status": outcome.status.value,
                "waits_for": outcome.waits_for}
     after = f"; it starts when {outcome.waits_for} ends" if outcome.waits_for else ""
@@ -160,13 +172,7 @@ def trigger_command(job: str, force: bool, as_json: bool):
 @operator_errors
 def status_command(job: str, run_id: str, as_json: bool):
     """Show one run of JOB: status, attempts, times, result or error."""
-    name, run_id = _job_name(job), _run_id(run_id)
-    with db_session():
-        try:
-            run = runs.get_run(name, run_id)
-        except runs.RunNotFound:
-            raise click.ClickException(f"no {name} run with id {run_id}") from None
-        body = run_json(run)
+    body = run_json(jobs.get_run(job, run_id))
     lines = [f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in body.items()]
     _emit(body, as_json, lines)
 
@@ -177,14 +183,8 @@ def status_command(job: str, run_id: str, as_json: bool):
 @operator_errors
 def cancel_command(job: str, run_id: str):
     """Cancel a queued run of JOB or stop a running one."""
-    name, run_id = _job_name(job), _run_id(run_id)
-    try:
-        new_status = runs.cancel_run(name, run_id, redis=_redis())
-    except runs.RunNotFound:
-        raise click.ClickException(f"no {name} run with id {run_id}") from None
-    except runs.RunAlreadyEnded as ended:
-        raise click.ClickException(f"run {run_id} already ended ({ended.run.status})") from None
-    click.echo(f"run {run_id} " + ("stop requested" if new_status == runs.RunStatus.STARTED else "canceled"))
+    outcome = jobs.cancel(_redis(), job, run_id)
+    click.echo(f"run {run_id} " + ("stop requested" if outcome == jobs.CancelOutcome.STOPPING else "canceled"))
 
 
 @click.command("runs")
@@ -198,7 +198,7 @@ def cancel_command(job: str, run_id: str):
 def runs_command(job: str, status: str | None, trigger: str | None, limit: str | None, cursor: str | None,
                  as_json: bool):
     """List runs of JOB, newest first (as GET /api/jobs/JOB/history)."""
-    name = _job_name(job)
+    name = jobs.job_name(job)
     query = _query(HistoryQuery, status=status, trigger=trigger, limit=limit, cursor=cursor)
     with db_session():
         body = history_page(name, query)
@@ -223,11 +223,8 @@ def schedules_group(ctx: click.Context):
 @operator_errors
 def list_schedules_command(as_json: bool = False):
     """The schedules: cron (UTC), paused, next run, last run and its status."""
-    from app.stats import schedule_json
-    from workers.schedules import read_schedules
-
     with db_session():
-        body = [schedule_json(info) for info in read_schedules(_redis(), _settings())]
+        body = schedules.list_schedules(_redis(), _settings())
     lines = _table([[s["name"], s["cron"], s["queue"], "yes" if s["paused"] else "no", s["next_run"],
                      s["last_run"], s["last_status"]] for s in body],
                    ["name", "cron (UTC)", "queue", "paused", "next_run", "last_run", "last_status"])
@@ -235,10 +232,8 @@ def list_schedules_command(as_json: bool = False):
 
 
 def _set_paused(name: str, paused: bool) -> None:
-    from app.api.schedules import schedule_name, set_paused
-
-    name = schedule_name(name)
-    changed = set_paused(_redis(), name, paused)
+    name = schedules.schedule_name(name)
+    changed = schedules.set_paused(_redis(), name, paused)
     verb = "paused" if paused else "resumed"
     click.echo(f"schedule {name} {verb}" if changed else f"schedule {name} was already {verb}")
 
@@ -264,9 +259,7 @@ def resume_command(name: str):
 @operator_errors
 def run_schedule_command(name: str):
     """Run a schedule's job now, as a manual trigger."""
-    from app.api.schedules import run_now, schedule_name
-
-    outcome = run_now(_redis(), _settings(), schedule_name(name))
+    outcome = schedules.run_now(_redis(), _settings(), name)
     click.echo(f"{name} run {outcome.run_id} {outcome.status.value}")
 
 
@@ -300,18 +293,11 @@ def report_command(day: str | None, as_json: bool):
     """Show a stored daily report (as GET /api/reports/daily)."""
     from datetime import date
 
-    from app.api.reports import DailyReportQuery, report_json
+    from app.api.reports import DailyReportQuery
 
     query = _query(DailyReportQuery, date=day)
     with db_session():
-        select = DailySummary.select()
-        if query.date:
-            summary = select.where(DailySummary.day == date.fromisoformat(query.date)).first()
-        else:
-            summary = select.order_by(DailySummary.day.desc()).first()
-        if summary is None:
-            raise click.ClickException(f"no daily report for {query.date}" if query.date else "no daily report yet")
-        body = report_json(summary)
+        body = report_json(reports.daily_report(date.fromisoformat(query.date) if query.date else None))
     report = body["report"]
     alerts = report.get("alerts", {})
     lines = [f"daily report {body['date']} (UTC), run {body['job_id']}, stored {body['created_at']}",

@@ -5,8 +5,11 @@ which is how tests and `create_app(test_config)` override a value.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
+from contextvars import ContextVar
 from enum import Enum
 from pathlib import Path
 from typing import Literal
@@ -241,14 +244,29 @@ def production_secret_problems(settings: Settings) -> list[str]:
 
 
 _current: Settings | None = None
+# The settings of the app whose context is active (`using_settings`), over the process's.
+_context_settings: ContextVar[Settings | None] = ContextVar("context_settings", default=None)
 
 
 def get_settings() -> Settings:
-    """The process's settings, read from the environment on first use."""
+    """The active app's settings, else the process's (read from the environment on first use)."""
     global _current
+    active = _context_settings.get()
+    if active is not None:
+        return active
     if _current is None:
         _current = Settings()
     return _current
+
+
+@contextlib.contextmanager
+def using_settings(settings: Settings) -> Iterator[Settings]:
+    """Inside, `get_settings()` answers `settings` (this thread or task only)."""
+    token = _context_settings.set(settings)
+    try:
+        yield settings
+    finally:
+        _context_settings.reset(token)
 
 
 def configure(settings: Settings | None) -> Settings | None:

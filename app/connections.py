@@ -3,11 +3,16 @@
 Everything else receives them explicitly (RQ requires `connection=`), and models use the
 `database` proxy bound here. Database connections are opened per unit of work (request,
 job, scheduler tick) with `db_session()` and never carried across a fork.
+
+The proxy resolves to the current app's database while one of its app contexts is active (a
+context variable, `using_database`), else to the process's (`bind_database`: the worker, the
+scheduler, scripts). So two apps in one process each keep their own database.
 """
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
 
@@ -19,7 +24,32 @@ from redis import Redis
 
 from app.config import Settings
 
-database = peewee.DatabaseProxy()
+class ContextDatabaseProxy(peewee.DatabaseProxy):
+    """peewee's proxy, resolving to the database of the active context, else to the process's."""
+
+    __slots__ = ("_process_obj",)
+
+    def __setattr__(self, attr: str, value) -> None:
+        object.__setattr__(self, "_process_obj" if attr == "obj" else attr, value)  # initialize() binds the process's
+
+    @property
+    def obj(self) -> peewee.Database | None:
+        current = _context_database.get()
+        return current if current is not None else self._process_obj
+
+
+_context_database: ContextVar[peewee.Database | None] = ContextVar("context_database", default=None)
+database = ContextDatabaseProxy()
+
+
+@contextlib.contextmanager
+def using_database(db: peewee.Database) -> Iterator[peewee.Database]:
+    """Inside, the models use `db` (this thread or task only); the previous binding is restored after."""
+    token = _context_database.set(db)
+    try:
+        yield db
+    finally:
+        _context_database.reset(token)
 
 
 class CheckedPostgresqlPool(PooledPostgresqlDatabase):
@@ -105,16 +135,26 @@ def discard_idle_connections() -> None:
 
 
 def bind_database(settings: Settings, pooled: bool = False) -> peewee.Database:
-    """Bind the models' proxy to the configured database (no connection is opened)."""
-    current = getattr(database, "obj", None)
-    if current is not None:
+    """Bind the process's database to the configured one (no connection is opened)."""
+    db = make_database(settings.database_url, pooled=pooled)
+    bind_process_database(db)
+    return db
+
+
+def bind_process_database(db: peewee.Database) -> None:
+    """Make `db` the database of code outside any app context; the previous one's connections are closed."""
+    current = database._process_obj
+    if current is not None and current is not db:
         if not current.is_closed():
             current.close()
         if isinstance(current, PooledPostgresqlDatabase):
             current.close_all()
-    db = make_database(settings.database_url, pooled=pooled)
     database.initialize(db)
-    return db
+
+
+def process_database() -> peewee.Database | None:
+    """The database bound for this process (None: not bound yet), whatever context is active."""
+    return database._process_obj
 
 
 @contextlib.contextmanager

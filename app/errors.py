@@ -1,5 +1,8 @@
 """API errors: small named exceptions, and handlers that turn every failure into a JSON body.
 
+The service layer's domain errors (`app.core.errors`) are answered through one table,
+`DOMAIN_ERRORS` (HTTP status and JSON error code per error class).
+
 No request ever yields an HTML page or a traceback: unknown exceptions are logged and
 answered with a generic 500 body, and an unreachable Redis or database answers 503.
 """
@@ -14,6 +17,7 @@ from rq.exceptions import NoSuchJobError
 from werkzeug.exceptions import HTTPException
 
 from app.connections import discard_idle_connections
+from app.core import errors as domain
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,14 @@ class ServiceUnavailable(APIError):
     status, code = 503, "service_unavailable"
 
 
+# The API's one table: domain error -> (HTTP status, JSON error code). The most specific class wins.
+DOMAIN_ERRORS: dict[type[domain.ServiceError], tuple[int, str]] = {
+    domain.InvalidInput: (400, "bad_request"),
+    domain.NotFound: (404, "not_found"),
+    domain.Conflict: (409, "conflict"),
+}
+
+
 def error_response(status: int, code: str, message: str, **details):
     body = {"error": {"code": code, "message": message, **details}}
     response = jsonify(body)
@@ -65,6 +77,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def _api_error(exc: APIError):
         return error_response(exc.status, exc.code, exc.message, **exc.details)
+
+    @app.errorhandler(domain.ServiceError)
+    def _domain_error(exc: domain.ServiceError):
+        status, code = next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)
+        return error_response(status, code, exc.message, **exc.details)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

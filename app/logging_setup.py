@@ -1,70 +1,76 @@
 """Logging for web, worker and scheduler: text or one JSON object a line, job id on every run line.
 
+The job id reaches a line through a context variable the worker sets when it takes a job
+(`set_job_context`, `logging_for_job`), so RQ's own lines about a run carry it too.
+
 Every formatted line passes a redactor that removes the configured secrets (API token,
 dashboard password, webhook URLs, the Redis and database passwords) and any URL password or
 bearer token, so neither a message nor a traceback can leak them.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from urllib.parse import quote, unquote, urlsplit
 
 from app.config import Settings
 
 REDACTED = "***"
-# Loggers of code that runs a job outside `job.perform()` (RQ's worker, our worker class):
-# their records get the job from the caller's `job` variable when no job is current.
-_WORKER_LOGGERS = ("rq.", "workers.")
-_STACK_DEPTH = 25
-_WORKER_LOOPS = frozenset({"work", "main"})
+
+# The run a line belongs to: (job id, job name), set by the worker from the moment it dequeues
+# a job until it has handled its outcome (`workers.worker.ServiceWorker`), in the worker process
+# and, inherited across the fork, in its work-horse. RQ logs a run's dequeue, success, failure
+# and retry lines outside `job.perform()`, where `rq.get_current_job()` is None.
+_job_context: ContextVar[tuple[str, str] | None] = ContextVar("job_context", default=None)
+
+
+def job_context(job) -> tuple[str, str]:
+    """The (id, name) a job's log lines carry: the catalogue name in its meta, else its function."""
+    return job.id, (job.meta or {}).get("job_name") or _safe_func_name(job)
+
+
+def set_job_context(job) -> None:
+    """From now on, this context's log lines belong to `job` (None: to no job)."""
+    _job_context.set(job_context(job) if job is not None else None)
+
+
+@contextlib.contextmanager
+def logging_for_job(job) -> Iterator[None]:
+    """Lines logged inside belong to `job`; the previous context is restored afterwards."""
+    token = _job_context.set(job_context(job))
+    try:
+        yield
+    finally:
+        _job_context.reset(token)
 
 
 class JobContextFilter(logging.Filter):
-    """Adds the current RQ job's id and name to each record (empty outside a job)."""
+    """Adds the current job's id and name to each record (empty outside a job)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        job_id = job_name = ""
-        try:
-            from rq import get_current_job
-
-            job = get_current_job()
-        except Exception:  # outside a worker there is no job context
-            job = None
-        if job is None and record.name.startswith(_WORKER_LOGGERS):
-            job = _job_in_caller()
-        if job is not None:
-            job_id = job.id
-            job_name = (job.meta or {}).get("job_name") or _safe_func_name(job)
+        context = _job_context.get()
+        if context is None:
+            context = _current_rq_job()  # a job run by a plain `rq worker` (inside `job.perform()`)
+        job_id, job_name = context or ("", "")
         record.job_id = getattr(record, "job_id", job_id)
         record.job_name = getattr(record, "job_name", job_name)
         return True
 
 
-def _job_in_caller():
-    """The RQ job in a calling frame's `job` variable (RQ's worker methods all name it so).
-
-    RQ logs a run's dequeue, success, failure and retry lines in the worker process or the
-    work-horse outside `job.perform()`, where `get_current_job()` is None. The search stops at
-    the worker loop (`Worker.work`), whose `job` is the previous run's, not the line's.
-    """
+def _current_rq_job() -> tuple[str, str] | None:
     try:
-        from rq.job import Job
-    except ImportError:
+        from rq import get_current_job
+
+        job = get_current_job()
+    except Exception:  # outside a worker there is no job context
         return None
-    frame = sys._getframe(2)
-    for _ in range(_STACK_DEPTH):
-        if frame is None or frame.f_code.co_name in _WORKER_LOOPS:
-            return None
-        candidate = frame.f_locals.get("job")
-        if isinstance(candidate, Job):
-            return candidate
-        frame = frame.f_back
-    return None
+    return job_context(job) if job is not None else None
 
 
 def _safe_func_name(job) -> str:

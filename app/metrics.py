@@ -33,8 +33,8 @@ from app.auth import require_read_token
 from app.config import Settings
 from app.connections import db_session
 from app.core.catalog import JOBS
+from app.core.stats import queue_stats
 from app.models import JobRun
-from app.stats import queue_stats
 from app.worker_resources import worker_resources
 from workers.schedules import read_schedules
 

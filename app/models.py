@@ -13,6 +13,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A stored time as ISO 8601 UTC with `Z` (stored times are naive UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        return value.isoformat().replace("+00:00", "Z")
+    return value.isoformat() + "Z"
+
+
 class JSONField(peewee.TextField):
     """JSON stored as text, so one schema serves SQLite and PostgreSQL."""
 
@@ -107,7 +116,7 @@ class JobRun(BaseModel):
             (("job_name", "enqueued_at", "id"), False),
             (("job_name", "status", "enqueued_at", "id"), False),
             (("status",), False),
-            # Counts and durations of a time window without table lookups (app.stats.run_figures).
+            # Counts and durations of a time window without table lookups (app.core.stats.run_figures).
             (("job_name", "status", "enqueued_at", "duration_s"), False),
             # Durations in order: the k-th duration of a window is an OFFSET along it.
             (("job_name", "status", "duration_s", "enqueued_at"), False),

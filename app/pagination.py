@@ -19,7 +19,7 @@ from datetime import datetime
 import peewee
 
 from app.connections import database
-from app.errors import BadRequest
+from app.core.errors import InvalidCursor, ValueOutOfRange
 
 MAX_CURSOR_LENGTH = 200
 # What both databases store: a signed 64-bit integer (SQLite raises OverflowError beyond it,
@@ -62,13 +62,13 @@ def encode_cursor(at: datetime, row_id) -> str:
 
 
 def decode_cursor(cursor: str, id_type: type) -> tuple[datetime, object]:
-    """Return (time, id) or raise BadRequest; nothing unchecked reaches SQL.
+    """Return (time, id) or raise `InvalidCursor`; nothing unchecked reaches SQL.
 
     The time must be written as `encode_cursor` writes it; an integer id must fit a signed
     64-bit column, a text id must be at most 64 characters of storable text.
     """
     if len(cursor) > MAX_CURSOR_LENGTH:
-        raise BadRequest("invalid cursor")
+        raise InvalidCursor()
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at_text, row_id = json.loads(raw)
@@ -82,7 +82,7 @@ def decode_cursor(cursor: str, id_type: type) -> tuple[datetime, object]:
         if not sql_value_ok(row_id):
             raise ValueError
     except (ValueError, TypeError, RecursionError, binascii.Error):  # JSON and Unicode errors are ValueErrors
-        raise BadRequest("invalid cursor") from None
+        raise InvalidCursor() from None
     return at, row_id
 
 
@@ -125,7 +125,7 @@ def fetch_rows(columns: Sequence[peewee.Field], conditions: Sequence[tuple[peewe
         params += [time_field.db_value(at), time_field.db_value(at), id_field.db_value(row_id)]
     params.append(limit)
     if not all(map(sql_value_ok, params)):  # the routes validate first; this is the last line
-        raise BadRequest("a value is out of the range the database stores")
+        raise ValueOutOfRange()
     sql = _select_sql(time_field.model._meta.table_name, tuple(f.column_name for f in columns),
                       tuple((f.column_name, op) for f, op, _ in conditions), after is not None, newest_first,
                       database.param)

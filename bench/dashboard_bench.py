@@ -11,7 +11,7 @@ HISTORY_RETENTION_DAYS=90), then times GET /dashboard/data.json through the Flas
 <= 200 ms with 100,000 runs. Not a test: figures depend on the machine and its load.
 
 Rows carry `duration_s` as `app.runs.lifecycle.mark_ended` writes it (percentiles read that column and
-its indexes, `app.stats.run_figures`). PostgreSQL gets ANALYZE only, not VACUUM: without a
+its indexes, `app.core.stats.run_figures`). PostgreSQL gets ANALYZE only, not VACUUM: without a
 visibility map it reads the table, not index-only, which is the slower case.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ The page polls it every few seconds, so it must stay cheap with a long run histo
 (bench/dashboard_bench.py: 100,000 runs): counts and hour buckets are aggregated in SQL over
 index ranges (job name + status + enqueue time) that also hold each run's stored duration;
 p50/p95 come from PostgreSQL's percentile_cont, or on SQLite from one OFFSET lookup each along
-a (job, status, duration) index (`app.stats.run_figures`); "recent" lists are per-job index
+a (job, status, duration) index (`app.core.stats.run_figures`); "recent" lists are per-job index
 scans with a LIMIT. Redis figures are read without registry cleanup: a GET must not move
 jobs between registries.
 """
@@ -22,9 +22,9 @@ from rq.job import Job
 from app.api.serializers import alert_json, iso, run_json
 from app.config import Settings
 from app.core.catalog import JOBS
+from app.core.stats import STATUSES, hour_bucket_sql, queue_stats, run_figures, schedule_json
 from app.models import Alert, DailySummary, JobRun, utcnow
 from app.runs import TERMINAL_VALUES
-from app.stats import STATUSES, hour_bucket_sql, queue_stats, run_figures, schedule_json
 from app.worker_resources import worker_resources
 from workers.schedules import read_schedules
 
@@ -108,7 +108,7 @@ def job_summaries(now: datetime) -> dict:
     """Per job and window: runs by status, success rate (finished / finished+failed+stopped), p50/p95.
 
     Windows are by enqueue time; durations are those of finished runs (start to end of the
-    last attempt), aggregated in SQL by `app.stats.run_figures` (shared with /api/jobs/stats).
+    last attempt), aggregated in SQL by `app.core.stats.run_figures` (shared with /api/jobs/stats).
     """
     names = list(JOBS)
     figures = {w: run_figures(names, now - delta) for w, delta in WINDOWS.items()}

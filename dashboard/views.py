@@ -5,24 +5,22 @@ it from `/dashboard/data.json` every few seconds. The script inserts data only a
 (never as HTML), and the page has no inline script or style, so the CSP can forbid both.
 
 Auth, same-origin checks on every POST, and the security headers come from
-`dashboard.init_dashboard`, which guards every route under /dashboard; the actions here reuse
-the API's own logic (`app.runs`, `app.api.schedules`) and answer JSON like the API.
+`dashboard.init_dashboard`, which guards every route under /dashboard; the actions here call
+the service layer (`app.core`) like the API does and answer JSON like the API, the domain
+errors mapped by this blueprint's own table (`DOMAIN_ERRORS`).
 """
 from __future__ import annotations
 
 import logging
-import re
 
 from flask import Blueprint, Response, current_app, jsonify, make_response, render_template, request, url_for
 from redis import Redis
 
-from app import runs
-from app.api.schedules import run_now, schedule_name, schedule_state, set_paused
-from app.api.schemas import RUN_ID_PATTERN
 from app.config import Settings
 from app.connections import db_session
-from app.errors import BadRequest, Conflict, NotFound
-from app.models import JobRun
+from app.core import jobs, schedules
+from app.core.errors import Conflict, InvalidInput, InvalidRunId, NotFound, ServiceError
+from app.errors import BadRequest, error_response
 from dashboard.data import dashboard_data, find_runs
 
 log = logging.getLogger(__name__)
@@ -30,8 +28,22 @@ log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
                static_folder="static", static_url_path="/static")
 
-_RUN_ID = re.compile(RUN_ID_PATTERN)
 REFRESH_SECONDS = 5
+
+# The dashboard's one table: domain error -> (HTTP status, JSON error code, message or None for
+# the error's own). The most specific class wins.
+DOMAIN_ERRORS: dict[type[ServiceError], tuple[int, str, str | None]] = {
+    InvalidRunId: (400, "bad_request", "invalid run id: 1-64 letters, digits, '_' or '-'"),
+    InvalidInput: (400, "bad_request", None),
+    NotFound: (404, "not_found", None),
+    Conflict: (409, "conflict", None),
+}
+
+
+@bp.errorhandler(ServiceError)
+def _domain_error(exc: ServiceError):
+    status, code, message = next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)
+    return error_response(status, code, message or exc.message, **exc.details)
 
 
 def _redis() -> Redis:
@@ -45,12 +57,6 @@ def _settings() -> Settings:
 def _no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _run_id(value: str) -> str:
-    if not _RUN_ID.match(value):
-        raise BadRequest("invalid run id: 1-64 letters, digits, '_' or '-'")
-    return value
 
 
 @bp.get("/")
@@ -86,7 +92,7 @@ def search_runs():
     query = request.args.get("q", "").strip()
     if not query:
         raise BadRequest("give a run id (or its first characters) as ?q=")
-    _run_id(query)
+    jobs.run_id(query)
     with db_session():
         return _no_store(jsonify(runs=find_runs(_redis(), query)))
 
@@ -102,10 +108,10 @@ def resume_schedule(name: str):
 
 
 def _set_paused(name: str, paused: bool):
-    name = schedule_name(name)
-    changed = set_paused(_redis(), name, paused)
+    name = schedules.schedule_name(name)
+    changed = schedules.set_paused(_redis(), name, paused)
     with db_session():
-        state = schedule_state(_redis(), _settings(), name)
+        state = schedules.schedule_state(_redis(), _settings(), name)
     log.info("dashboard: schedule %s %s by %s", name, "paused" if paused else "resumed", request.authorization.username)
     verb = "paused" if paused else "resumed"
     return jsonify(**state, changed=changed,
@@ -114,8 +120,8 @@ def _set_paused(name: str, paused: bool):
 
 @bp.post("/schedules/<name>/run")
 def run_schedule(name: str):
-    name = schedule_name(name)
-    outcome = run_now(_redis(), _settings(), name)
+    name = schedules.schedule_name(name)
+    outcome = schedules.run_now(_redis(), _settings(), name)
     log.info("dashboard: %s run %s queued by %s", name, outcome.run_id, request.authorization.username)
     response = jsonify(job_id=outcome.run_id, job_name=name, status=outcome.status.value,
                        message=f"{name} run queued")
@@ -126,21 +132,12 @@ def run_schedule(name: str):
 @bp.post("/runs/<run_id>/cancel")
 def cancel_run(run_id: str):
     """Cancel a queued run or stop a running one (the run's job is looked up by its id)."""
-    run_id = _run_id(run_id)
-    with db_session():
-        run = JobRun.get_or_none(JobRun.id == run_id)
-    if run is None:
-        raise NotFound(f"no run with id {run_id}")
-    try:
-        status = runs.cancel_run(run.job_name, run_id, redis=_redis())
-    except runs.RunNotFound:
-        raise NotFound(f"no run with id {run_id}") from None
-    except runs.RunAlreadyEnded as ended:
-        raise Conflict(f"run {run_id} already ended", run_status=ended.run.status) from None
-    log.info("dashboard: %s run %s %s by %s", run.job_name, run_id,
-             "stop requested" if status == runs.RunStatus.STARTED else "canceled", request.authorization.username)
-    if status == runs.RunStatus.STARTED:
+    job_name, outcome = jobs.cancel_by_id(_redis(), run_id)
+    log.info("dashboard: %s run %s %s by %s", job_name, run_id,
+             "stop requested" if outcome == jobs.CancelOutcome.STOPPING else "canceled",
+             request.authorization.username)
+    if outcome == jobs.CancelOutcome.STOPPING:
         response = jsonify(job_id=run_id, status="stopping", message="stop requested; the worker records 'stopped'")
         response.status_code = 202
         return response
-    return jsonify(job_id=run_id, status=status.value, message="run canceled")
+    return jsonify(job_id=run_id, status=outcome.value, message="run canceled")

@@ -151,3 +151,19 @@ def test_no_import_the_worker_or_scheduler_may_ever_run_reaches_flask():
     assert {"app.runs.cancel", "app.worker_resources"} <= reach
     assert web_modules(sorted(reach)) == []
     assert [m for m in reach if _third_party_imports(modules[m]) & {"flask", "werkzeug", "prometheus_client"}] == []
+
+
+def test_the_service_layer_imports_no_web_cli_or_worker_code():
+    """app.core: the use cases raise domain errors; Flask, click and the RQ worker stay in the adapters."""
+    graph, modules = import_graph(), _modules()
+    reach, todo = set(), [m for m in graph if m == "app.core" or m.startswith("app.core.")]
+    while todo:
+        name = todo.pop()
+        if name not in reach:
+            reach.add(name)
+            todo.extend(graph[name])
+    assert {"app.core.jobs", "app.core.schedules", "app.core.reports", "app.core.stats", "app.runs.cancel"} <= reach
+    adapters = ("app.api", "app.errors", "app.auth", "app.cli", "app.cli_ops", "app.metrics", "dashboard",
+                "workers.worker", "workers.jobs")
+    assert [m for m in reach if m.startswith(adapters)] == []
+    assert [m for m in reach if _third_party_imports(modules[m]) & {"flask", "werkzeug", "click"}] == []

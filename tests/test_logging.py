@@ -12,7 +12,7 @@ import pytest
 from rq.job import Job
 
 from app.config import Settings
-from app.logging_setup import JobContextFilter, JSONFormatter, Redactor, TextFormatter, setup_logging
+from app.logging_setup import JobContextFilter, JSONFormatter, Redactor, TextFormatter, logging_for_job, setup_logging
 from tests.test_jobs_api import trigger
 
 TOKEN = "tok-abcdef-0123456789"
@@ -60,6 +60,28 @@ class TestRunLines:
         run_lines = [line for line in output.splitlines() if run_id in line]
         assert len(run_lines) >= 5
         assert all(f"[forecast {run_id}]" in line for line in run_lines), run_lines
+
+
+    def test_lines_of_a_run_served_by_the_standby_work_horse_carry_it(self, client, auth, start_process):
+        """A standby work-horse is forked before its run is known: it takes the run's context itself."""
+        import signal
+
+        from tests.test_job_policies import wait_for
+        from tests.test_worker_modes import _children
+
+        proc = start_process("-m", "workers", "forecast", env_extra={"LOG_LEVEL": "INFO", "LOG_FORMAT": "json"})
+        wait_for(lambda: _children(proc.pid))  # the standby, forked while the worker is idle
+        run_id = trigger(client, auth).get_json()["job_id"]
+        wait_for(lambda: client.get(f"/api/jobs/forecast/{run_id}", headers=auth).get_json()["status"] == "finished")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        with open(proc.log_path) as fh:
+            records = _json_lines(fh.read())
+        run_lines = [r for r in records if run_id in json.dumps(r)]
+        messages = " | ".join(r["message"] for r in run_lines)
+        assert "started forecast" in messages and "Job OK" in messages
+        for record in run_lines:
+            assert (record.get("job_id"), record.get("job_name")) == (run_id, "forecast"), record
 
 
 class TestFailureLines:
@@ -162,34 +184,47 @@ def test_short_or_empty_secrets_do_not_redact_words():
 
 
 # -- job context outside job.perform() ---------------------------------------------------------
-def test_rq_lines_take_the_job_of_the_calling_frame(redis):
+def test_lines_logged_while_a_job_is_current_carry_it(redis):
+    """RQ logs a run's dequeue, success and failure lines outside `job.perform()`: the worker makes
+    the job current (a context variable) from its dequeue until its outcome is handled."""
     job = Job.create("workers.jobs.run_scheduled_forecast", connection=redis, id="run-123",
                      meta={"job_name": "forecast"})
     record = logging.LogRecord("rq.worker", logging.INFO, __file__, 1, "Job OK (%s)", ("run-123",), None)
-
-    def handle_job_success(job):  # like RQ's worker methods: the job is a local called `job`
+    with logging_for_job(job):
         JobContextFilter().filter(record)
-
-    handle_job_success(job)
     assert (record.job_id, record.job_name) == ("run-123", "forecast")
 
 
-def test_worker_loop_job_is_not_taken_for_later_lines(redis):
+def test_a_job_is_not_taken_for_lines_after_it(redis):
     job = Job.create("workers.jobs.run_scheduled_forecast", connection=redis, id="run-456")
+    with logging_for_job(job):
+        pass
     record = logging.LogRecord("rq.worker", logging.INFO, __file__, 1, "unsubscribing", (), None)
-
-    def teardown():
-        JobContextFilter().filter(record)
-
-    def work(job):  # RQ's loop keeps the previous run in `job`
-        teardown()
-
-    work(job)
+    JobContextFilter().filter(record)
     assert record.job_id == ""
 
 
-def test_other_loggers_are_not_searched(redis):
-    job = Job.create("workers.jobs.run_scheduled_forecast", connection=redis, id="run-789")  # noqa: F841
+def test_the_worker_dequeue_makes_the_job_current_and_its_end_clears_it(app, redis):
+    """The dequeue line is logged by RQ before the worker sees the job: the queue class sets it."""
+    from rq import Queue
+
+    from app.logging_setup import set_job_context
+    from workers.worker import build_worker
+
+    worker = build_worker(app.config["SETTINGS"], redis, ["default"])
+    Queue("default", connection=redis).enqueue("tests.jobs.pid", job_id="run-789", meta={"job_name": "noop"})
+    job, _queue = worker.queue_class.dequeue_any(worker.queues, None, connection=redis)
+    record = logging.LogRecord("rq.worker", logging.INFO, __file__, 1, "default: run-789", (), None)
+    JobContextFilter().filter(record)
+    assert (job.id, record.job_id, record.job_name) == ("run-789", "run-789", "noop")
+    set_job_context(None)
+    later = logging.LogRecord("rq.worker", logging.INFO, __file__, 1, "listening", (), None)
+    JobContextFilter().filter(later)
+    assert later.job_id == ""
+
+
+def test_lines_outside_any_job_name_none(redis):
+    Job.create("workers.jobs.run_scheduled_forecast", connection=redis, id="run-790")
     record = logging.LogRecord("app.api", logging.INFO, __file__, 1, "x", (), None)
     JobContextFilter().filter(record)
     assert record.job_id == ""

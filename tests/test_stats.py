@@ -1,4 +1,4 @@
-"""Run figures aggregated in SQL (`app.stats.run_figures`): /api/jobs/stats and the dashboard share them.
+"""Run figures aggregated in SQL (`app.core.stats.run_figures`): /api/jobs/stats and the dashboard share them.
 
 The expected figures are computed here from the same rows with NumPy (linear percentiles).
 """
@@ -50,7 +50,7 @@ def _fill(now) -> dict[str, list[tuple]]:
 
 
 def _check(names, rows, now):
-    from app.stats import run_figures
+    from app.core.stats import run_figures
 
     for hours in (24, 24 * 7):
         since = now - timedelta(hours=hours)
@@ -81,7 +81,7 @@ def test_run_figures_equal_a_direct_computation(app):
 @pytest.mark.parametrize("sort_cost", [0.0, 1e9], ids=["sorted-window", "duration-index"])
 def test_sqlite_lookups_agree_along_either_index(app, monkeypatch, sort_cost):
     """SQLite picks the by-duration index or a sort of the window by cost: both give the same figures."""
-    from app import stats
+    from app.core import stats
 
     monkeypatch.setattr(stats, "SORT_COST", sort_cost)
     now = utcnow()
@@ -91,7 +91,7 @@ def test_sqlite_lookups_agree_along_either_index(app, monkeypatch, sort_cost):
 
 
 def test_a_single_duration_and_ties(app):
-    from app.stats import run_figures
+    from app.core.stats import run_figures
 
     now = utcnow()
     with db_session():

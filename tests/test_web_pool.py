@@ -96,3 +96,32 @@ def test_after_a_server_restart_one_request_fails_not_one_per_pooled_connection(
     assert client.get("/api/alerts").status_code == 503
     assert pool._connections == []  # the other dead connection went with it
     assert client.get("/api/alerts").status_code == 200
+
+
+def test_each_app_keeps_its_own_database_redis_and_settings(settings_overrides, tmp_path, auth):
+    """create_app sets no process-wide state an app depends on: app A still uses A's database
+    (and Redis and settings) after app B was created in the same process."""
+    from app import create_app
+    from app.config import configure, get_settings
+    from app.connections import database, db_session
+    from app.models import JobRun, create_tables, utcnow
+
+    apps = {}
+    for name in ("a", "b"):
+        apps[name] = create_app({**settings_overrides, "database_url": f"sqlite:///{tmp_path / name}.db",
+                                 "result_ttl": 100 + len(apps)})
+        with apps[name].app_context(), db_session():
+            create_tables()
+            JobRun.create(id=f"run-of-{name}", job_name="cleanup", queue="maintenance", trigger="manual",
+                          status="queued", enqueued_at=utcnow())
+    try:
+        for name, app in apps.items():
+            with app.app_context():
+                assert database.obj is app.extensions["database"]
+                assert get_settings() is app.config["SETTINGS"]
+                assert get_settings().result_ttl == app.config["SETTINGS"].result_ttl
+            runs = app.test_client().get("/api/jobs/cleanup/history", headers=auth).get_json()["runs"]
+            assert [r["job_id"] for r in runs] == [f"run-of-{name}"]
+        assert apps["a"].extensions["redis"] is not apps["b"].extensions["redis"]
+    finally:
+        configure(None)

@@ -51,7 +51,7 @@ from app import runs
 from app.config import Settings, get_settings
 from app.connections import bind_database, database, redis_connection
 from app.core.catalog import QUEUES
-from app.logging_setup import setup_logging
+from app.logging_setup import logging_for_job, set_job_context, setup_logging
 from app.runs import fanout
 from app.runs.tracking import bind_database_if_unbound
 from app.worker_resources import publish_worker_resources
@@ -89,6 +89,27 @@ def _in_job_code(frame) -> bool:
     return False
 
 
+class JobContextQueue(Queue):
+    """RQ's queue, whose dequeue makes the job current for log lines at once.
+
+    RQ logs the dequeue line of a run before handing the job to the worker; from here on,
+    until the worker has handled the run's outcome, every line carries the run's id.
+    """
+
+    @classmethod
+    def dequeue_any(cls, *args, **kwargs):
+        result = super().dequeue_any(*args, **kwargs)
+        if result is not None:
+            set_job_context(result[0])
+        return result
+
+
+def _with_job_context(queue_class: type[Queue]) -> type[Queue]:
+    if issubclass(queue_class, JobContextQueue):
+        return queue_class
+    return type(f"JobContext{queue_class.__name__}", (JobContextQueue, queue_class), {})
+
+
 class ServiceWorker(Worker):
     #: seconds a run's heartbeat may be late before RQ's maintenance treats it as abandoned
     abandoned_after = 30
@@ -111,15 +132,22 @@ class ServiceWorker(Worker):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Set after RQ checked the queues' type: `rq worker -w ...` may pass its own queue class.
+        self.queue_class = _with_job_context(self.queue_class)
         self._worker_pid = os.getpid()  # a work-horse's parent, checked after its prctl
         bind_database_if_unbound()  # `rq worker -w workers.worker.ServiceWorker` binds nothing itself
 
     def execute_job(self, job, queue):
+        set_job_context(job)  # the work-horse inherits it across the fork
+        try:
+            if job.origin in self.fork_queues:
+                super().execute_job(job, queue)
+            else:
+                self._execute_in_process(job, queue)
+        finally:
+            set_job_context(None)  # the worker's own lines after a run name no job
         if job.origin in self.fork_queues:
-            super().execute_job(job, queue)
             self._start_standby()  # for the next run, while this worker is idle
-        else:
-            self._execute_in_process(job, queue)
 
     def _execute_in_process(self, job, queue):
         """RQ's `SimpleWorker.execute_job`, with heartbeats kept and the database connection reused."""
@@ -344,6 +372,7 @@ class ServiceWorker(Worker):
 
     def main_work_horse(self, job, queue):
         die_with_parent(self._worker_pid)  # both paths: RQ's fork, and the standby's hand-off
+        set_job_context(job)  # a standby horse was forked before its run was known
         super().main_work_horse(job, queue)
 
     def work(self, burst: bool = False, *args, **kwargs) -> bool:
@@ -362,6 +391,10 @@ class ServiceWorker(Worker):
         super().teardown()
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
+        with logging_for_job(job):  # also when RQ's maintenance finds a run abandoned
+            self._handle_job_failure(job, queue, started_job_registry, exc_string)
+
+    def _handle_job_failure(self, job, queue, started_job_registry, exc_string: str) -> None:
         if self._requeue_for_shutdown and self._stopped_job_id != job.id:
             try:
                 self._requeue(job, queue, exc_string)
@@ -373,9 +406,7 @@ class ServiceWorker(Worker):
             status = runs.record_failure(job, self.connection, _last_line(exc_string), worker_name=self.name)
             log.info("run %s failed attempt recorded as %s", job.id, status.value)
             if status == runs.RunStatus.STOPPED and job.func_name in (fanout.CHUNK_FUNC, fanout.GATHER_FUNC):
-                from app.runs.fanout import end_stopped_job
-
-                end_stopped_job(self.connection, job)
+                fanout.end_stopped_job(self.connection, job)
         except Exception:  # the row catches up on the next attempt; never crash the worker
             log.exception("could not record failure of run %s", job.id)
 

@@ -1,12 +1,9 @@
-"""Daily reports: the stored output of `generate_daily_summary`, one per UTC day.
+"""Daily report routes: a thin adapter over `app.core.reports` (the stored daily reports).
 
-The reports outlive Redis results and run history, so they are read from `daily_summaries`,
-never from a run's result.
+Refusals are domain errors that `app.errors` maps to HTTP answers.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from datetime import date
 
@@ -14,10 +11,9 @@ from flask import Blueprint, jsonify, request
 from pydantic import Field, field_validator
 
 from app.api.schemas import PageQuery, Strict, parse_query
-from app.api.serializers import iso
+from app.api.serializers import report_json
 from app.auth import require_read_token
-from app.errors import BadRequest, NotFound
-from app.models import DailySummary
+from app.core import reports
 
 log = logging.getLogger(__name__)
 
@@ -42,45 +38,11 @@ class ReportPageQuery(PageQuery):
     limit: int = Field(30, ge=1, le=366)
 
 
-def report_json(summary: DailySummary) -> dict:
-    return {
-        "kind": "daily",
-        "date": summary.day.isoformat(),
-        "job_id": summary.job_id,
-        "created_at": iso(summary.created_at),
-        "report": summary.report,
-    }
-
-
-def encode_cursor(day: date) -> str:
-    return base64.urlsafe_b64encode(day.isoformat().encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> date:
-    """The day after which the next page starts; anything else is a 400."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        if len(raw) != 10:
-            raise ValueError
-        return date.fromisoformat(raw)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("invalid cursor") from None
-
-
 @bp.get("/daily")
 @require_read_token
 def daily_report():
     query = parse_query(DailyReportQuery, request.args)
-    select = DailySummary.select()
-    if query.date:
-        summary = select.where(DailySummary.day == date.fromisoformat(query.date)).first()
-        if summary is None:
-            raise NotFound(f"no daily report for {query.date}")
-    else:
-        summary = select.order_by(DailySummary.day.desc()).first()
-        if summary is None:
-            raise NotFound("no daily report stored yet")
-    return jsonify(report_json(summary))
+    return jsonify(report_json(reports.daily_report(date.fromisoformat(query.date) if query.date else None)))
 
 
 @bp.get("")
@@ -88,12 +50,5 @@ def daily_report():
 def list_reports():
     """Daily reports, newest day first; `next_cursor` pages on (keyset on the unique day)."""
     query = parse_query(ReportPageQuery, request.args)
-    select = DailySummary.select()
-    if query.cursor:
-        select = select.where(DailySummary.day < decode_cursor(query.cursor))
-    rows = list(select.order_by(DailySummary.day.desc()).limit(query.limit + 1))
-    next_cursor = None
-    if len(rows) > query.limit:
-        rows = rows[:query.limit]
-        next_cursor = encode_cursor(rows[-1].day)
+    rows, next_cursor = reports.list_reports(query.limit, query.cursor)
     return jsonify(reports=[report_json(r) for r in rows], next_cursor=next_cursor)

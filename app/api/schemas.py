@@ -14,10 +14,10 @@ from typing import Literal
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from app.core.jobs import RUN_ID_PATTERN  # noqa: F401 - the OpenAPI document names it
 from app.errors import BadRequest
 from app.pagination import unsafe_text
 
-RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 RunStatusName = Literal["queued", "scheduled", "started", "finished", "failed", "canceled", "stopped", "skipped"]
 
 

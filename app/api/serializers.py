@@ -7,17 +7,7 @@ instance, for the dashboard and the CLI) go through the same row functions.
 """
 from __future__ import annotations
 
-from datetime import datetime
-
-from app.models import Alert, JobRun
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        return value.isoformat().replace("+00:00", "Z")
-    return value.isoformat() + "Z"
+from app.models import Alert, DailySummary, JobRun, iso
 
 
 # Column order of the tuples `run_row_json` reads; enqueued_at and id stay first (the cursor's).
@@ -74,3 +64,13 @@ def run_json(run: JobRun) -> dict:
 
 def alert_json(alert: Alert) -> dict:
     return alert_row_json(tuple(getattr(alert, column.name) for column in ALERT_COLUMNS))
+
+
+def report_json(summary: DailySummary) -> dict:
+    return {
+        "kind": "daily",
+        "date": summary.day.isoformat(),
+        "job_id": summary.job_id,
+        "created_at": iso(summary.created_at),
+        "report": summary.report,
+    }

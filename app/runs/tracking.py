@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def bind_database_if_unbound(settings: Settings | None = None) -> None:
     """Bind the models to the configured database unless this process did already."""
-    if getattr(database, "obj", None) is None:
+    if database.obj is None:
         bind_database(settings or get_settings())
 
 

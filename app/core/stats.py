@@ -1,4 +1,4 @@
-"""Operational figures shared by `/api/jobs/stats` and the dashboard."""
+"""Operational figures (the stats use case): shared by `/api/jobs/stats`, `/metrics` and the dashboard."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -7,11 +7,10 @@ from peewee import SQL, PostgresqlDatabase, fn
 from redis import Redis
 from rq import Queue, Worker
 
-from app.api.serializers import iso
 from app.config import Settings
 from app.connections import database
 from app.core.catalog import JOBS, QUEUES
-from app.models import JobRun, utcnow
+from app.models import JobRun, iso, utcnow
 from app.runs import RunStatus
 from workers.schedules import read_schedules
 
