@@ -428,3 +428,17 @@ def test_single_series_bands_cover_near_nominal() -> None:
         p = predict(y[:296], 14)
         inside.append((y[296:] >= p.quantiles[0, 0]) & (y[296:] <= p.quantiles[2, 0]))
     assert 0.78 <= np.mean(inside) <= 0.96
+
+
+def test_band_widens_after_a_regime_shock() -> None:
+    """Noise four times larger over the last three weeks (a shock the honest origins mostly
+    predate): the band at least doubles against the calm history's and holds more than half of
+    the shocked next two weeks."""
+    rng = np.random.default_rng(5)
+    noise = 0.05 * rng.standard_normal((300, 300))
+    noise[:, -35:] *= 4
+    y = weekly(1, 300, noise=0.0) * (1 + noise)
+    shocked, calm = predict(y[:, :286], 14), predict(y[:, :-35], 14)
+    width = (shocked.quantiles[2] - shocked.quantiles[0]).mean() / (calm.quantiles[2] - calm.quantiles[0]).mean()
+    assert width > 2.0
+    assert ((y[:, 286:] >= shocked.quantiles[0]) & (y[:, 286:] <= shocked.quantiles[2])).mean() > 0.5
