@@ -456,3 +456,12 @@ def test_random_walk_level_is_followed_closely() -> None:
     p = predict(y[:, :300], 14)
     oracle = lvl[:, 299:300] + season[None, 300:]
     assert np.abs(p.mean - y[:, 300:]).mean() < 1.055 * np.abs(oracle - y[:, 300:]).mean()
+
+
+def test_backtest_scores_count_high_warnings_and_their_hits() -> None:
+    from app.forecast.backtest import Scores
+
+    s = Scores(probs=[0.9, 0.6, 0.2, 0.7, 0.1], events=[True, False, True, True, False])
+    out = s.summary()
+    assert (out["overloads"], out["warned"], out["warned_hits"]) == (3, 3, 2)
+    assert out["recall"] == pytest.approx(2 / 3) and out["precision"] == pytest.approx(2 / 3)
