@@ -176,6 +176,7 @@ def main() -> None:
         methods["statsmodels_hw"] = statsmodels_hw
     methods["autoets"] = autoets
     rel: dict[str, list[float]] = {}
+    cap_all: dict[str, list[float]] = {}  # method -> [overloads, warned, warned hits, Brier sum, line origins]
     rng = np.random.default_rng(args.seed)
     for path in files:
         for ds in read_long_csv(path):
@@ -202,6 +203,12 @@ def main() -> None:
             print(format_table(result))
             if info.get("note"):
                 print(f"  ({info['note']})")
+            for meth, s in scores.items():
+                if s.get("line_origins") and "(all" not in meth:
+                    acc = cap_all.setdefault(meth, [0.0] * 5)
+                    for k, v in enumerate((s["overloads"], s.get("warned", 0), s.get("warned_hits", 0),
+                                           (s.get("brier") or 0.0) * s["line_origins"], s["line_origins"])):
+                        acc[k] += v
             base_all = scores.get("snaive (all)", scores["seasonal_naive"])["mase"]
             for meth, s in scores.items():
                 if meth in ("seasonal_naive", "snaive (all)"):
@@ -225,6 +232,13 @@ def main() -> None:
     for meth, vals in rel.items():
         g = math.exp(sum(math.log(v) for v in vals) / len(vals))
         print(f"  {meth:<20} {g:.3f}  ({len(vals)} data sets)")
+    print("\ncapacity warnings over all lines and origins of all data sets (high severity; target: recall >= 0.8 "
+          "at precision >= 0.8):")
+    for meth, (events, warned, hits, brier_sum, judged) in cap_all.items():
+        recall = f"{hits / events:.2f}" if events else "-"
+        precision = f"{hits / warned:.2f}" if warned else "-"
+        print(f"  {meth:<20} recall {recall} ({int(hits)}/{int(events)} overloads), precision {precision} "
+              f"({int(warned)} warnings), Brier {brier_sum / judged:.3f} ({int(judged)} line origins)")
 
 
 if __name__ == "__main__":

@@ -238,6 +238,8 @@ class Scores:
             "seconds_per_series": self.seconds / self.series_fits if self.series_fits else None,
             "overloads": int(sum(self.events)),
             "line_origins": len(self.events),
+            "warned": int(tp + fp),  # high-severity warnings (probability >= HIGH_PROBABILITY)
+            "warned_hits": int(tp),  # ... followed by an overload
             "recall": tp / (tp + fn) if tp + fn else None,
             "precision": tp / (tp + fp) if tp + fp else None,
             "brier": float(np.mean((np.array(self.probs) - np.array(self.events, dtype=float)) ** 2))

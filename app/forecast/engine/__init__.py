@@ -24,6 +24,7 @@ DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 LOOKBACK_DAYS = core.LOOKBACK_DAYS  # the engine reads at most this many trailing days: load no more
 _SCAN_ROWS = 8192  # rows per chunk of the first pass over the history
 _POOL_ROWS = 256  # series per block and class whose backtest errors enter the pooled interval shape
+T_FALLBACK = True  # normal-quantile fallback widened to Student t by the origins behind each scale
 _FMAX = np.finfo(np.float64).max  # outputs are clipped here: finite whatever the input
 
 
@@ -193,7 +194,10 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
         r_h = _monotone_ratio(r_h)
         zs = [(std / r_h[None, :, None]).ravel() for std, _ in z_pool[cls]]
         z = np.concatenate(zs) if zs else np.zeros(0)
-        qz = core.standard_quantiles(z, levels)
+        dofs = [np.isfinite(std).any(axis=1).sum(axis=0) for std, _ in z_pool[cls]]
+        dof = np.concatenate(dofs) if dofs else np.zeros(0)
+        dof = float(np.median(dof[dof > 0])) if (dof > 0).any() else np.inf
+        qz = core.standard_quantiles(z, levels, dof if T_FALLBACK else np.inf)
         growth = np.where(hs <= eval_horizon, r_h[np.minimum(hs, eval_horizon) - 1],
                           r_h[-1] * np.sqrt(hs / eval_horizon))
         spread = spread_scale[members][:, None] * growth[None, :]  # (m, horizon)
