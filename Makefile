@@ -49,6 +49,14 @@ openssl-check:
 test: install redis-check openssl-check
 	$(PY) -m pytest -q
 
+# Static checks (pyproject.toml): lint, types (strict on the service layer and the forecast
+# engine) and the import contracts of the layering. .ci/run runs them before the tests.
+.PHONY: check
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy app/core app/forecast/engine
+	PYTHONPATH=. $(VENV)/bin/lint-imports
+
 # The web process listens on 127.0.0.1; `make run HOST=0.0.0.0` (or HOST in .env) serves the network.
 run: install
 	@bash bin/run-local

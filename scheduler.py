@@ -33,7 +33,7 @@ from app.connections import bind_database, db_session, redis_connection
 from app.core.catalog import JOBS, QUEUES, JobSpec
 from app.logging_setup import setup_logging
 from app.runs.keys import release_if_owner
-from workers.schedules import PAUSED_KEY, TEMPLATE_PREFIX, next_fire_time, template_id, template_matches
+from app.scheduling import PAUSED_KEY, TEMPLATE_PREFIX, next_fire_time, template_id, template_matches
 
 log = logging.getLogger("scheduler")
 

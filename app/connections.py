@@ -17,12 +17,13 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
 
 import peewee
-from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledPostgresqlDatabase
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 from redis import Redis
 
 from app.config import Settings
+
 
 class ContextDatabaseProxy(peewee.DatabaseProxy):
     """peewee's proxy, resolving to the database of the active context, else to the process's."""

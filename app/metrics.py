@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 import peewee
 import redis.exceptions
 from flask import Blueprint, Flask, Response, current_app, request
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 from redis import Redis
 from rq import Worker
@@ -35,8 +35,8 @@ from app.connections import db_session
 from app.core.catalog import JOBS
 from app.core.stats import queue_stats
 from app.models import JobRun
+from app.scheduling import read_schedules
 from app.worker_resources import worker_resources
-from workers.schedules import read_schedules
 
 log = logging.getLogger(__name__)
 

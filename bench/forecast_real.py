@@ -33,8 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.forecast import predict  # noqa: E402
-from app.forecast.backtest import (Dataset, backtest_dataset, engine_forecaster, format_table,  # noqa: E402
-                                   BacktestResult, read_long_csv, seasonal_naive)
+from app.forecast.backtest import (  # noqa: E402
+    BacktestResult,
+    Dataset,
+    backtest_dataset,
+    engine_forecaster,
+    format_table,
+    read_long_csv,
+    seasonal_naive,
+)
 from app.forecast.engine import spike_threshold  # noqa: E402
 
 SPIKE_LEVEL = 0.999
@@ -197,7 +204,7 @@ def main() -> None:
                 scores["snaive (all)"] = all_scores["seasonal_naive"]
                 info["note"] = f"table on {len(rows)} sampled series; '(all)' rows on all {n}"
             base = scores["seasonal_naive"]["mase"]
-            for meth, s in scores.items():
+            for _meth, s in scores.items():
                 s["rel_mase"] = s["mase"] / base if s.get("mase") is not None and base else None
             result = BacktestResult(args.horizon, args.origins, {ds.name: scores}, {ds.name: info})
             print(format_table(result))

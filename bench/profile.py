@@ -241,8 +241,8 @@ def cleanup_sql(bench: Bench, args) -> None:
     """
     from datetime import timedelta
 
-    from bench import data
     from app.models import utcnow
+    from bench import data
 
     conn = bench.pg(autocommit=False)
     data.load_alerts(conn, args.rows, *data.recent_window())

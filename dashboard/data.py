@@ -25,8 +25,8 @@ from app.core.catalog import JOBS
 from app.core.stats import STATUSES, hour_bucket_sql, queue_stats, run_figures, schedule_json
 from app.models import Alert, DailySummary, JobRun, utcnow
 from app.runs import TERMINAL_VALUES
+from app.scheduling import read_schedules
 from app.worker_resources import worker_resources
-from workers.schedules import read_schedules
 
 log = logging.getLogger(__name__)
 

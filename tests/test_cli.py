@@ -9,7 +9,7 @@ import pytest
 from app.alert_store import store_alerts
 from app.connections import database
 from app.models import DailySummary, JobRun
-from workers.schedules import PAUSED_KEY
+from app.scheduling import PAUSED_KEY
 
 
 def invoke(runner, *args):

@@ -548,7 +548,7 @@ def test_burst_worker_publishes_while_it_works(app, client, creds, auth, run_wor
 
 
 def test_pause_resume_run_a_schedule_from_the_page(client, creds, redis):
-    from workers.schedules import PAUSED_KEY
+    from app.scheduling import PAUSED_KEY
 
     response = client.post("/dashboard/schedules/forecast/pause", headers={**creds, **SAME_ORIGIN})
     assert response.status_code == 200
@@ -569,7 +569,7 @@ def test_pause_resume_run_a_schedule_from_the_page(client, creds, redis):
 @pytest.mark.parametrize("path", ["/dashboard/schedules/forecast/pause", "/dashboard/schedules/forecast/run",
                                   "/dashboard/runs/abc/cancel"])
 def test_page_actions_refuse_cross_origin_and_get(client, creds, redis, path):
-    from workers.schedules import PAUSED_KEY
+    from app.scheduling import PAUSED_KEY
 
     refused = client.post(path, headers={**creds, "Origin": "http://evil.example"})
     assert refused.status_code == 403

@@ -411,7 +411,7 @@ def _jobs_url(queue_segment: str) -> str:
 
 
 def _assert_not_run(page, redis) -> None:
-    from workers.schedules import PAUSED_KEY
+    from app.scheduling import PAUSED_KEY
 
     page.wait_for_timeout(500)  # a payload would run while the page loads or on its first poll
     assert page.evaluate("window.__pwned") is None

@@ -100,7 +100,7 @@ def test_client_url_carries_tls_options_and_url_options_win():
 
 
 def test_redis_ssl_cert_reqs_rejects_unknown_values():
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="redis_ssl_cert_reqs"):
         _settings(redis_ssl_cert_reqs="maybe")
 
 

@@ -17,8 +17,8 @@ from app.config import configure, get_settings
 from app.connections import db_session
 from app.forecast import demo, pipeline, rules
 from app.models import Alert, JobRun
-from tests.test_jobs_api import trigger
 from app.runs.fanout import FANOUT_KEY, attempt_of, cancel_fanout, chunk_job_id, gather_job_id
+from tests.test_jobs_api import trigger
 from workers.worker import build_worker
 
 ITEMS = 60

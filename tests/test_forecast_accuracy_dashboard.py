@@ -9,8 +9,7 @@ import pytest
 from app.connections import db_session
 from app.models import ForecastLine, ForecastSnapshot, utcnow
 from tests.test_dashboard import basic
-from tests.test_dashboard_browser import (_MISSING, browser, live_server, open_page,  # noqa: F401
-                                          settings_overrides, wait_loaded)
+from tests.test_dashboard_browser import _MISSING, browser, live_server, open_page, settings_overrides, wait_loaded  # noqa: F401
 
 
 @pytest.fixture
@@ -44,7 +43,7 @@ def test_dashboard_data_carries_the_scored_runs_oldest_first(client):
 
 
 @pytest.mark.skipif(bool(_MISSING), reason=_MISSING or "")
-def test_the_page_draws_the_accuracy_chart(app, open_page):
+def test_the_page_draws_the_accuracy_chart(app, open_page):  # noqa: F811 (the fixture, imported above)
     page = open_page()
     wait_loaded(page)
     assert "No forecast scored yet" in page.inner_text("#card-accuracy")

@@ -422,7 +422,7 @@ def test_single_series_bands_cover_near_nominal() -> None:
     P10-P90 band holds at least its nominal 80% of the next two weeks, and is not absurdly wide."""
     rng = np.random.default_rng(11)
     inside = []
-    for i in range(120):
+    for _ in range(120):
         y = weekly(1, 310, noise=0.0)[0] * rng.gamma(15, 1 / 15, 310)
         y *= np.exp(np.cumsum(0.01 * rng.standard_normal(310)))  # a slowly wandering level
         p = predict(y[:296], 14)

@@ -171,7 +171,7 @@ def test_gunicorn_with_several_workers_answers_the_same(settings_overrides, clie
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError((tmp_path / "gunicorn.log").read_text()[-3000:])
+                    raise AssertionError((tmp_path / "gunicorn.log").read_text()[-3000:]) from None
                 time.sleep(0.2)
 
         def fetch(_):

@@ -15,8 +15,7 @@ import pytest
 
 from app.config import Settings
 from app.connections import bind_database, database, db_session
-from app.migrations import (MIGRATIONS_DIR, MigrationError, MigrationLockTimeout, applied, discover,
-                            migrate, status)
+from app.migrations import MIGRATIONS_DIR, MigrationError, MigrationLockTimeout, applied, discover, migrate, status
 from app.models import ALL_MODELS, Alert, DailySummary, DemandHistory, JobRun, ProductionLine, create_tables
 from tests.conftest import settings_env
 
@@ -302,7 +301,7 @@ def test_every_step_module_has_a_docstring():
 
 def test_migration_lock_timeout_is_a_setting():
     assert Settings(_env_file=None).migration_lock_timeout == 300
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="migration_lock_timeout"):
         Settings(_env_file=None, migration_lock_timeout=0)
 
 

@@ -290,9 +290,9 @@ def test_a_changed_upstream_template_fails_at_start_up(tmp_path):
     to start rather than serve it."""
     import shutil
 
+    import rq_dashboard.web
     from jinja2 import FileSystemLoader
 
-    import rq_dashboard.web
     from dashboard.rq_pages import RqPagesError, build_page_scripts, rewrite_template
 
     upstream = rq_dashboard.web.blueprint.jinja_loader.searchpath[0]

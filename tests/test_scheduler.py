@@ -11,9 +11,9 @@ from rq import Queue
 from rq.job import Job
 
 from app.models import JobRun
+from app.scheduling import next_fire_time, template_id
 from scheduler import ServiceScheduler
 from tests.conftest import settings_env
-from workers.schedules import next_fire_time, template_id
 
 ZSET = "rq:scheduler:scheduled_jobs"
 

@@ -10,9 +10,9 @@ import pytest
 from rq import Queue
 
 from app.models import JobRun
+from app.scheduling import PAUSED_KEY, template_id
 from scheduler import ServiceScheduler
 from tests.conftest import settings_env
-from workers.schedules import PAUSED_KEY, template_id
 
 ZSET = "rq:scheduler:scheduled_jobs"
 

@@ -10,8 +10,8 @@ import peewee
 from app import notify
 from app.alert_store import store_alerts
 from app.config import Settings
-from app.forecast import accuracy
 from app.connections import database
+from app.forecast import accuracy
 from app.models import Alert, DailySummary, JobRun, utcnow
 from app.runs.status import TERMINAL_VALUES
 from app.runs.tracking import tracked

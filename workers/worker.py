@@ -38,7 +38,6 @@ import time
 
 import peewee
 import redis.exceptions
-
 from redis import Redis
 from rq import Queue, Worker
 from rq.exceptions import ShutDownImminentException

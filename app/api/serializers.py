@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from app.models import Alert, DailySummary, JobRun, iso
 
-
 # Column order of the tuples `run_row_json` reads; enqueued_at and id stay first (the cursor's).
 RUN_COLUMNS = (JobRun.enqueued_at, JobRun.id, JobRun.job_name, JobRun.status, JobRun.trigger, JobRun.queue,
                JobRun.result, JobRun.error, JobRun.started_at, JobRun.ended_at, JobRun.attempts, JobRun.slot)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import re
+
 from redis import Redis
 
 from app import runs

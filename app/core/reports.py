@@ -22,7 +22,8 @@ def daily_report(day: date | None) -> DailySummary:
         summary = select.order_by(DailySummary.day.desc()).first()
     if summary is None:
         raise ReportMissing(day.isoformat() if day is not None else None)
-    return summary
+    found: DailySummary = summary
+    return found
 
 
 def list_reports(limit: int, cursor: str | None) -> tuple[list[DailySummary], str | None]:

@@ -1,6 +1,6 @@
 """Use cases on the cron schedules: list them, pause or resume one, run one now.
 
-Pause state is a Redis set (`workers.schedules.PAUSED_KEY`) that the scheduler reads at each
+Pause state is a Redis set (`app.scheduling.PAUSED_KEY`) that the scheduler reads at each
 firing: a paused schedule's slots are claimed and skipped, its template keeps moving to the
 next slot, and the pause survives scheduler restarts.
 """
@@ -16,7 +16,7 @@ from app.config import Settings
 from app.core.catalog import JOBS
 from app.core.errors import RunActive, UnknownSchedule
 from app.core.stats import schedule_json
-from workers.schedules import PAUSED_KEY, read_schedules
+from app.scheduling import PAUSED_KEY, read_schedules
 
 log = logging.getLogger(__name__)
 

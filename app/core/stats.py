@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from peewee import SQL, PostgresqlDatabase, fn
 from redis import Redis
@@ -12,10 +13,10 @@ from app.connections import database
 from app.core.catalog import JOBS, QUEUES
 from app.models import JobRun, iso, utcnow
 from app.runs import RunStatus
-from workers.schedules import read_schedules
+from app.scheduling import read_schedules
 
 
-def worker_stats(redis: Redis) -> dict:
+def worker_stats(redis: Redis) -> dict[str, Any]:
     workers = Worker.all(connection=redis)
     listed = []
     for worker in workers:
@@ -33,7 +34,7 @@ def worker_stats(redis: Redis) -> dict:
             "active_tasks": {w["name"]: w["current_job"] for w in listed if w["current_job"]}}
 
 
-def queue_stats(redis: Redis) -> dict:
+def queue_stats(redis: Redis) -> dict[str, Any]:
     """Length of each queue and of each of its registries (one round trip)."""
     registries = ("started", "scheduled", "deferred", "failed", "finished", "canceled")
     queues = [Queue(name, connection=redis) for name in QUEUES]
@@ -51,7 +52,7 @@ def queue_stats(redis: Redis) -> dict:
     return out
 
 
-def run_stats(hours: int = 24) -> dict:
+def run_stats(hours: int = 24) -> dict[str, Any]:
     """Per job: runs by status and durations of finished runs over the last `hours` (aggregated in SQL)."""
     figures = run_figures(list(JOBS), utcnow() - timedelta(hours=hours))
     out = {}
@@ -71,7 +72,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
-def schedule_json(info) -> dict:
+def schedule_json(info: Any) -> dict[str, Any]:
     last = info.last_run
     return {
         "name": info.name,
@@ -88,7 +89,7 @@ def schedule_json(info) -> dict:
     }
 
 
-def service_stats(redis: Redis, settings: Settings) -> dict:
+def service_stats(redis: Redis, settings: Settings) -> dict[str, Any]:
     return {
         "workers": worker_stats(redis),
         "queues": queue_stats(redis),
@@ -110,7 +111,7 @@ BY_DURATION_INDEX = "job_runs_job_name_status_duration_s_enqueued_at"
 SORT_COST = 4.0
 
 
-def run_figures(names: list[str], since: datetime) -> dict[str, dict]:
+def run_figures(names: list[str], since: datetime) -> dict[str, dict[str, Any]]:
     """Per job, runs enqueued since `since`: counts by status, and count/mean/max/p50/p95 of finished durations.
 
     One grouped query over the (job, status, enqueued_at, duration_s) index, no row objects.
@@ -139,13 +140,13 @@ def run_figures(names: list[str], since: datetime) -> dict[str, dict]:
     return out
 
 
-def _durations(count: int, mean, longest, values: dict) -> dict:
+def _durations(count: int, mean: float | None, longest: float | None, values: dict[str, Any]) -> dict[str, Any]:
     floats = {key: None if values.get(key) is None else float(values[key]) for key in QUANTILES}
     return {"count": count, "mean": None if mean is None else float(mean),
             "max": None if longest is None else float(longest), **floats}
 
 
-def _sqlite_quantiles(job_name: str, since: datetime, count: int) -> dict:
+def _sqlite_quantiles(job_name: str, since: datetime, count: int) -> dict[str, Any]:
     """The QUANTILES of the job's `count` finished durations since `since`: each from one OFFSET lookup.
 
     Along the by-duration index, OFFSET k steps over about k / (the window's share of the job's
@@ -164,7 +165,7 @@ def _sqlite_quantiles(job_name: str, since: datetime, count: int) -> dict:
         low = int(position)
         index = BY_DURATION_INDEX if (low + 2) * spread <= SORT_COST * count else BY_TIME_INDEX
         rows = database.execute_sql(sql.format(table=JobRun._meta.table_name, index=index),
-                                    (job_name, JobRun.enqueued_at.db_value(since), low)).fetchall()
+                                    (job_name, JobRun.enqueued_at.db_value(since), low)).fetchall()  # type: ignore[no-untyped-call]
         # No rows: deleted since they were counted (cleanup on another connection).
         out[key] = rows[0][0] + (rows[-1][0] - rows[0][0]) * (position - low) if rows else None
     return out
@@ -176,7 +177,7 @@ def is_postgres() -> bool:
     return isinstance(database.obj, PostgresqlDatabase)
 
 
-def hour_bucket_sql(field):
+def hour_bucket_sql(field: Any) -> Any:
     """`field` truncated to the hour as text `YYYY-MM-DDTHH`, in SQL."""
     if is_postgres():
         return fn.to_char(field, 'YYYY-MM-DD"T"HH24').coerce(False)  # text, not parsed as the field's type

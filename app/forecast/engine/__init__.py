@@ -136,10 +136,10 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
     last = np.full(n, -1, np.int64)
     has_pos = np.zeros(n, bool)
     for c0 in range(0, n, _SCAN_ROWS):
-        rows = slice(c0, min(n, c0 + _SCAN_ROWS))
-        w = window_of(rows)
-        last[rows] = _last_observed(values[rows], w)
-        has_pos[rows] = (w > 0).any(axis=1) if wdays else False
+        chunk = slice(c0, min(n, c0 + _SCAN_ROWS))
+        w = window_of(chunk)
+        last[chunk] = _last_observed(values[chunk], w)
+        has_pos[chunk] = (w > 0).any(axis=1) if wdays else False
     has_obs = last >= 0
     stale = (days - 1 - last) > stale_days
 
@@ -195,9 +195,9 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
         zs = [(std / r_h[None, :, None]).ravel() for std, _ in z_pool[cls]]
         z = np.concatenate(zs) if zs else np.zeros(0)
         dofs = [np.isfinite(std).any(axis=1).sum(axis=0) for std, _ in z_pool[cls]]
-        dof = np.concatenate(dofs) if dofs else np.zeros(0)
-        dof = float(np.median(dof[dof > 0])) if (dof > 0).any() else np.inf
-        qz = core.standard_quantiles(z, levels, dof if T_FALLBACK else np.inf)
+        dof_all = np.concatenate(dofs) if dofs else np.zeros(0)
+        dof = float(np.median(dof_all[dof_all > 0])) if (dof_all > 0).any() else float(np.inf)
+        qz = core.standard_quantiles(z, levels, dof if T_FALLBACK else float(np.inf))
         growth = np.where(hs <= eval_horizon, r_h[np.minimum(hs, eval_horizon) - 1],
                           r_h[-1] * np.sqrt(hs / eval_horizon))
         spread = spread_scale[members][:, None] * growth[None, :]  # (m, horizon)
@@ -211,8 +211,8 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
                             last_observed=last, intermittent=intermittent)
     paths = np.full((max(origins, 1), eval_horizon, n), np.nan, np.float32)
     if keep_paths:
-        for rows, p in path_parts:
-            paths[:p.shape[0], :, rows] = p
+        for part_rows, p in path_parts:
+            paths[:p.shape[0], :, part_rows] = p
     return Fitted(prediction=prediction, scale=spread_scale, paths=paths)
 
 
@@ -225,7 +225,8 @@ def _fallback_spread(y: np.ndarray, mean: np.ndarray) -> np.ndarray:
         sd = np.nan_to_num(np.nanstd(y, axis=1))
         counts = np.all(np.isnan(y) | (np.abs(y - np.round(y)) < 1e-9), axis=1)
         sd = np.maximum(sd, np.where(counts, np.sqrt(level), 0.0))
-        return 0.6745 * np.maximum(sd, 0.1 * level)
+        spread: np.ndarray = 0.6745 * np.maximum(sd, 0.1 * level)
+        return spread
 
 
 def _monotone_ratio(r_h: np.ndarray) -> np.ndarray:

@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from app.forecast.engine import core
-
 EXCEEDANCE_ORIGINS = 52  # backtest origins for line totals (lines are few: paths are cheap)
 EXCEEDANCE_SPACING = 3  # days between origins: 52 origins cover about five months
 MIN_PATHS = 30  # fewer complete paths than this: independent days from the P10/P90 spread instead

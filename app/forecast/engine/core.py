@@ -58,7 +58,6 @@ Why it is built this way:
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -336,7 +335,9 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     C = len(cands)
     level0, season0, _mae, _cnt = _initial_state(yc, first)
     f32 = np.float32
-    col = lambda vals: np.asarray(vals, dtype=f32)[:, None]  # noqa: E731
+    def col(vals: list[float]) -> np.ndarray:
+        return np.asarray(vals, dtype=f32)[:, None]
+
 
     # trend candidates last, so the trend updates run on a slice
     ets = sorted((i for i, c in enumerate(cands) if c.kind == "ets"), key=lambda i: cands[i].beta > 0)
@@ -555,10 +556,10 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
         with np.errstate(all="ignore"):
             score = np.where(cnt > 0, (per_origin[:, from_origin:] * wo).sum(axis=1) / np.maximum(cnt, 1e-9), np.inf)
         score = np.where(allowed & ~onestep_only[:, None], score, np.inf)
-        unscored = ~np.isfinite(score).any(axis=0)
+        unscored = np.asarray(~np.isfinite(score).any(axis=0))
         score = np.where(unscored[None, :], prior, score)
         top = np.argsort(score, axis=0, kind="stable")[:ENSEMBLE]
-        ok = np.isfinite(np.take_along_axis(score, top, axis=0))
+        ok: np.ndarray = np.isfinite(np.take_along_axis(score, top, axis=0))
         ok[0] = True
         return top, ok / ok.sum(axis=0, keepdims=True)
 
