@@ -46,8 +46,10 @@ class TestLongInProcessRun:
 class TestStopInProcessRun:
     @pytest.fixture
     def settings_overrides(self, settings_overrides):
-        # No fork queue: the forecast run executes inside the worker process.
-        return use(settings_overrides, forecast_pipeline="tests.pipelines:sleepy", worker_fork_queues="")
+        # No fork queue: the forecast run executes inside the worker process. A short shutdown
+        # grace: at teardown the second run is requeued at once instead of being waited for.
+        return use(settings_overrides, forecast_pipeline="tests.pipelines:sleepy", worker_fork_queues="",
+                   worker_shutdown_grace=0.5)
 
     def test_stop_interrupts_the_run_and_the_worker_goes_on(self, client, auth, start_process):
         job_id = trigger(client, auth).get_json()["job_id"]
