@@ -57,11 +57,12 @@ FAST_TESTS := tests/test_forecast_engine.py tests/test_forecast_rules.py tests/t
 test-fast: install
 	$(PY) -m pytest -q $(FAST_TESTS)
 
-# Static checks (pyproject.toml): lint, types (strict on the service layer and the forecast
+# Static checks (pyproject.toml): lint and format, types (strict on the service layer and the forecast
 # engine) and the import contracts of the layering. .ci/run runs them before the tests.
 .PHONY: check
 check: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app/core app/forecast/engine
 	PYTHONPATH=. $(VENV)/bin/lint-imports
 

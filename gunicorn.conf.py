@@ -7,6 +7,7 @@ the app agree (and APP_ENV=production without real secrets stops gunicorn before
 gunicorn's own error and access lines go through the service's log handler: the same text or
 JSON lines, redacted, as the app's.
 """
+
 from __future__ import annotations
 
 import logging

@@ -10,6 +10,7 @@ Designed around rq-scheduler's known pitfalls (SPEC section 10):
 It also moves delayed retries (RQ's ScheduledJobRegistry) back to their queues when due, RQ's
 own scheduler step, so workers run without RQ's scheduler child process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,6 +42,7 @@ SLOT_KEY = "forecast-service:slot:{name}:{epoch}"
 SLOT_KEY_TTL = 7 * 24 * 3600
 MAX_MISSED_RECORDED = 100  # per catch-up; a long outage of a fast schedule is not replayed row by row
 
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -54,8 +56,12 @@ class ServiceScheduler(Scheduler):
         self._stop_event = threading.Event()
         # RQ's scheduler, driven step by step: its per-queue locks keep one mover per queue
         # even next to workers started with WORKER_RQ_SCHEDULER=1.
-        self.retries = RQScheduler(list(QUEUES), connection=connection,
-                                   interval=max(1, int(settings.scheduler_interval)), name=f"{self.name}-retries")
+        self.retries = RQScheduler(
+            list(QUEUES),
+            connection=connection,
+            interval=max(1, int(settings.scheduler_interval)),
+            name=f"{self.name}-retries",
+        )
         self._retry_keys = [ScheduledJobRegistry(name, connection=connection).key for name in QUEUES]
 
     # -- registration -------------------------------------------------------------------
@@ -71,13 +77,16 @@ class ServiceScheduler(Scheduler):
             changed.append(spec.name)
         for raw in self.connection.zrange(self.scheduled_jobs_key, 0, -1):
             job_id = raw.decode()
-            if job_id.startswith(TEMPLATE_PREFIX) and job_id[len(TEMPLATE_PREFIX):] not in JOBS:
+            if job_id.startswith(TEMPLATE_PREFIX) and job_id[len(TEMPLATE_PREFIX) :] not in JOBS:
                 self.cancel(job_id)
         return changed
 
     def _register(self, spec: JobSpec, cron: str) -> None:
         job = self._create_job(
-            spec.func, id=template_id(spec.name), queue_name=spec.queue, result_ttl=-1,
+            spec.func,
+            id=template_id(spec.name),
+            queue_name=spec.queue,
+            result_ttl=-1,
             description=f"schedule {spec.name} ({cron} UTC)",
             meta={"cron_string": cron, "schedule_name": spec.name, "use_local_timezone": False},
             commit=False,
@@ -110,8 +119,13 @@ class ServiceScheduler(Scheduler):
             log.info("schedule %s slot %s not run: schedule paused", name, slot.isoformat())
         elif claimed:
             try:
-                result = runs.enqueue_run(name, redis=self.connection, settings=self.settings,
-                                          trigger="scheduled", slot=slot.replace(tzinfo=None))
+                result = runs.enqueue_run(
+                    name,
+                    redis=self.connection,
+                    settings=self.settings,
+                    trigger="scheduled",
+                    slot=slot.replace(tzinfo=None),
+                )
                 outcome = result.status.value
                 log.info("schedule %s slot %s fired: run %s %s", name, slot.isoformat(), result.run_id, outcome)
             except peewee.IntegrityError:
@@ -136,8 +150,11 @@ class ServiceScheduler(Scheduler):
             key = SLOT_KEY.format(name=name, epoch=int(missed.timestamp()))
             if self.connection.set(key, self.name, nx=True, ex=SLOT_KEY_TTL):
                 try:
-                    runs.record_skipped_slot(name, missed.replace(tzinfo=None),
-                                             f"missed: scheduler or Redis unavailable; caught up by {caught_up.isoformat()}")
+                    runs.record_skipped_slot(
+                        name,
+                        missed.replace(tzinfo=None),
+                        f"missed: scheduler or Redis unavailable; caught up by {caught_up.isoformat()}",
+                    )
                 except peewee.IntegrityError:
                     pass
             missed = next_fire_time(cron, missed)
@@ -160,9 +177,9 @@ class ServiceScheduler(Scheduler):
 
     # -- lock -----------------------------------------------------------------------------
     def acquire_lock(self):
-        self._lock_acquired = bool(self.connection.set(
-            self.scheduler_lock_key, self.name, ex=self.settings.scheduler_lock_ttl, nx=True
-        ))
+        self._lock_acquired = bool(
+            self.connection.set(self.scheduler_lock_key, self.name, ex=self.settings.scheduler_lock_ttl, nx=True)
+        )
         return self._lock_acquired
 
     def remove_lock(self):
@@ -239,8 +256,12 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(settings, process="scheduler")
     bind_database(settings)
     scheduler = ServiceScheduler(settings, redis_connection(settings))
-    log.info("scheduler %s polling every %ss (UTC schedules: %s)", scheduler.name, settings.scheduler_interval,
-             ", ".join(f"{n}={c}" for n, c in settings.schedules.items()))
+    log.info(
+        "scheduler %s polling every %ss (UTC schedules: %s)",
+        scheduler.name,
+        settings.scheduler_interval,
+        ", ".join(f"{n}={c}" for n, c in settings.schedules.items()),
+    )
     scheduler.run(burst=args.burst)
 
 

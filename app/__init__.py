@@ -4,6 +4,7 @@ Imports are inside `create_app`: gunicorn's master imports `app.config` (gunicor
 with it this package; importing Flask, redis and peewee here kept ~20 MiB in the master that
 only the workers use.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -6,6 +6,7 @@ instead of a duplicate row. The database holds one open alert per fingerprint (a
 unique index, migration 0003): when a concurrent store inserted the same condition first,
 the insert fails in its savepoint and the row the other store inserted is refreshed instead.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,7 +51,7 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
     fingerprints = [c["fingerprint"] for c in candidates]
     open_alerts = {}
     for start in range(0, len(fingerprints), 500):
-        chunk = fingerprints[start:start + 500]
+        chunk = fingerprints[start : start + 500]
         for alert in Alert.select().where(Alert.fingerprint.in_(chunk), Alert.resolved == False):  # noqa: E712
             open_alerts[alert.fingerprint] = alert
     now = utcnow()
@@ -61,21 +62,33 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
             try:
                 with database.atomic():  # a savepoint: only this insert is undone on a conflict
                     alert = Alert.create(
-                        type=candidate["type"], severity=candidate["severity"], title=candidate["title"],
-                        message=candidate["message"], source=source, job_id=job_id, subject=candidate["subject"],
-                        figures=candidate.get("figures", {}), fingerprint=candidate["fingerprint"],
-                        created_at=now, last_seen_at=now,
+                        type=candidate["type"],
+                        severity=candidate["severity"],
+                        title=candidate["title"],
+                        message=candidate["message"],
+                        source=source,
+                        job_id=job_id,
+                        subject=candidate["subject"],
+                        figures=candidate.get("figures", {}),
+                        fingerprint=candidate["fingerprint"],
+                        created_at=now,
+                        last_seen_at=now,
                     )
             except peewee.IntegrityError:  # another store inserted this open alert meanwhile
-                existing = Alert.get_or_none((Alert.fingerprint == candidate["fingerprint"])
-                                             & (Alert.resolved == False))  # noqa: E712
+                existing = Alert.get_or_none(
+                    (Alert.fingerprint == candidate["fingerprint"]) & (Alert.resolved == False)  # noqa: E712
+                )
                 if existing is None:
                     raise
                 open_alerts[existing.fingerprint] = existing
         if existing is not None:
             Alert.update(
-                last_seen_at=now, occurrences=Alert.occurrences + 1, severity=candidate["severity"],
-                title=candidate["title"], message=candidate["message"], figures=candidate.get("figures", {}),
+                last_seen_at=now,
+                occurrences=Alert.occurrences + 1,
+                severity=candidate["severity"],
+                title=candidate["title"],
+                message=candidate["message"],
+                figures=candidate.get("figures", {}),
             ).where(Alert.id == existing.id).execute()
             outcome.updated += 1
             log.info("alert updated: %s %s - %s", candidate["type"], candidate["severity"], candidate["subject"])

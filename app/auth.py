@@ -1,4 +1,5 @@
 """Bearer-token auth for the API and Basic auth for the dashboard, compared in constant time."""
+
 from __future__ import annotations
 
 import functools

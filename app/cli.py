@@ -1,4 +1,5 @@
 """Operator commands: `flask --app app <command>`."""
+
 from __future__ import annotations
 
 import contextlib
@@ -46,13 +47,24 @@ class InvalidImport(click.ClickException):
 
 @click.command("import-demand")
 @click.argument("demand_csv", type=click.Path(exists=True, dir_okay=False))
-@click.option("--capacity", "capacity_csv", type=click.Path(exists=True, dir_okay=False),
-              help="CSV of line,name,daily_capacity (else daily_capacity columns in DEMAND_CSV, or lines in the database)")
-@click.option("--replace", is_flag=True,
-              help="overwrite stored rows of the same date, item and line (an empty quantity removes the stored one)")
-@click.option("--zero-fill", "zero_fill", is_flag=True,
-              help="the file lists only days with demand: every day from a series' first row to the file's last "
-                   "date without a row is imported as 0 (never overwriting a stored row)")
+@click.option(
+    "--capacity",
+    "capacity_csv",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV of line,name,daily_capacity (else daily_capacity columns in DEMAND_CSV, or lines in the database)",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="overwrite stored rows of the same date, item and line (an empty quantity removes the stored one)",
+)
+@click.option(
+    "--zero-fill",
+    "zero_fill",
+    is_flag=True,
+    help="the file lists only days with demand: every day from a series' first row to the file's last "
+    "date without a row is imported as 0 (never overwriting a stored row)",
+)
 def import_demand_command(demand_csv: str, capacity_csv: str | None, replace: bool, zero_fill: bool):
     """Import demand history from DEMAND_CSV (date,item,line,quantity): all rows or none.
 
@@ -81,15 +93,22 @@ def import_demand_command(demand_csv: str, capacity_csv: str | None, replace: bo
     notes += [f"{summary.declared_missing} declared missing"] if summary.declared_missing else []
     notes += [f"{summary.cleared_rows} stored value(s) removed"] if summary.cleared_rows else []
     replaced = f" ({', '.join(notes)})" if notes else ""
-    click.echo(f"imported {summary.rows} demand rows{replaced} of {summary.items} series, "
-               f"{summary.start}..{summary.end}{lines}")
+    click.echo(
+        f"imported {summary.rows} demand rows{replaced} of {summary.items} series, "
+        f"{summary.start}..{summary.end}{lines}"
+    )
 
 
 @click.command("backtest")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--horizon", default=14, show_default=True, type=click.IntRange(1, 366), help="days forecast ahead")
-@click.option("--origins", default=6, show_default=True, type=click.IntRange(1, 520),
-              help="rolling forecast origins, a week apart, the last one a horizon before the file's end")
+@click.option(
+    "--origins",
+    default=6,
+    show_default=True,
+    type=click.IntRange(1, 520),
+    help="rolling forecast origins, a week apart, the last one a horizon before the file's end",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON instead of a table")
 def backtest_command(file: str, horizon: int, origins: int, as_json: bool):
     """Backtest the forecast engine on FILE, a long CSV (dataset,series,line,date,value; gzip or plain).

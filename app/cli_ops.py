@@ -5,6 +5,7 @@ with the API's query models (`app.api.schemas`), so a command accepts and refuse
 the matching route does. Errors print one clear line and exit non-zero: 2 for bad input, 1 for
 everything else; domain errors are mapped by this module's one table (`DOMAIN_ERRORS`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,7 +34,6 @@ from app.migrations import MigrationError, migrate, status
 log = logging.getLogger(__name__)
 
 
-
 def _details(exc: ServiceError) -> str:
     return "".join(f"; {k.replace('_', ' ')}: {v}" for k, v in exc.details.items())
 
@@ -52,7 +52,8 @@ DOMAIN_ERRORS: dict[type[ServiceError], Callable[..., click.ClickException]] = {
     RunEnded: lambda exc: click.ClickException(f"{exc.message} ({exc.status})"),
     RunActive: _run_active,
     ReportMissing: lambda exc: click.ClickException(
-        f"no daily report for {exc.day}" if exc.day else "no daily report yet"),
+        f"no daily report for {exc.day}" if exc.day else "no daily report yet"
+    ),
     ServiceError: lambda exc: click.ClickException(exc.message + _details(exc)),
 }
 
@@ -96,7 +97,8 @@ def operator_errors(command):
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise click.ClickException(
-                f"the database at {_where(_settings().database_url)} is unavailable: {first_line}") from None
+                f"the database at {_where(_settings().database_url)} is unavailable: {first_line}"
+            ) from None
         except MigrationError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -141,7 +143,9 @@ def migrate_command(list_only: bool, target: str | None):
     if list_only:
         with db_session():
             for step, applied_at in status(database):
-                click.echo(f"{step.name:<40} {'applied ' + applied_at.isoformat(timespec='seconds') if applied_at else 'pending'}")
+                click.echo(
+                    f"{step.name:<40} {'applied ' + applied_at.isoformat(timespec='seconds') if applied_at else 'pending'}"
+                )
         return
     names = apply_migrations(target)
     for name in names:
@@ -159,8 +163,12 @@ def trigger_command(job: str, force: bool, as_json: bool):
     """Trigger a run of JOB (forecast, daily-summary, cleanup), as POST /api/jobs/JOB/trigger."""
     name = jobs.job_name(job)
     outcome = jobs.trigger(_redis(), _settings(), name, force=force)
-    payload = {"job_id": outcome.run_id, "job_name": name, "status": outcome.status.value,
-               "waits_for": outcome.waits_for}
+    payload = {
+        "job_id": outcome.run_id,
+        "job_name": name,
+        "status": outcome.status.value,
+        "waits_for": outcome.waits_for,
+    }
     after = f"; it starts when {outcome.waits_for} ends" if outcome.waits_for else ""
     _emit(payload, as_json, [f"{name} run {outcome.run_id} {outcome.status.value}{after}"])
 
@@ -195,15 +203,21 @@ def cancel_command(job: str, run_id: str):
 @click.option("--cursor", default=None, help="the next_cursor of the previous page")
 @json_option
 @operator_errors
-def runs_command(job: str, status: str | None, trigger: str | None, limit: str | None, cursor: str | None,
-                 as_json: bool):
+def runs_command(
+    job: str, status: str | None, trigger: str | None, limit: str | None, cursor: str | None, as_json: bool
+):
     """List runs of JOB, newest first (as GET /api/jobs/JOB/history)."""
     name = jobs.job_name(job)
     query = _query(HistoryQuery, status=status, trigger=trigger, limit=limit, cursor=cursor)
     with db_session():
         body = history_page(name, query)
-    lines = _table([[r["job_id"], r["status"], r["trigger"], r["attempts"], r["enqueued_at"], r["ended_at"]]
-                    for r in body["runs"]], ["job_id", "status", "trigger", "attempts", "enqueued_at", "ended_at"])
+    lines = _table(
+        [
+            [r["job_id"], r["status"], r["trigger"], r["attempts"], r["enqueued_at"], r["ended_at"]]
+            for r in body["runs"]
+        ],
+        ["job_id", "status", "trigger", "attempts", "enqueued_at", "ended_at"],
+    )
     if body["next_cursor"]:
         lines.append(f"more: --cursor {body['next_cursor']}")
     _emit(body, as_json, lines)
@@ -225,9 +239,21 @@ def list_schedules_command(as_json: bool = False):
     """The schedules: cron (UTC), paused, next run, last run and its status."""
     with db_session():
         body = schedules.list_schedules(_redis(), _settings())
-    lines = _table([[s["name"], s["cron"], s["queue"], "yes" if s["paused"] else "no", s["next_run"],
-                     s["last_run"], s["last_status"]] for s in body],
-                   ["name", "cron (UTC)", "queue", "paused", "next_run", "last_run", "last_status"])
+    lines = _table(
+        [
+            [
+                s["name"],
+                s["cron"],
+                s["queue"],
+                "yes" if s["paused"] else "no",
+                s["next_run"],
+                s["last_run"],
+                s["last_status"],
+            ]
+            for s in body
+        ],
+        ["name", "cron (UTC)", "queue", "paused", "next_run", "last_run", "last_status"],
+    )
     _emit({"schedules": body}, as_json, lines)
 
 
@@ -278,8 +304,13 @@ def alerts_command(source, severity, type_, since, limit, cursor, as_json: bool)
     query = _query(AlertQuery, source=source, severity=severity, type=type_, since=since, limit=limit, cursor=cursor)
     with db_session():
         body = alerts_page(query)
-    lines = _table([[a["id"], a["severity"], a["type"], a["subject"], a["occurrences"], a["created_at"], a["job_id"]]
-                    for a in body["alerts"]], ["id", "severity", "type", "subject", "seen", "created_at", "job_id"])
+    lines = _table(
+        [
+            [a["id"], a["severity"], a["type"], a["subject"], a["occurrences"], a["created_at"], a["job_id"]]
+            for a in body["alerts"]
+        ],
+        ["id", "severity", "type", "subject", "seen", "created_at", "job_id"],
+    )
     if body["next_cursor"]:
         lines.append(f"more: --cursor {body['next_cursor']}")
     _emit(body, as_json, lines)
@@ -300,8 +331,10 @@ def report_command(day: str | None, as_json: bool):
         body = report_json(reports.daily_report(date.fromisoformat(query.date) if query.date else None))
     report = body["report"]
     alerts = report.get("alerts", {})
-    lines = [f"daily report {body['date']} (UTC), run {body['job_id']}, stored {body['created_at']}",
-             f"alerts: {alerts.get('total', 0)}"]
+    lines = [
+        f"daily report {body['date']} (UTC), run {body['job_id']}, stored {body['created_at']}",
+        f"alerts: {alerts.get('total', 0)}",
+    ]
     for key in ("by_severity", "by_type", "by_source"):
         counts = ", ".join(f"{k} {v}" for k, v in sorted(alerts.get(key, {}).items())) or "none"
         lines.append(f"  {key.replace('_', ' ')}: {counts}")
@@ -311,8 +344,16 @@ def report_command(day: str | None, as_json: bool):
     _emit(body, as_json, lines)
 
 
-COMMANDS = [migrate_command, trigger_command, status_command, cancel_command, runs_command, schedules_group,
-            alerts_command, report_command]
+COMMANDS = [
+    migrate_command,
+    trigger_command,
+    status_command,
+    cancel_command,
+    runs_command,
+    schedules_group,
+    alerts_command,
+    report_command,
+]
 
 
 def register(app: Flask) -> None:

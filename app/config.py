@@ -3,6 +3,7 @@
 Variables set in the environment win over `.env`; keyword arguments win over both,
 which is how tests and `create_app(test_config)` override a value.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,7 +51,9 @@ class Settings(BaseSettings):
     # ENV_FILE names another file to read instead of the project's `.env` (tests use /dev/null).
     # hide_input_in_errors: a refused setting's message must not quote the secrets beside it.
     model_config = SettingsConfigDict(
-        env_file=os.environ.get("ENV_FILE", PROJECT_ROOT / ".env"), extra="ignore", frozen=True,
+        env_file=os.environ.get("ENV_FILE", PROJECT_ROOT / ".env"),
+        extra="ignore",
+        frozen=True,
         hide_input_in_errors=True,
     )
 
@@ -182,8 +185,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _capacity_levels_in_order(self) -> "Settings":
         if not self.capacity_high_probability >= self.capacity_medium_probability >= self.capacity_low_probability:
-            raise ValueError("CAPACITY_HIGH_PROBABILITY >= CAPACITY_MEDIUM_PROBABILITY >= CAPACITY_LOW_PROBABILITY "
-                             "is required")
+            raise ValueError(
+                "CAPACITY_HIGH_PROBABILITY >= CAPACITY_MEDIUM_PROBABILITY >= CAPACITY_LOW_PROBABILITY is required"
+            )
         return self
 
     @model_validator(mode="after")
@@ -227,8 +231,10 @@ def production_secret_problems(settings: Settings) -> list[str]:
     if token.lower() in DEMO_SECRETS:
         problems.append("API_TOKEN (missing or a demo value)")
     elif len(token) < MIN_API_TOKEN_LENGTH:
-        problems.append(f"API_TOKEN (at least {MIN_API_TOKEN_LENGTH} characters; this one has {len(token)}; "
-                        "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        problems.append(
+            f"API_TOKEN (at least {MIN_API_TOKEN_LENGTH} characters; this one has {len(token)}; "
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     user = settings.dashboard_username.strip()
     if user.lower() in DEMO_SECRETS:
         problems.append("DASHBOARD_USERNAME (missing or a demo value)")
@@ -236,8 +242,9 @@ def production_secret_problems(settings: Settings) -> list[str]:
     if password.lower() in DEMO_SECRETS:
         problems.append("DASHBOARD_PASSWORD (missing or a demo value)")
     elif len(password) < MIN_DASHBOARD_PASSWORD_LENGTH:
-        problems.append(f"DASHBOARD_PASSWORD (at least {MIN_DASHBOARD_PASSWORD_LENGTH} characters; "
-                        f"this one has {len(password)})")
+        problems.append(
+            f"DASHBOARD_PASSWORD (at least {MIN_DASHBOARD_PASSWORD_LENGTH} characters; this one has {len(password)})"
+        )
     elif user and password.lower() == user.lower():
         problems.append("DASHBOARD_PASSWORD (must not be the user name)")
     return problems

@@ -8,6 +8,7 @@ The proxy resolves to the current app's database while one of its app contexts i
 context variable, `using_database`), else to the process's (`bind_database`: the worker, the
 scheduler, scripts). So two apps in one process each keep their own database.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -108,7 +109,7 @@ def make_database(url: str, pooled: bool = False) -> peewee.Database:
     """
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
-        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ":memory:"
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ":memory:"
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # WAL + busy timeout: web, worker and scheduler processes share the file.

@@ -6,6 +6,7 @@ The service layer's domain errors (`app.core.errors`) are answered through one t
 No request ever yields an HTML page or a traceback: unknown exceptions are logged and
 answered with a generic 500 body, and an unreachable Redis or database answers 503.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Run status, history and alert listings, shared by the API and the operator CLI (same filters, same pages)."""
+
 from __future__ import annotations
 
 from app.api.schemas import AlertQuery, HistoryQuery
@@ -24,8 +25,11 @@ def history_page(job_name: str, query: HistoryQuery) -> dict:
 
 
 def alerts_page(query: AlertQuery) -> dict:
-    conditions = [(getattr(Alert, column), "=", getattr(query, column))
-                  for column in ("source", "severity", "type") if getattr(query, column)]
+    conditions = [
+        (getattr(Alert, column), "=", getattr(query, column))
+        for column in ("source", "severity", "type")
+        if getattr(query, column)
+    ]
     if query.since:
         conditions.append((Alert.created_at, ">=", query.since))
     rows, next_cursor = keyset_page(ALERT_COLUMNS, conditions, query.cursor, query.limit, int)

@@ -1,4 +1,5 @@
 """Helpers for `bin/run-local` (`make run`), reading REDIS_URL the way the service does."""
+
 from __future__ import annotations
 
 import sys

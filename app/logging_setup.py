@@ -7,6 +7,7 @@ Every formatted line passes a redactor that removes the configured secrets (API 
 dashboard password, webhook URLs, the Redis and database passwords) and any URL password or
 bearer token, so neither a message nor a traceback can leak them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -96,8 +97,12 @@ class Redactor:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Redactor":
-        secrets = [settings.api_token, settings.dashboard_password,
-                   settings.summary_webhook_url, settings.alert_webhook_url]
+        secrets = [
+            settings.api_token,
+            settings.dashboard_password,
+            settings.summary_webhook_url,
+            settings.alert_webhook_url,
+        ]
         for url in (settings.summary_webhook_url, settings.alert_webhook_url):
             path = urlsplit(url).path if url else ""
             if len(path) > 1:
@@ -171,7 +176,6 @@ def setup_logging(settings: Settings, process: str) -> None:
     if settings.log_format == "json":
         handler.setFormatter(JSONFormatter(redactor))
     else:
-        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)s {process} %(name)s :: %(message)s",
-                                           redactor))
+        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)s {process} %(name)s :: %(message)s", redactor))
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())

@@ -14,6 +14,7 @@ when API_READ_AUTH=1 (Prometheus' `authorization` scrape setting sends it).
 Workers publish their own CPU and memory on heartbeat (`app.worker_resources`, which the
 worker process imports without Flask); this module only reads them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,8 +91,11 @@ class ServiceCollector(Collector):
         yield up
 
     def _redis_metrics(self) -> Iterator[Metric]:
-        queues = GaugeMetricFamily("forecast_queue_jobs", "Jobs per queue and registry (queued = waiting in the queue)",
-                                   labels=["queue", "registry"])
+        queues = GaugeMetricFamily(
+            "forecast_queue_jobs",
+            "Jobs per queue and registry (queued = waiting in the queue)",
+            labels=["queue", "registry"],
+        )
         for queue, registries in queue_stats(self.redis).items():
             for registry, count in registries.items():
                 queues.add_metric([queue, registry], count)
@@ -103,12 +107,19 @@ class ServiceCollector(Collector):
         by_state = GaugeMetricFamily("forecast_workers", "RQ workers by state", labels=["state"])
         for state, count in sorted(states.items()):
             by_state.add_metric([state], count)
-        cpu = GaugeMetricFamily("forecast_worker_cpu_percent", "CPU% of a worker and its work-horse, as it last published",
-                                labels=["worker"])
-        rss = GaugeMetricFamily("forecast_worker_rss_bytes", "Resident memory of a worker and its work-horse",
-                                labels=["worker"])
-        heartbeat = GaugeMetricFamily("forecast_worker_last_heartbeat_timestamp_seconds",
-                                      "Unix time of the worker's last heartbeat", labels=["worker"])
+        cpu = GaugeMetricFamily(
+            "forecast_worker_cpu_percent",
+            "CPU% of a worker and its work-horse, as it last published",
+            labels=["worker"],
+        )
+        rss = GaugeMetricFamily(
+            "forecast_worker_rss_bytes", "Resident memory of a worker and its work-horse", labels=["worker"]
+        )
+        heartbeat = GaugeMetricFamily(
+            "forecast_worker_last_heartbeat_timestamp_seconds",
+            "Unix time of the worker's last heartbeat",
+            labels=["worker"],
+        )
         resources = worker_resources(self.redis, [w.key for w in workers])
         for worker, figures in zip(workers, resources):
             if figures.get("cpu_percent") is not None:
@@ -120,10 +131,16 @@ class ServiceCollector(Collector):
         yield from (queues, by_state, cpu, rss, heartbeat)
 
     def _database_metrics(self) -> Iterator[Metric]:
-        runs = GaugeMetricFamily("forecast_job_runs", "Runs in the history by job and status (pruned after "
-                                 "HISTORY_RETENTION_DAYS, so not a counter)", labels=["job", "status"])
-        rows = (JobRun.select(JobRun.job_name, JobRun.status, peewee.fn.COUNT(JobRun.id))
-                .group_by(JobRun.job_name, JobRun.status).tuples())
+        runs = GaugeMetricFamily(
+            "forecast_job_runs",
+            "Runs in the history by job and status (pruned after HISTORY_RETENTION_DAYS, so not a counter)",
+            labels=["job", "status"],
+        )
+        rows = (
+            JobRun.select(JobRun.job_name, JobRun.status, peewee.fn.COUNT(JobRun.id))
+            .group_by(JobRun.job_name, JobRun.status)
+            .tuples()
+        )
         for job_name, status, count in rows:
             runs.add_metric([job_name, status], count)
         yield runs
@@ -134,35 +151,46 @@ class ServiceCollector(Collector):
         rows = (
             JobRun.select(JobRun.job_name, peewee.fn.COUNT(peewee.SQL("*")), peewee.fn.SUM(seconds), *columns)
             .where((JobRun.status == "finished") & seconds.is_null(False))
-            .group_by(JobRun.job_name).tuples()
+            .group_by(JobRun.job_name)
+            .tuples()
         )
-        histogram = HistogramMetricFamily("forecast_job_run_duration_seconds",
-                                          "Duration of finished runs in the history (start to end of the last attempt)",
-                                          labels=["job"])
+        histogram = HistogramMetricFamily(
+            "forecast_job_run_duration_seconds",
+            "Duration of finished runs in the history (start to end of the last attempt)",
+            labels=["job"],
+        )
         for job_name, count, total, *cumulative in rows:
             buckets = [(repr(float(b)), int(c or 0)) for b, c in zip(DURATION_BUCKETS, cumulative)]
             buckets.append(("+Inf", int(count)))
             histogram.add_metric([job_name], buckets, float(total or 0.0))
         yield histogram
 
-        last_success = GaugeMetricFamily("forecast_schedule_last_success_timestamp_seconds",
-                                         "Unix time the job's last successful run ended (any trigger)",
-                                         labels=["schedule"])
+        last_success = GaugeMetricFamily(
+            "forecast_schedule_last_success_timestamp_seconds",
+            "Unix time the job's last successful run ended (any trigger)",
+            labels=["schedule"],
+        )
         for job_name in JOBS:
             # Runs of one job do not overlap, so the newest finished run (an index range) ended last.
-            last = (JobRun.select(JobRun.ended_at)
-                    .where((JobRun.job_name == job_name) & (JobRun.status == "finished"))
-                    .order_by(JobRun.enqueued_at.desc()).limit(1).first())
+            last = (
+                JobRun.select(JobRun.ended_at)
+                .where((JobRun.job_name == job_name) & (JobRun.status == "finished"))
+                .order_by(JobRun.enqueued_at.desc())
+                .limit(1)
+                .first()
+            )
             if last is not None and last.ended_at is not None:
                 last_success.add_metric([job_name], _ts(last.ended_at))
         yield last_success
         yield from _accuracy_metrics()
 
     def _schedule_metrics(self) -> Iterator[Metric]:
-        paused = GaugeMetricFamily("forecast_schedule_paused", "1 when the schedule is paused (its slots do not run)",
-                                   labels=["schedule"])
-        next_run = GaugeMetricFamily("forecast_schedule_next_run_timestamp_seconds",
-                                     "Unix time of the schedule's next slot", labels=["schedule"])
+        paused = GaugeMetricFamily(
+            "forecast_schedule_paused", "1 when the schedule is paused (its slots do not run)", labels=["schedule"]
+        )
+        next_run = GaugeMetricFamily(
+            "forecast_schedule_next_run_timestamp_seconds", "Unix time of the schedule's next slot", labels=["schedule"]
+        )
         for info in read_schedules(self.redis, self.settings):
             paused.add_metric([info.name], int(info.paused))
             if info.next_run is not None:
@@ -176,13 +204,21 @@ def _accuracy_metrics() -> Iterator[Metric]:
     (app/forecast/accuracy.py), for the run (`scope="run"`) and for each of its lines."""
     from app.forecast import accuracy
 
-    mase = GaugeMetricFamily("forecast_mase", "MASE of the latest scored forecast run's P50 against the "
-                             "actuals (1 = as good as the weekly seasonal naive forecast in sample)",
-                             labels=["scope", "line"])
-    coverage = GaugeMetricFamily("forecast_interval_coverage", "Share of the latest scored forecast run's "
-                                 "actuals inside its P10..P90 band (target 0.8)", labels=["scope", "line"])
-    horizon = GaugeMetricFamily("forecast_accuracy_horizon_start_timestamp_seconds",
-                                "Unix time of the first forecast day of the latest scored forecast run")
+    mase = GaugeMetricFamily(
+        "forecast_mase",
+        "MASE of the latest scored forecast run's P50 against the "
+        "actuals (1 = as good as the weekly seasonal naive forecast in sample)",
+        labels=["scope", "line"],
+    )
+    coverage = GaugeMetricFamily(
+        "forecast_interval_coverage",
+        "Share of the latest scored forecast run's actuals inside its P10..P90 band (target 0.8)",
+        labels=["scope", "line"],
+    )
+    horizon = GaugeMetricFamily(
+        "forecast_accuracy_horizon_start_timestamp_seconds",
+        "Unix time of the first forecast day of the latest scored forecast run",
+    )
     snapshot, lines = accuracy.latest()
     if snapshot is not None:
         if snapshot.mase is not None:
@@ -190,8 +226,12 @@ def _accuracy_metrics() -> Iterator[Metric]:
         if snapshot.coverage is not None:
             coverage.add_metric(["run", ""], snapshot.coverage)
         start = snapshot.horizon_start
-        horizon.add_metric([], _ts(datetime(start.year, start.month, start.day)) if hasattr(start, "year")
-                           else _ts(datetime.fromisoformat(str(start)[:10])))
+        horizon.add_metric(
+            [],
+            _ts(datetime(start.year, start.month, start.day))
+            if hasattr(start, "year")
+            else _ts(datetime.fromisoformat(str(start)[:10])),
+        )
         for line in lines:
             if line.mase is not None:
                 mase.add_metric(["line", line.line], line.mase)

@@ -1,4 +1,5 @@
 """peewee models. Times are naive UTC datetimes; the API renders them as ISO 8601 with `Z`."""
+
 from __future__ import annotations
 
 import json
@@ -88,8 +89,9 @@ class Alert(BaseModel):
 
 # One open alert per fingerprint (migration 0003): overlapping stores cannot both insert one.
 OPEN_ALERT_INDEX = "alerts_open_fingerprint"
-Alert.add_index(Alert.index(Alert.fingerprint, unique=True, where=peewee.SQL('"resolved" = false'),
-                            name=OPEN_ALERT_INDEX))
+Alert.add_index(
+    Alert.index(Alert.fingerprint, unique=True, where=peewee.SQL('"resolved" = false'), name=OPEN_ALERT_INDEX)
+)
 
 
 class JobRun(BaseModel):

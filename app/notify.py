@@ -4,6 +4,7 @@ Posting uses the standard library (one JSON POST needs no HTTP client dependency
 webhook URL is a secret (Slack's carries its token in the path), so only its scheme and
 host ever reach a log line or an exception message.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,9 @@ def post_json(url: str, payload: dict, timeout: float) -> int:
     """POST `payload` as JSON; return the 2xx status or raise NotifyError (no secrets in it)."""
     target = safe_target(url)
     request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), method="POST",
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
         headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT},
     )
     try:
@@ -81,16 +84,21 @@ def summary_message(report: dict, job_id: str | None = None) -> dict:
     severity = alerts.get("by_severity", {})
     runs = report.get("runs", {})
     run_lines = [f"*{_escape(job)}*: {_counts(statuses)}" for job, statuses in sorted(runs.items())]
-    text = (f"Forecast service daily report {report.get('date')}: {alerts.get('total', 0)} alerts "
-            f"(high {severity.get('high', 0)}, medium {severity.get('medium', 0)}, low {severity.get('low', 0)})")
+    text = (
+        f"Forecast service daily report {report.get('date')}: {alerts.get('total', 0)} alerts "
+        f"(high {severity.get('high', 0)}, medium {severity.get('medium', 0)}, low {severity.get('low', 0)})"
+    )
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"Daily report {report.get('date')} (UTC)"}},
-        {"type": "section", "fields": [
-            {"type": "mrkdwn", "text": f"*Alerts*\n{alerts.get('total', 0)}"},
-            {"type": "mrkdwn", "text": f"*By severity*\n{_counts(severity)}"},
-            {"type": "mrkdwn", "text": f"*By type*\n{_counts(alerts.get('by_type', {}))}"},
-            {"type": "mrkdwn", "text": f"*By source*\n{_counts(alerts.get('by_source', {}))}"},
-        ]},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Alerts*\n{alerts.get('total', 0)}"},
+                {"type": "mrkdwn", "text": f"*By severity*\n{_counts(severity)}"},
+                {"type": "mrkdwn", "text": f"*By type*\n{_counts(alerts.get('by_type', {}))}"},
+                {"type": "mrkdwn", "text": f"*By source*\n{_counts(alerts.get('by_source', {}))}"},
+            ],
+        },
         {"type": "section", "text": {"type": "mrkdwn", "text": "*Runs*\n" + ("\n".join(run_lines) or "none")}},
     ]
     if job_id:
@@ -101,18 +109,36 @@ def summary_message(report: dict, job_id: str | None = None) -> dict:
 def alerts_message(alerts: list) -> dict:
     """New high-severity alerts (Alert rows) as one Slack message."""
     listed = alerts[:MAX_ALERTS_LISTED]
-    text = f"{len(alerts)} new high-severity alert{'s' if len(alerts) != 1 else ''}: " + "; ".join(
-        f"{a.type} {a.subject}" for a in listed[:5]) + ("; …" if len(alerts) > 5 else "")
-    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text",
-                                                      "text": f"{len(alerts)} new high-severity alert(s)"}}]
+    text = (
+        f"{len(alerts)} new high-severity alert{'s' if len(alerts) != 1 else ''}: "
+        + "; ".join(f"{a.type} {a.subject}" for a in listed[:5])
+        + ("; …" if len(alerts) > 5 else "")
+    )
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{len(alerts)} new high-severity alert(s)"}}
+    ]
     for alert in listed:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"*{_escape(alert.title)}*\n{_escape(alert.message)}\n"
-            f"`{_escape(alert.type)}` · {_escape(alert.subject)} · alert {alert.id} · run {_escape(alert.job_id or '-')}"
-        )}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": (
+                        f"*{_escape(alert.title)}*\n{_escape(alert.message)}\n"
+                        f"`{_escape(alert.type)}` · {_escape(alert.subject)} · alert {alert.id} · run {_escape(alert.job_id or '-')}"
+                    ),
+                },
+            }
+        )
     if len(alerts) > len(listed):
-        blocks.append({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": f"and {len(alerts) - len(listed)} more: see /api/alerts?severity=high"}]})
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"and {len(alerts) - len(listed)} more: see /api/alerts?severity=high"}
+                ],
+            }
+        )
     return {"text": text, "blocks": blocks}
 
 
@@ -121,8 +147,9 @@ def send_daily_report(settings: Settings, report: dict, job_id: str | None = Non
     if not settings.summary_webhook_url:
         return False
     status = post_json(settings.summary_webhook_url, summary_message(report, job_id), settings.webhook_timeout)
-    log.info("daily report %s posted to %s (HTTP %d)", report.get("date"),
-             safe_target(settings.summary_webhook_url), status)
+    log.info(
+        "daily report %s posted to %s (HTTP %d)", report.get("date"), safe_target(settings.summary_webhook_url), status
+    )
     return True
 
 

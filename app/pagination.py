@@ -6,6 +6,7 @@ own peewee fields. Building each statement with peewee and 51 model objects per 
 half of a listing request's CPU, and peewee's SQL generation 40% of a status request's; the
 statements and their index use are the ones peewee wrote.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,7 +25,7 @@ from app.core.errors import InvalidCursor, ValueOutOfRange
 MAX_CURSOR_LENGTH = 200
 # What both databases store: a signed 64-bit integer (SQLite raises OverflowError beyond it,
 # PostgreSQL a DataError); text without NUL (PostgreSQL refuses it) or lone surrogates (not UTF-8).
-INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_TEXT_ID_LENGTH = 64  # the longest id a table of this service has (job_runs.id)
 # The time of a cursor exactly as `encode_cursor` writes it (naive `isoformat()`), ASCII digits only.
 _CURSOR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?", re.ASCII)
@@ -91,8 +92,14 @@ def _quote(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _select_sql(table: str, columns: tuple[str, ...], conditions: tuple[tuple[str, str], ...], after: bool,
-                newest_first: bool, param: str) -> str:
+def _select_sql(
+    table: str,
+    columns: tuple[str, ...],
+    conditions: tuple[tuple[str, str], ...],
+    after: bool,
+    newest_first: bool,
+    param: str,
+) -> str:
     """SELECT columns with `column op param` filters; newest first by (columns[0], columns[1]) if asked."""
     at, row_id = _quote(columns[0]), _quote(columns[1])
     where = [f"{_quote(column)} {op} {param}" for column, op in conditions]
@@ -107,8 +114,13 @@ def _select_sql(table: str, columns: tuple[str, ...], conditions: tuple[tuple[st
     return sql + f" LIMIT {param}"
 
 
-def fetch_rows(columns: Sequence[peewee.Field], conditions: Sequence[tuple[peewee.Field, str, object]],
-               limit: int, after: tuple[datetime, object] | None = None, newest_first: bool = False) -> list:
+def fetch_rows(
+    columns: Sequence[peewee.Field],
+    conditions: Sequence[tuple[peewee.Field, str, object]],
+    limit: int,
+    after: tuple[datetime, object] | None = None,
+    newest_first: bool = False,
+) -> list:
     """Rows of `columns` (sequences, values converted by their fields) matching every condition.
 
     `conditions` are (field, "=" or ">=", value); `after` is a keyset position (time, id) in
@@ -126,12 +138,18 @@ def fetch_rows(columns: Sequence[peewee.Field], conditions: Sequence[tuple[peewe
     params.append(limit)
     if not all(map(sql_value_ok, params)):  # the routes validate first; this is the last line
         raise ValueOutOfRange()
-    sql = _select_sql(time_field.model._meta.table_name, tuple(f.column_name for f in columns),
-                      tuple((f.column_name, op) for f, op, _ in conditions), after is not None, newest_first,
-                      database.param)
+    sql = _select_sql(
+        time_field.model._meta.table_name,
+        tuple(f.column_name for f in columns),
+        tuple((f.column_name, op) for f, op, _ in conditions),
+        after is not None,
+        newest_first,
+        database.param,
+    )
     rows = database.execute_sql(sql, params).fetchall()
-    converters = [(i, f.python_value, _NATIVE.get(type(f))) for i, f in enumerate(columns)
-                  if not isinstance(f, _PLAIN_FIELDS)]
+    converters = [
+        (i, f.python_value, _NATIVE.get(type(f))) for i, f in enumerate(columns) if not isinstance(f, _PLAIN_FIELDS)
+    ]
     if not converters:
         return rows
     out = []
@@ -145,8 +163,13 @@ def fetch_rows(columns: Sequence[peewee.Field], conditions: Sequence[tuple[peewe
     return out
 
 
-def keyset_page(columns: Sequence[peewee.Field], conditions: Sequence[tuple[peewee.Field, str, object]],
-                cursor: str | None, limit: int, id_type: type) -> tuple[list, str | None]:
+def keyset_page(
+    columns: Sequence[peewee.Field],
+    conditions: Sequence[tuple[peewee.Field, str, object]],
+    cursor: str | None,
+    limit: int,
+    id_type: type,
+) -> tuple[list, str | None]:
     """Newest-first page after `cursor`: (rows of `columns`, next cursor or None).
 
     `columns[0]` and `columns[1]` are the time and id the page is ordered and cursored by.

@@ -4,6 +4,7 @@ rq-scheduler keeps one template job per cron schedule in its sorted set, scored 
 fire time. The service's templates have fixed ids (`schedule-<job name>`), no expiry, and
 are never executed themselves: at each fire time the scheduler enqueues a fresh run.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,15 +66,23 @@ def read_schedules(redis: Redis, settings: Settings) -> list[ScheduleInfo]:
     infos = []
     for (name, spec), score in zip(JOBS.items(), scores):
         last = (
-            JobRun.select().where((JobRun.job_name == name) & (JobRun.trigger == "scheduled"))
-            .order_by(JobRun.enqueued_at.desc()).first()
+            JobRun.select()
+            .where((JobRun.job_name == name) & (JobRun.trigger == "scheduled"))
+            .order_by(JobRun.enqueued_at.desc())
+            .first()
         )
-        infos.append(ScheduleInfo(
-            name=name, cron=spec.cron(settings), queue=spec.queue, func=spec.func,
-            registered=score is not None, paused=name in paused_names,
-            next_run=datetime.fromtimestamp(score, timezone.utc) if score is not None else None,
-            last_run=last,
-        ))
+        infos.append(
+            ScheduleInfo(
+                name=name,
+                cron=spec.cron(settings),
+                queue=spec.queue,
+                func=spec.func,
+                registered=score is not None,
+                paused=name in paused_names,
+                next_run=datetime.fromtimestamp(score, timezone.utc) if score is not None else None,
+                last_run=last,
+            )
+        )
     return infos
 
 

@@ -4,6 +4,7 @@ The worker process imports this module, so it imports no Flask, no API and no we
 worker and scheduler never import Flask). It owns the fields a ServiceWorker adds to its RQ
 hash; since they live in the worker's own hash they expire and vanish with the worker's record.
 """
+
 from __future__ import annotations
 
 import logging
@@ -77,9 +78,14 @@ def publish_worker_resources(worker: Worker, pipeline=None) -> None:
             return
         figures = sampler.sample(getattr(worker, "_horse_pid", 0) or None)
         connection = pipeline if pipeline is not None else worker.connection
-        connection.hset(worker.key, mapping={
-            CPU_FIELD: figures["cpu_percent"], RSS_FIELD: figures["rss_bytes"], SAMPLED_FIELD: round(time.time(), 3),
-        })
+        connection.hset(
+            worker.key,
+            mapping={
+                CPU_FIELD: figures["cpu_percent"],
+                RSS_FIELD: figures["rss_bytes"],
+                SAMPLED_FIELD: round(time.time(), 3),
+            },
+        )
     except Exception:
         log.debug("could not publish worker resources", exc_info=True)
 
@@ -93,8 +99,13 @@ def worker_resources(redis: Redis, worker_keys: list[str]) -> list[dict]:
     out = []
     for cpu, rss, sampled in rows:
         rss_value = _number(rss)
-        out.append({"cpu_percent": _number(cpu), "rss_bytes": int(rss_value) if rss_value is not None else None,
-                    "sampled_at": _number(sampled)})
+        out.append(
+            {
+                "cpu_percent": _number(cpu),
+                "rss_bytes": int(rss_value) if rss_value is not None else None,
+                "sampled_at": _number(sampled),
+            }
+        )
     return out
 
 

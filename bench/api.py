@@ -5,6 +5,7 @@ with the request count, duration and latency percentiles (wrk's own histogram). 
 measured interleaved within a round (bare route first), so the ratio to the bare route is
 taken from runs a few seconds apart, and the rounds' medians are reported.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,10 @@ end
 
 
 def write_script(workdir: Path, name: str, kind: str, path: str, ids_file: Path | None = None) -> Path:
-    head = (f"KIND = {json.dumps(kind)}\nPATH = {json.dumps(path)}\nTOKEN = {json.dumps(TOKEN)}\n"
-            f"IDS_FILE = {json.dumps(str(ids_file) if ids_file else '')}\n")
+    head = (
+        f"KIND = {json.dumps(kind)}\nPATH = {json.dumps(path)}\nTOKEN = {json.dumps(TOKEN)}\n"
+        f"IDS_FILE = {json.dumps(str(ids_file) if ids_file else '')}\n"
+    )
     script = workdir / f"wrk-{name}.lua"
     script.write_text(head + LUA)
     return script
@@ -85,12 +88,21 @@ def write_script(workdir: Path, name: str, kind: str, path: str, ids_file: Path 
 
 def run_wrk(base: str, script: Path, connections: int, seconds: float) -> dict:
     threads = min(2, connections)
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-            "-s", str(script), base]
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        base,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
-            out = json.loads(line[len("BENCH_JSON "):])
+            out = json.loads(line[len("BENCH_JSON ") :])
             out["rps"] = out["requests"] / (out["duration_us"] / 1e6)
             out["p50_ms"], out["p99_ms"] = out["p50_us"] / 1000, out["p99_us"] / 1000
             out["errors"] = out["connect"] + out["read"] + out["write"] + out["timeout"]
@@ -103,18 +115,25 @@ def _deep_cursors(conn, fraction: float = 0.9) -> dict:
 
     out = {}
     with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM job_runs WHERE job_name = 'forecast' AND status = 'finished' "
-                    "AND trigger = 'scheduled'")
+        cur.execute(
+            "SELECT count(*) FROM job_runs WHERE job_name = 'forecast' AND status = 'finished' "
+            "AND trigger = 'scheduled'"
+        )
         total = cur.fetchone()[0]
-        cur.execute("SELECT enqueued_at, id FROM job_runs WHERE job_name = 'forecast' AND status = 'finished' "
-                    "AND trigger = 'scheduled' ORDER BY enqueued_at DESC, id DESC OFFSET %s LIMIT 1",
-                    (int(total * fraction),))
+        cur.execute(
+            "SELECT enqueued_at, id FROM job_runs WHERE job_name = 'forecast' AND status = 'finished' "
+            "AND trigger = 'scheduled' ORDER BY enqueued_at DESC, id DESC OFFSET %s LIMIT 1",
+            (int(total * fraction),),
+        )
         at, run_id = cur.fetchone()
         out["history"] = encode_cursor(at, run_id)
         cur.execute("SELECT count(*) FROM alerts WHERE severity = 'high' AND source = 'scheduled_job'")
         total = cur.fetchone()[0]
-        cur.execute("SELECT created_at, id FROM alerts WHERE severity = 'high' AND source = 'scheduled_job' "
-                    "ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1", (int(total * fraction),))
+        cur.execute(
+            "SELECT created_at, id FROM alerts WHERE severity = 'high' AND source = 'scheduled_job' "
+            "ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
+            (int(total * fraction),),
+        )
         at, alert_id = cur.fetchone()
         out["alerts"] = encode_cursor(at, alert_id)
     return out
@@ -138,14 +157,16 @@ def _release_forecast(bench: Bench, redis) -> int:
     ids = queue.deferred_job_registry.get_job_ids()
     with redis.pipeline(transaction=False) as pipe:
         for start in range(0, len(ids), 1000):
-            chunk = ids[start:start + 1000]
+            chunk = ids[start : start + 1000]
             pipe.unlink(*[f"rq:job:{i}" for i in chunk], *[f"rq:job:{i}:dependents" for i in chunk])
         pipe.unlink(queue.deferred_job_registry.key, f"rq:job:{HOLDER_ID}", f"rq:job:{HOLDER_ID}:dependents")
         pipe.execute()
     conn = bench.pg()
     with conn.cursor() as cur:
-        cur.execute("UPDATE job_runs SET status = 'canceled', ended_at = now() at time zone 'utc' "
-                    "WHERE job_name = 'forecast' AND status = 'queued'")
+        cur.execute(
+            "UPDATE job_runs SET status = 'canceled', ended_at = now() at time zone 'utc' "
+            "WHERE job_name = 'forecast' AND status = 'queued'"
+        )
         changed = cur.rowcount
     conn.close()
     return changed
@@ -172,18 +193,36 @@ def targets(bench: Bench, loaded: dict) -> list[tuple[str, str, Path]]:
     hist = "/api/jobs/forecast/history?status=finished&trigger=scheduled&limit=50"
     alerts = "/api/alerts?severity=high&source=scheduled_job&limit=50"
     return [
-        ("trigger", "trigger forecast (alternating 202 force / 409)",
-         write_script(wd, "trigger", "trigger", "/api/jobs/forecast/trigger")),
-        ("status", f"status of a random run ({loaded['rows']:,} rows)",
-         write_script(wd, "status", "status", "/api/jobs/forecast/", loaded["ids_file"])),
-        ("history_first", f"history, first page (status+trigger filter, {loaded['rows']:,} rows)",
-         write_script(wd, "hist1", "get", hist)),
-        ("history_deep", "history, deep cursor page (90% down)",
-         write_script(wd, "hist2", "get", f"{hist}&cursor={loaded['cursors']['history']}")),
-        ("alerts_first", f"alerts, first page (severity+source filter, {loaded['rows']:,} rows)",
-         write_script(wd, "alerts1", "get", alerts)),
-        ("alerts_deep", "alerts, deep cursor page (90% down)",
-         write_script(wd, "alerts2", "get", f"{alerts}&cursor={loaded['cursors']['alerts']}")),
+        (
+            "trigger",
+            "trigger forecast (alternating 202 force / 409)",
+            write_script(wd, "trigger", "trigger", "/api/jobs/forecast/trigger"),
+        ),
+        (
+            "status",
+            f"status of a random run ({loaded['rows']:,} rows)",
+            write_script(wd, "status", "status", "/api/jobs/forecast/", loaded["ids_file"]),
+        ),
+        (
+            "history_first",
+            f"history, first page (status+trigger filter, {loaded['rows']:,} rows)",
+            write_script(wd, "hist1", "get", hist),
+        ),
+        (
+            "history_deep",
+            "history, deep cursor page (90% down)",
+            write_script(wd, "hist2", "get", f"{hist}&cursor={loaded['cursors']['history']}"),
+        ),
+        (
+            "alerts_first",
+            f"alerts, first page (severity+source filter, {loaded['rows']:,} rows)",
+            write_script(wd, "alerts1", "get", alerts),
+        ),
+        (
+            "alerts_deep",
+            "alerts, deep cursor page (90% down)",
+            write_script(wd, "alerts2", "get", f"{alerts}&cursor={loaded['cursors']['alerts']}"),
+        ),
         ("stats", "stats (/api/jobs/stats)", write_script(wd, "stats", "get", "/api/jobs/stats")),
     ]
 
@@ -195,7 +234,7 @@ def check_routes(bench: Bench, loaded: dict) -> None:
     checks = {
         "status": f"/api/jobs/forecast/{ids[0]}",
         "history": "/api/jobs/forecast/history?status=finished&trigger=scheduled&limit=50"
-                   f"&cursor={loaded['cursors']['history']}",
+        f"&cursor={loaded['cursors']['history']}",
         "alerts": f"/api/alerts?severity=high&source=scheduled_job&limit=50&cursor={loaded['cursors']['alerts']}",
     }
     for name, path in checks.items():
@@ -214,14 +253,25 @@ def bare_server_args(bench: Bench) -> list[str]:
     env = bench.env()
     names = ("web_concurrency", "web_worker_class", "web_threads")
     settings = Settings(_env_file=None, **{n: env.get(n.upper(), Settings.model_fields[n].default) for n in names})
-    return ["--workers", str(settings.web_concurrency), "--worker-class", settings.web_worker_class,
-            "--threads", str(settings.web_threads), "--keep-alive", "5"]
+    return [
+        "--workers",
+        str(settings.web_concurrency),
+        "--worker-class",
+        settings.web_worker_class,
+        "--threads",
+        str(settings.web_threads),
+        "--keep-alive",
+        "5",
+    ]
 
 
 def start_bare(bench: Bench):
     port = free_port()
-    proc = bench.start("bare", [str(BIN / "gunicorn"), *bare_server_args(bench), "--bind", f"127.0.0.1:{port}",
-                                "bench.bare_app:app"], bench.env(BENCH_REDIS_URL=bench.redis_url))
+    proc = bench.start(
+        "bare",
+        [str(BIN / "gunicorn"), *bare_server_args(bench), "--bind", f"127.0.0.1:{port}", "bench.bare_app:app"],
+        bench.env(BENCH_REDIS_URL=bench.redis_url),
+    )
     bench.redis_client().set("bench:bare", "x" * 32)
     wait_http(f"http://127.0.0.1:{port}/", proc)
     return proc, f"http://127.0.0.1:{port}"
@@ -272,10 +322,16 @@ def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencie
                     if key == "trigger":
                         out["canceled_rows"] = _release_forecast(bench, redis)
                     results[key][conns].append(out)
-                    log(f"  api round {round_no + 1} c={conns} {key}: {out['rps']:.0f} req/s, "
+                    log(
+                        f"  api round {round_no + 1} c={conns} {key}: {out['rps']:.0f} req/s, "
                         f"p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms (settled {out['settle_s']:.1f}s)"
-                        + (f", codes 200={out['s200']} 202={out['s202']} 409={out['s409']} other={out['sother']}"
-                           f" errors={out['errors']}" if out["sother"] or out["errors"] or key == "trigger" else ""))
+                        + (
+                            f", codes 200={out['s200']} 202={out['s202']} 409={out['s409']} other={out['sother']}"
+                            f" errors={out['errors']}"
+                            if out["sother"] or out["errors"] or key == "trigger"
+                            else ""
+                        )
+                    )
     finally:
         bench.stop(bare_proc)
     summary = {}
@@ -291,7 +347,8 @@ def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencie
                 "ratio_to_bare": median(ratios),
                 "non_2xx_409": sum(r["sother"] for r in runs),
                 "socket_errors": sum(r["errors"] for r in runs),
-                "s202": sum(r["s202"] for r in runs), "s409": sum(r["s409"] for r in runs),
+                "s202": sum(r["s202"] for r in runs),
+                "s409": sum(r["s409"] for r in runs),
                 "runs": runs,
             }
     summary["labels"] = {key: label for key, label, _ in plan}

@@ -5,6 +5,7 @@
 bench/api.py starts it with the web process's worker model (WEB_CONCURRENCY, WEB_WORKER_CLASS,
 WEB_THREADS, keep-alive), so both sides of the ratio run on the same server settings.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@
 `job_runs` row, records the outcome and releases the overlap lock, exactly as for a real run,
 around a body that does nothing. (Raw RQ workers drain `bench.noop_job.noop`, which imports nothing.)
 """
+
 from __future__ import annotations
 
 from app.runs.tracking import tracked

@@ -5,6 +5,7 @@
 
 BENCH_CELERY_URL names the Redis database (the benchmark uses its own Redis, db 1).
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ expired alerts on PostgreSQL while a writer inserts fresh alerts, one per transa
 rows/s = deleted alerts / (run ended_at - started_at). The writer's waits are the durations
 of its INSERT + COMMIT round trips during the run (it pauses 10 ms between them).
 """
+
 from __future__ import annotations
 
 import threading
@@ -13,9 +14,11 @@ from datetime import timezone
 from bench import data
 from bench.stack import Bench, http, pct, wait_until
 
-INSERT = ("INSERT INTO alerts (type, severity, title, message, source, subject, figures, fingerprint, occurrences, "
-          "resolved, created_at, last_seen_at) VALUES ('demand_spike', 'low', 'Writer alert', 'inserted during cleanup', "
-          "'scheduled_job', 'ITEM@LINE', '{}', %s, 1, false, now() at time zone 'utc', now() at time zone 'utc')")
+INSERT = (
+    "INSERT INTO alerts (type, severity, title, message, source, subject, figures, fingerprint, occurrences, "
+    "resolved, created_at, last_seen_at) VALUES ('demand_spike', 'low', 'Writer alert', 'inserted during cleanup', "
+    "'scheduled_job', 'ITEM@LINE', '{}', %s, 1, false, now() at time zone 'utc', now() at time zone 'utc')"
+)
 
 
 class Writer(threading.Thread):
@@ -80,11 +83,21 @@ def run(bench: Bench, expired: int, log=print, budget: float = 1200) -> dict:
     before = [s * 1000 for at, s in writer.samples if at < start_ts]
     seconds = end_ts - start_ts
     deleted = result.get("deleted_alerts", 0)
-    out = {"status": status, "deleted": deleted, "seconds": seconds, "rows_per_s": deleted / seconds if seconds else None,
-           "writer_inserts": len(during), "writer_max_ms": max(during, default=None),
-           "writer_p99_ms": pct(during, 99), "writer_p50_ms": pct(during, 50),
-           "writer_before_p50_ms": pct(before, 50), "result": result}
-    log(f"  cleanup: {deleted:,} deleted in {seconds:.1f}s = {out['rows_per_s'] or 0:,.0f} rows/s; writer "
+    out = {
+        "status": status,
+        "deleted": deleted,
+        "seconds": seconds,
+        "rows_per_s": deleted / seconds if seconds else None,
+        "writer_inserts": len(during),
+        "writer_max_ms": max(during, default=None),
+        "writer_p99_ms": pct(during, 99),
+        "writer_p50_ms": pct(during, 50),
+        "writer_before_p50_ms": pct(before, 50),
+        "result": result,
+    }
+    log(
+        f"  cleanup: {deleted:,} deleted in {seconds:.1f}s = {out['rows_per_s'] or 0:,.0f} rows/s; writer "
         f"{len(during)} inserts, p50 {out['writer_p50_ms'] or 0:.1f} ms, p99 {out['writer_p99_ms'] or 0:.1f} ms, "
-        f"max {out['writer_max_ms'] or 0:.1f} ms")
+        f"max {out['writer_max_ms'] or 0:.1f} ms"
+    )
     return out

@@ -14,6 +14,7 @@ Rows carry `duration_s` as `app.runs.lifecycle.mark_ended` writes it (percentile
 its indexes, `app.core.stats.run_figures`). PostgreSQL gets ANALYZE only, not VACUUM: without a
 visibility map it reads the table, not index-only, which is the slower case.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-JOBS = (("forecast", "forecast", 40.0, 0.6), ("daily-summary", "reports", 6.0, 0.25), ("cleanup", "maintenance", 2.0, 0.15))
+JOBS = (
+    ("forecast", "forecast", 40.0, 0.6),
+    ("daily-summary", "reports", 6.0, 0.25),
+    ("cleanup", "maintenance", 2.0, 0.15),
+)
 STATUSES = (("finished", 90), ("failed", 4), ("stopped", 1), ("canceled", 2), ("skipped", 3))
 
 
@@ -50,11 +55,21 @@ def fill_history(runs: int, days: float, alerts: int, seed: int = 1) -> None:
         ran = status in ("finished", "failed", "stopped")
         started = enqueued + timedelta(seconds=rng.uniform(0.05, 2)) if ran else None
         ended = started + timedelta(seconds=rng.lognormvariate(0, 0.5) * spec[job][2]) if ran else enqueued
-        batch.append({"id": uuid.UUID(int=rng.getrandbits(128)).hex, "job_name": job, "queue": spec[job][1],
-                      "trigger": rng.choice(("scheduled", "manual")), "status": status, "enqueued_at": enqueued,
-                      "started_at": started, "ended_at": ended, "duration_s": run_duration(started, ended),
-                      "attempts": 1 if ran else 0,
-                      "error": "RuntimeError: planned failure" if status == "failed" else None})
+        batch.append(
+            {
+                "id": uuid.UUID(int=rng.getrandbits(128)).hex,
+                "job_name": job,
+                "queue": spec[job][1],
+                "trigger": rng.choice(("scheduled", "manual")),
+                "status": status,
+                "enqueued_at": enqueued,
+                "started_at": started,
+                "ended_at": ended,
+                "duration_s": run_duration(started, ended),
+                "attempts": 1 if ran else 0,
+                "error": "RuntimeError: planned failure" if status == "failed" else None,
+            }
+        )
         if len(batch) == 1000 or i == runs - 1:
             with database.atomic():
                 JobRun.insert_many(batch).execute()
@@ -62,9 +77,20 @@ def fill_history(runs: int, days: float, alerts: int, seed: int = 1) -> None:
     rows = []
     for i in range(alerts):
         created = now - timedelta(seconds=rng.uniform(0, days * 86400))
-        rows.append({"type": "demand_spike", "severity": rng.choice(("high", "medium", "low")), "title": f"alert {i}",
-                     "message": "bench", "source": "scheduled_job", "subject": f"item:{i}", "figures": "{}",
-                     "fingerprint": f"bench|{i}", "created_at": created, "last_seen_at": created})
+        rows.append(
+            {
+                "type": "demand_spike",
+                "severity": rng.choice(("high", "medium", "low")),
+                "title": f"alert {i}",
+                "message": "bench",
+                "source": "scheduled_job",
+                "subject": f"item:{i}",
+                "figures": "{}",
+                "fingerprint": f"bench|{i}",
+                "created_at": created,
+                "last_seen_at": created,
+            }
+        )
         if len(rows) == 1000 or i == alerts - 1:
             with database.atomic():
                 Alert.insert_many(rows).execute()
@@ -120,15 +146,25 @@ def main(argv: list[str] | None = None) -> int:
         from app.models import JobRun, create_tables, utcnow
         from dashboard import data as dashboard_data
 
-        app = create_app({"redis_url": redis_url, "database_url": database_url, "api_token": "bench-token",
-                          "dashboard_username": "bench", "dashboard_password": "bench-pass", "log_level": "WARNING"})
+        app = create_app(
+            {
+                "redis_url": redis_url,
+                "database_url": database_url,
+                "api_token": "bench-token",
+                "dashboard_username": "bench",
+                "dashboard_password": "bench-pass",
+                "log_level": "WARNING",
+            }
+        )
         with db_session():
             create_tables()
             existing = JobRun.select().count()
             if existing < args.runs:
                 started = time.perf_counter()
                 fill_history(args.runs - existing, args.days, args.alerts)
-                print(f"inserted {args.runs - existing} runs and {args.alerts} alerts in {time.perf_counter() - started:.1f} s")
+                print(
+                    f"inserted {args.runs - existing} runs and {args.alerts} alerts in {time.perf_counter() - started:.1f} s"
+                )
             if database_url.startswith("postgres"):
                 database.execute_sql("ANALYZE")  # what autovacuum does in production after a bulk insert
             total = JobRun.select().count()
@@ -146,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         def metrics():
             assert client.get("/metrics").status_code == 200
 
-        results = {"GET /dashboard/data.json": timed(data_json, args.repeat),
-                   "GET /metrics": timed(metrics, max(5, args.repeat // 3))}
+        results = {
+            "GET /dashboard/data.json": timed(data_json, args.repeat),
+            "GET /metrics": timed(metrics, max(5, args.repeat // 3)),
+        }
         print()
         for name, ms in results.items():
             print(describe(name, ms))
@@ -162,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                 "recent runs": dashboard_data.recent_runs,
                 "active runs": dashboard_data.active_runs,
                 "alerts": lambda: dashboard_data.alert_summary(now),
-                "queues + workers (Redis)": lambda: (dashboard_data.queue_stats(redis), dashboard_data.worker_rows(redis)),
+                "queues + workers (Redis)": lambda: (
+                    dashboard_data.queue_stats(redis),
+                    dashboard_data.worker_rows(redis),
+                ),
                 "schedules": lambda: dashboard_data.read_schedules(redis, app.config["SETTINGS"]),
             }
             for name, call in sections.items():

@@ -5,6 +5,7 @@ the tables correlates with their time columns as it would in production. Seconda
 are dropped for the load and re-created from their own definitions afterwards (the schema
 ends exactly as the migrations made it), then the table is vacuumed and analysed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -106,12 +107,27 @@ def job_run_lines(n: int, days: float, rng: random.Random, ids_out: list | None 
             duration = "%.6f" % secs
         result = RESULT if status == "finished" else "\\N"
         error = "ValueError: bench failure" if status == "failed" else "\\N"
-        yield (f"{run_id}\t{name}\t{queue}\t{trigger}\t{status}\t{slot}\t{enqueued.strftime(FMT)}\t"
-               f"{started}\t{ended}\t{duration}\t{attempts}\t{result}\t{error}\n")
+        yield (
+            f"{run_id}\t{name}\t{queue}\t{trigger}\t{status}\t{slot}\t{enqueued.strftime(FMT)}\t"
+            f"{started}\t{ended}\t{duration}\t{attempts}\t{result}\t{error}\n"
+        )
 
 
-JOB_RUN_COLUMNS = ["id", "job_name", "queue", "trigger", "status", "slot", "enqueued_at", "started_at",
-                   "ended_at", "duration_s", "attempts", "result", "error"]
+JOB_RUN_COLUMNS = [
+    "id",
+    "job_name",
+    "queue",
+    "trigger",
+    "status",
+    "slot",
+    "enqueued_at",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "attempts",
+    "result",
+    "error",
+]
 
 
 def load_job_runs(conn, n: int, days: float = 89, seed: int = 6) -> list[str]:
@@ -125,8 +141,21 @@ def load_job_runs(conn, n: int, days: float = 89, seed: int = 6) -> list[str]:
 
 
 # -- alerts ---------------------------------------------------------------------------------
-ALERT_COLUMNS = ["type", "severity", "title", "message", "source", "job_id", "subject", "figures", "fingerprint",
-                 "occurrences", "resolved", "created_at", "last_seen_at"]
+ALERT_COLUMNS = [
+    "type",
+    "severity",
+    "title",
+    "message",
+    "source",
+    "job_id",
+    "subject",
+    "figures",
+    "fingerprint",
+    "occurrences",
+    "resolved",
+    "created_at",
+    "last_seen_at",
+]
 SEVERITIES = _weighted((("high", 2), ("medium", 4), ("low", 4)))
 SOURCES = _weighted((("scheduled_job", 8), ("manual", 2)))
 
@@ -149,8 +178,10 @@ def alert_lines(n: int, start: datetime, end: datetime, rng: random.Random):
             message = f"Forecast demand for {item} on {line} is {rng.uniform(4, 12):.1f} MADs above its median"
             subject = f"{item}@{line}"
         figures = '{"capacity": 1000, "load": 1104.2, "score": 6.3}'
-        yield (f"{kind}\t{severity}\t{title}\t{message}\t{source}\t\\N\t{subject}\t{figures}\t"
-               f"{kind}:{subject}:{i}\t1\tf\t{at}\t{at}\n")
+        yield (
+            f"{kind}\t{severity}\t{title}\t{message}\t{source}\t\\N\t{subject}\t{figures}\t"
+            f"{kind}:{subject}:{i}\t1\tf\t{at}\t{at}\n"
+        )
 
 
 def load_alerts(conn, n: int, start: datetime, end: datetime, seed: int = 7) -> None:

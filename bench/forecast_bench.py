@@ -15,6 +15,7 @@ on its own Redis and PostgreSQL servers and with real worker processes (`python 
 Usage: python bench/forecast_bench.py [--quick] [--sizes 1000,10000] [--repeats 3] ...
 (BENCH_QUICK=1 also selects the quick smoke run.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -101,8 +102,7 @@ class MemorySampler(threading.Thread):
 def smape(forecast: np.ndarray, actual: np.ndarray) -> float:
     """Symmetric MAPE in percent; a point where both are 0 counts as 0."""
     denominator = np.abs(forecast) + np.abs(actual)
-    ratio = np.divide(2 * np.abs(forecast - actual), denominator, out=np.zeros_like(denominator),
-                      where=denominator > 0)
+    ratio = np.divide(2 * np.abs(forecast - actual), denominator, out=np.zeros_like(denominator), where=denominator > 0)
     return float(100 * ratio.mean())
 
 
@@ -155,8 +155,15 @@ class Workers:
             Workers.started += 1  # a fresh name: RQ refuses one whose previous owner is still registered
             name = f"bench-{os.getpid()}-{Workers.started}"
             out = open(logdir / f"{name}.log", "ab")
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "workers", "forecast", "--name", name],
-                                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT))
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "workers", "forecast", "--name", name],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
             self.names.append(name)
             out.close()
         self.logdir = logdir
@@ -213,22 +220,40 @@ def timed_run(settings: Settings, redis, workers: Workers, expected: set[str]) -
         raise RuntimeError(f"run {row.id} {row.status}: {row.error}")
     result = row.result
     precision, recall, alerts = precision_recall(expected)
-    return RunFigures(wall, result["timings"], result.get("peak_rss_mb") or 0.0, total_peak,
-                      result.get("fanout", {}).get("chunks", 0), precision, recall, alerts, load_average)
+    return RunFigures(
+        wall,
+        result["timings"],
+        result.get("peak_rss_mb") or 0.0,
+        total_peak,
+        result.get("fanout", {}).get("chunks", 0),
+        precision,
+        recall,
+        alerts,
+        load_average,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
-                        help="a fast smoke run: 300 and 3,000 series x 400 days, one repeat, chunks of 1,000")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        default=os.environ.get("BENCH_QUICK") == "1",
+        help="a fast smoke run: 300 and 3,000 series x 400 days, one repeat, chunks of 1,000",
+    )
     parser.add_argument("--sizes", default=None, help="comma-separated series counts (default 1000,10000)")
     parser.add_argument("--days", type=int, default=None, help=f"days of history (default {DAYS})")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 3; median shown)")
     parser.add_argument("--workers", default="1,2", help="worker process counts (default 1,2)")
     parser.add_argument("--sample", type=int, default=None, help="series fitted by statsmodels (default 100)")
-    parser.add_argument("--threshold", type=int, default=None, help="FORECAST_FANOUT_THRESHOLD (default: the service's)")
-    parser.add_argument("--chunk-size", default=None,
-                        help="FORECAST_CHUNK_SIZE, or a comma-separated list to compare (default: the service's)")
+    parser.add_argument(
+        "--threshold", type=int, default=None, help="FORECAST_FANOUT_THRESHOLD (default: the service's)"
+    )
+    parser.add_argument(
+        "--chunk-size",
+        default=None,
+        help="FORECAST_CHUNK_SIZE, or a comma-separated list to compare (default: the service's)",
+    )
     parser.add_argument("--in-line", action="store_true", help="also time one worker with fan-out off")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in (args.sizes or ("300,3000" if args.quick else "1000,10000")).split(",")]
@@ -251,8 +276,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"forecast benchmark: {exc}") from None
     logdir = Path(pg_server.dir)
     try:
-        overrides: dict[str, Any] = {"redis_url": redis_server.url, "database_url": pg_server.url,
-                                     "log_level": "WARNING", "job_max_retries": 0, "job_timeout": 600}
+        overrides: dict[str, Any] = {
+            "redis_url": redis_server.url,
+            "database_url": pg_server.url,
+            "log_level": "WARNING",
+            "job_max_retries": 0,
+            "job_timeout": 600,
+        }
         if args.threshold is not None:
             overrides["forecast_fanout_threshold"] = args.threshold
         chunk_sizes = [int(c) for c in args.chunk_size.split(",")] if args.chunk_size else [None]
@@ -281,9 +311,15 @@ def main(argv: list[str] | None = None) -> None:
             expected = set(summary["anomalies"]["expected_alerts"])
             log.info("quality on a %d-day holdout", HOLDOUT)
             qualities[n] = quality(sample)
-            configs = [(w, f"{w} worker{'s' if w > 1 else ''}" + (f", chunks of {c}" if len(chunk_sizes) > 1 else ""),
-                        {"FORECAST_CHUNK_SIZE": str(c)} if c else {})
-                       for c in chunk_sizes for w in worker_counts]
+            configs = [
+                (
+                    w,
+                    f"{w} worker{'s' if w > 1 else ''}" + (f", chunks of {c}" if len(chunk_sizes) > 1 else ""),
+                    {"FORECAST_CHUNK_SIZE": str(c)} if c else {},
+                )
+                for c in chunk_sizes
+                for w in worker_counts
+            ]
             if args.in_line:
                 configs.insert(0, (1, "1 worker, no fan-out", {"FORECAST_FANOUT_THRESHOLD": str(10**9)}))
             # Rounds: each round starts every configuration's workers afresh and times one run, so
@@ -296,8 +332,13 @@ def main(argv: list[str] | None = None) -> None:
                         workers.wait_ready(redis)
                         timed_run(settings, redis, workers, expected)  # warm-up: imports, connections
                         case.runs.append(timed_run(settings, redis, workers, expected))
-                        log.info("%d series, %s: %.2fs (load average %.1f)", n, label, case.runs[-1].wall,
-                                 case.runs[-1].load_average)
+                        log.info(
+                            "%d series, %s: %.2fs (load average %.1f)",
+                            n,
+                            label,
+                            case.runs[-1].wall,
+                            case.runs[-1].load_average,
+                        )
                     finally:
                         workers.stop()
             cases.extend(round_cases)
@@ -307,48 +348,104 @@ def main(argv: list[str] | None = None) -> None:
         redis_server.cleanup()
 
 
-def report(cases: list[Case], qualities: dict[int, dict[str, Any]], seeds: dict[int, float],
-           settings: Settings, days: int, repeats: int) -> None:
+def report(
+    cases: list[Case],
+    qualities: dict[int, dict[str, Any]],
+    seeds: dict[int, float],
+    settings: Settings,
+    days: int,
+    repeats: int,
+) -> None:
     med = statistics.median
     print()
-    print(f"Forecast benchmark: {days} days of history per series, PostgreSQL, "
-          f"fan-out above {settings.forecast_fanout_threshold} series in chunks of {settings.forecast_chunk_size}; "
-          f"median of {repeats} round(s), each configuration's workers started afresh and warmed up by one run; "
-          f"{os.cpu_count()} CPU(s)")
+    print(
+        f"Forecast benchmark: {days} days of history per series, PostgreSQL, "
+        f"fan-out above {settings.forecast_fanout_threshold} series in chunks of {settings.forecast_chunk_size}; "
+        f"median of {repeats} round(s), each configuration's workers started afresh and warmed up by one run; "
+        f"{os.cpu_count()} CPU(s)"
+    )
     print()
-    head = ("series", "workers", "wall s", "(min-max)", "plan", "load", "fit", "rules", "store", "chunks",
-            "horse MB", "total MB", "precision", "recall", "load avg")
+    head = (
+        "series",
+        "workers",
+        "wall s",
+        "(min-max)",
+        "plan",
+        "load",
+        "fit",
+        "rules",
+        "store",
+        "chunks",
+        "horse MB",
+        "total MB",
+        "precision",
+        "recall",
+        "load avg",
+    )
     rows = []
     for c in cases:
         walls = [r.wall for r in c.runs]
         t = {k: med([r.timings.get(k, 0.0) for r in c.runs]) for k in ("plan", "load", "fit", "rules", "store")}
-        rows.append((f"{c.series:,}", c.label, f"{med(walls):.2f}", f"{min(walls):.2f}-{max(walls):.2f}",
-                     *(f"{t[k]:.2f}" for k in ("plan", "load", "fit", "rules", "store")),
-                     str(c.runs[0].chunks), f"{max(r.horse_peak_mb for r in c.runs):.0f}",
-                     f"{max(r.total_peak_mb for r in c.runs):.0f}",
-                     f"{min(r.precision for r in c.runs):.3f}", f"{min(r.recall for r in c.runs):.3f}",
-                     f"{med([r.load_average for r in c.runs]):.1f}"))
+        rows.append(
+            (
+                f"{c.series:,}",
+                c.label,
+                f"{med(walls):.2f}",
+                f"{min(walls):.2f}-{max(walls):.2f}",
+                *(f"{t[k]:.2f}" for k in ("plan", "load", "fit", "rules", "store")),
+                str(c.runs[0].chunks),
+                f"{max(r.horse_peak_mb for r in c.runs):.0f}",
+                f"{max(r.total_peak_mb for r in c.runs):.0f}",
+                f"{min(r.precision for r in c.runs):.3f}",
+                f"{min(r.recall for r in c.runs):.3f}",
+                f"{med([r.load_average for r in c.runs]):.1f}",
+            )
+        )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for r in rows:
         print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
     print()
-    print("phases: seconds inside the run (load/fit/rules summed over chunks when fanned out); "
-          "horse MB: largest work-horse peak RSS; total MB: sampled peak of all worker processes; "
-          "load avg: the machine's 1-minute load average at the runs' start (median)")
+    print(
+        "phases: seconds inside the run (load/fit/rules summed over chunks when fanned out); "
+        "horse MB: largest work-horse peak RSS; total MB: sampled peak of all worker processes; "
+        "load avg: the machine's 1-minute load average at the runs' start (median)"
+    )
     print()
-    head = ("series", "train days", "sMAPE ours (all)", "sample", "sMAPE ours", "sMAPE statsmodels",
-            "ours ms/series", "statsmodels ms/series", "seed s")
-    rows = [(f"{n:,}", str(q["train_days"]), f"{q['ours_all']:.4f}", str(q["sample"]), f"{q['ours_sample']:.4f}",
-             f"{q['statsmodels_sample']:.4f}", f"{q['ours_ms_per_series']:.3f}",
-             f"{q['statsmodels_ms_per_series']:.1f}", f"{seeds[n]:.0f}") for n, q in qualities.items()]
+    head = (
+        "series",
+        "train days",
+        "sMAPE ours (all)",
+        "sample",
+        "sMAPE ours",
+        "sMAPE statsmodels",
+        "ours ms/series",
+        "statsmodels ms/series",
+        "seed s",
+    )
+    rows = [
+        (
+            f"{n:,}",
+            str(q["train_days"]),
+            f"{q['ours_all']:.4f}",
+            str(q["sample"]),
+            f"{q['ours_sample']:.4f}",
+            f"{q['statsmodels_sample']:.4f}",
+            f"{q['ours_ms_per_series']:.3f}",
+            f"{q['statsmodels_ms_per_series']:.1f}",
+            f"{seeds[n]:.0f}",
+        )
+        for n, q in qualities.items()
+    ]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     print("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     for r in rows:
         print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
     print()
-    print(f"sMAPE on the last {HOLDOUT} days of each series, both models fitted on the days before; "
-          "statsmodels: ExponentialSmoothing(trend='add', seasonal='add', seasonal_periods=7).fit()")
+    print(
+        f"sMAPE on the last {HOLDOUT} days of each series, both models fitted on the days before; "
+        "statsmodels: ExponentialSmoothing(trend='add', seasonal='add', seasonal_periods=7).fit()"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ is scored on that same sample, and the engine is scored on all series too.
 
     .venv/bin/python bench/forecast_real.py [--quick] [--origins 6] [--sample 300] [--extra DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,7 @@ def _fill(y: np.ndarray) -> np.ndarray | None:
     obs = np.flatnonzero(~np.isnan(y))
     if obs.size < 2:
         return None
-    y = y[obs[0]:]
+    y = y[obs[0] :]
     idx = np.arange(y.size)
     ok = ~np.isnan(y)
     return np.interp(idx, idx[ok], y[ok])
@@ -71,8 +72,14 @@ def statsmodels_hw(history: np.ndarray, horizon: int) -> tuple[np.ndarray, None]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fit = ExponentialSmoothing(y, trend="add", damped_trend=True, seasonal="add", seasonal_periods=7,
-                                           initialization_method="estimated").fit()
+                fit = ExponentialSmoothing(
+                    y,
+                    trend="add",
+                    damped_trend=True,
+                    seasonal="add",
+                    seasonal_periods=7,
+                    initialization_method="estimated",
+                ).fit()
                 fc = fit.forecast(horizon)
             if np.isfinite(fc).all():
                 out[i] = np.maximum(fc, 0)
@@ -142,8 +149,11 @@ def spike_rate(values: np.ndarray, runs: int) -> dict[str, float]:
         x = values[:, t]
         hits += np.where(np.isfinite(x) & np.isfinite(thr), x > thr, False)
         judged += 1
-    return {"alerts_per_series_run": float(hits.sum() / max(1, n * judged)),
-            "series_alerted": float((hits > 0).mean()) if n else 0.0, "runs": judged}
+    return {
+        "alerts_per_series_run": float(hits.sum() / max(1, n * judged)),
+        "series_alerted": float((hits > 0).mean()) if n else 0.0,
+        "runs": judged,
+    }
 
 
 def subset(ds: Dataset, rows: np.ndarray) -> Dataset:
@@ -160,8 +170,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 origins, 60-series sample, no statsmodels")
     ap.add_argument("--only", action="append", default=None, help="data set names to run")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-days", type=int, default=1100,
-                    help="keep only the last this-many days of each data set (the slow baselines' fit time)")
+    ap.add_argument(
+        "--max-days",
+        type=int,
+        default=1100,
+        help="keep only the last this-many days of each data set (the slow baselines' fit time)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.origins, args.sample = min(args.origins, 2), min(args.sample, 60)
@@ -175,9 +189,11 @@ def main() -> None:
     if not files:
         print("no data files: nothing to benchmark")
         return
-    print(f"forecast_real: horizon {args.horizon}, {args.origins} origins one week apart, "
-          f"slow baselines on <= {args.sample} sampled series per data set, cpu count {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"forecast_real: horizon {args.horizon}, {args.origins} origins one week apart, "
+        f"slow baselines on <= {args.sample} sampled series per data set, cpu count {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     methods: dict[str, Any] = {"engine": engine_forecaster, "seasonal_naive": seasonal_naive}
     if not args.quick:
         methods["statsmodels_hw"] = statsmodels_hw
@@ -190,16 +206,16 @@ def main() -> None:
             if args.only and ds.name not in args.only:
                 continue
             if ds.values.shape[1] > args.max_days:
-                ds = Dataset(ds.name, ds.series, ds.lines, ds.start, ds.values[:, -args.max_days:])
+                ds = Dataset(ds.name, ds.series, ds.lines, ds.start, ds.values[:, -args.max_days :])
             n, days = ds.values.shape
             rows = np.sort(rng.choice(n, size=min(n, args.sample), replace=False))
             sample = subset(ds, rows)
             t0 = time.perf_counter()
             scores, info = backtest_dataset(sample, args.horizon, args.origins, methods)
             if n > len(rows):
-                all_scores, all_info = backtest_dataset(ds, args.horizon, args.origins,
-                                                        {"engine": engine_forecaster,
-                                                         "seasonal_naive": seasonal_naive})
+                all_scores, all_info = backtest_dataset(
+                    ds, args.horizon, args.origins, {"engine": engine_forecaster, "seasonal_naive": seasonal_naive}
+                )
                 scores["engine (all series)"] = all_scores["engine"]
                 scores["snaive (all)"] = all_scores["seasonal_naive"]
                 info["note"] = f"table on {len(rows)} sampled series; '(all)' rows on all {n}"
@@ -213,8 +229,15 @@ def main() -> None:
             for meth, s in scores.items():
                 if s.get("line_origins") and "(all" not in meth:
                     acc = cap_all.setdefault(meth, [0.0] * 5)
-                    for k, v in enumerate((s["overloads"], s.get("warned", 0), s.get("warned_hits", 0),
-                                           (s.get("brier") or 0.0) * s["line_origins"], s["line_origins"])):
+                    for k, v in enumerate(
+                        (
+                            s["overloads"],
+                            s.get("warned", 0),
+                            s.get("warned_hits", 0),
+                            (s.get("brier") or 0.0) * s["line_origins"],
+                            s["line_origins"],
+                        )
+                    ):
                         acc[k] += v
             base_all = scores.get("snaive (all)", scores["seasonal_naive"])["mase"]
             for meth, s in scores.items():
@@ -225,27 +248,35 @@ def main() -> None:
                     rel.setdefault(meth, []).append(s["mase"] / denom)
             cut = days  # robustness at the newest origin: the full history
             rob = robustness(ds.values[:, -730:] if days > 730 else ds.values, args.horizon)
-            print(f"  robustness (engine, all series): last 2 days missing -> total moves "
-                  f"{100 * rob['missing_2']:.1f}% (target <= 5%), last 7 days missing -> "
-                  f"{100 * rob['missing_7']:.1f}% (target <= 10%); one 20x day on the last day -> x"
-                  f"{rob['outlier_median']:.3f} median, x{rob['outlier_p90']:.3f} P90 "
-                  f"(target <= 1.5; {rob['outlier_series']} series)")
+            print(
+                f"  robustness (engine, all series): last 2 days missing -> total moves "
+                f"{100 * rob['missing_2']:.1f}% (target <= 5%), last 7 days missing -> "
+                f"{100 * rob['missing_7']:.1f}% (target <= 10%); one 20x day on the last day -> x"
+                f"{rob['outlier_median']:.3f} median, x{rob['outlier_p90']:.3f} P90 "
+                f"(target <= 1.5; {rob['outlier_series']} series)"
+            )
             sp = spike_rate(ds.values[:, :cut], 28 if not args.quick else 7)
-            print(f"  spike threshold (P{100 * SPIKE_LEVEL:g}): {sp['alerts_per_series_run']:.4f} alerts per series "
-                  f"per run, {100 * sp['series_alerted']:.1f}% of series alerted at least once in "
-                  f"{sp['runs']} runs")
+            print(
+                f"  spike threshold (P{100 * SPIKE_LEVEL:g}): {sp['alerts_per_series_run']:.4f} alerts per series "
+                f"per run, {100 * sp['series_alerted']:.1f}% of series alerted at least once in "
+                f"{sp['runs']} runs"
+            )
             print(f"  ({time.perf_counter() - t0:.1f} s)")
     print("\ngeometric mean of MASE relative to seasonal naive over data sets:")
     for meth, vals in rel.items():
         g = math.exp(sum(math.log(v) for v in vals) / len(vals))
         print(f"  {meth:<20} {g:.3f}  ({len(vals)} data sets)")
-    print("\ncapacity warnings over all lines and origins of all data sets (high severity; target: recall >= 0.8 "
-          "at precision >= 0.8):")
+    print(
+        "\ncapacity warnings over all lines and origins of all data sets (high severity; target: recall >= 0.8 "
+        "at precision >= 0.8):"
+    )
     for meth, (events, warned, hits, brier_sum, judged) in cap_all.items():
         recall = f"{hits / events:.2f}" if events else "-"
         precision = f"{hits / warned:.2f}" if warned else "-"
-        print(f"  {meth:<20} recall {recall} ({int(hits)}/{int(events)} overloads), precision {precision} "
-              f"({int(warned)} warnings), Brier {brier_sum / judged:.3f} ({int(judged)} line origins)")
+        print(
+            f"  {meth:<20} recall {recall} ({int(hits)}/{int(events)} overloads), precision {precision} "
+            f"({int(warned)} warnings), Brier {brier_sum / judged:.3f} ({int(judged)} line origins)"
+        )
 
 
 if __name__ == "__main__":

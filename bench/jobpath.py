@@ -11,6 +11,7 @@ after (its pool children start together). The rate is (N - 1) / (last end - firs
 each job's own end time (RQ's `ended_at`, Celery's `date_done`), so process start-up and
 enqueueing are not counted.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ ENDED = {b"finished", b"failed", b"stopped", b"canceled"}
 RAW_QUEUE = "bench-raw"
 
 
-def sequential_triggers(bench: Bench, n: int, job: str = "forecast", pause: float = 0.1,
-                        budget: float = 600) -> list[tuple[str, float]]:
+def sequential_triggers(
+    bench: Bench, n: int, job: str = "forecast", pause: float = 0.1, budget: float = 600
+) -> list[tuple[str, float]]:
     """Trigger `n` runs one after the other, each after the previous ended; (run id, HTTP seconds)."""
     redis = bench.redis_client()
     url = f"http://127.0.0.1:{bench.web_port}/api/jobs/{job}/trigger"
@@ -58,8 +60,9 @@ def latency(bench: Bench, n: int, log=print) -> dict:
     ids = [run_id for run_id, _ in runs]
     conn = bench.pg()
     with conn.cursor() as cur:
-        cur.execute("SELECT id, status, EXTRACT(EPOCH FROM started_at - enqueued_at) FROM job_runs WHERE id = ANY(%s)",
-                    (ids,))
+        cur.execute(
+            "SELECT id, status, EXTRACT(EPOCH FROM started_at - enqueued_at) FROM job_runs WHERE id = ANY(%s)", (ids,)
+        )
         rows = cur.fetchall()
     conn.close()
     redis = bench.redis_client()
@@ -74,23 +77,34 @@ def latency(bench: Bench, n: int, log=print) -> dict:
     for _, status, _ in rows:
         statuses[status] = statuses.get(status, 0) + 1
     out = {
-        "runs": len(runs), "statuses": statuses,
-        "row_p50_ms": pct(row_ms, 50), "row_p99_ms": pct(row_ms, 99), "row_max_ms": max(row_ms, default=None),
-        "rq_p50_ms": pct(rq_ms, 50), "rq_p99_ms": pct(rq_ms, 99),
-        "http_p50_ms": pct(http_ms, 50), "http_p99_ms": pct(http_ms, 99),
+        "runs": len(runs),
+        "statuses": statuses,
+        "row_p50_ms": pct(row_ms, 50),
+        "row_p99_ms": pct(row_ms, 99),
+        "row_max_ms": max(row_ms, default=None),
+        "rq_p50_ms": pct(rq_ms, 50),
+        "rq_p99_ms": pct(rq_ms, 99),
+        "http_p50_ms": pct(http_ms, 50),
+        "http_p99_ms": pct(http_ms, 99),
     }
-    log(f"  trigger->start over {len(runs)} runs: row p50 {out['row_p50_ms']:.1f} ms p99 {out['row_p99_ms']:.1f} ms;"
+    log(
+        f"  trigger->start over {len(runs)} runs: row p50 {out['row_p50_ms']:.1f} ms p99 {out['row_p99_ms']:.1f} ms;"
         f" RQ started_at p50 {out['rq_p50_ms']:.1f} p99 {out['rq_p99_ms']:.1f}; HTTP accept p50 "
-        f"{out['http_p50_ms']:.1f} p99 {out['http_p99_ms']:.1f}")
+        f"{out['http_p50_ms']:.1f} p99 {out['http_p99_ms']:.1f}"
+    )
     return out
 
 
 # -- throughput -------------------------------------------------------------------------------
 VARIANTS = (
-    ("project", 1), ("project", 2),
-    ("rq-fork", 1), ("rq-fork", 2),
-    ("rq-simple", 1), ("rq-simple", 2),
-    ("celery", 1), ("celery", 2),
+    ("project", 1),
+    ("project", 2),
+    ("rq-fork", 1),
+    ("rq-fork", 2),
+    ("rq-simple", 1),
+    ("rq-simple", 2),
+    ("celery", 1),
+    ("celery", 2),
 )
 LABELS = {
     "project": "project worker (python -m workers), tracked jobs + history rows",
@@ -120,30 +134,60 @@ def _rq_variant(bench: Bench, kind: str, procs: int, n: int, timeout: float) -> 
                 started.append(bench.start_worker())  # all four queues, as the Procfile runs it
             else:
                 worker_class = "rq.worker.Worker" if kind == "rq-fork" else "rq.worker.SimpleWorker"
-                started.append(bench.start("rq-worker", [str(BIN / "rq"), "worker", "--url", bench.redis_url,
-                                                         "--worker-class", worker_class, RAW_QUEUE]))
-        wait_until(lambda: len([w for w in Worker.all(connection=redis) if w.name not in before]) >= procs,
-                   60, 0.1, "workers to register")
+                started.append(
+                    bench.start(
+                        "rq-worker",
+                        [
+                            str(BIN / "rq"),
+                            "worker",
+                            "--url",
+                            bench.redis_url,
+                            "--worker-class",
+                            worker_class,
+                            RAW_QUEUE,
+                        ],
+                    )
+                )
+        wait_until(
+            lambda: len([w for w in Worker.all(connection=redis) if w.name not in before]) >= procs,
+            60,
+            0.1,
+            "workers to register",
+        )
         time.sleep(1.0)  # every worker on its blocking dequeue
         ids = [f"bench-{kind}-{procs}-{i:06d}-{time.time_ns() % 10**9}" for i in range(n)]
         if kind == "project":
             _create_rows(bench, ids)
             settings = _settings(bench)
-            data = [Queue.prepare_data("bench.bench_jobs.tracked_noop", job_id=job_id,
-                                       retry=Retry(max=settings.job_max_retries, interval=settings.job_retry_delay),
-                                       timeout=settings.job_timeout, result_ttl=settings.result_ttl,
-                                       failure_ttl=max(settings.result_ttl, 24 * 3600),
-                                       description="bench (manual)", meta={"job_name": "bench", "trigger": "manual"})
-                    for job_id in ids]
+            data = [
+                Queue.prepare_data(
+                    "bench.bench_jobs.tracked_noop",
+                    job_id=job_id,
+                    retry=Retry(max=settings.job_max_retries, interval=settings.job_retry_delay),
+                    timeout=settings.job_timeout,
+                    result_ttl=settings.result_ttl,
+                    failure_ttl=max(settings.result_ttl, 24 * 3600),
+                    description="bench (manual)",
+                    meta={"job_name": "bench", "trigger": "manual"},
+                )
+                for job_id in ids
+            ]
         else:
             data = [Queue.prepare_data("bench.noop_job.noop", job_id=job_id) for job_id in ids]
         with redis.pipeline() as pipe:  # MULTI/EXEC: all N arrive at once
             for start in range(0, n, 1000):
-                queue.enqueue_many(data[start:start + 1000], pipeline=pipe)
+                queue.enqueue_many(data[start : start + 1000], pipeline=pipe)
             pipe.execute()
         began = time.monotonic()
-        wait_until(lambda: queue.finished_job_registry.count + queue.failed_job_registry.count >= n
-                   or not all(p.alive() for p in started), timeout, 0.2, f"{n} {kind} jobs")
+        wait_until(
+            lambda: (
+                queue.finished_job_registry.count + queue.failed_job_registry.count >= n
+                or not all(p.alive() for p in started)
+            ),
+            timeout,
+            0.2,
+            f"{n} {kind} jobs",
+        )
         wall = time.monotonic() - began
         with redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
@@ -156,8 +200,10 @@ def _rq_variant(bench: Bench, kind: str, procs: int, n: int, timeout: float) -> 
         if kind == "project":
             conn = bench.pg()
             with conn.cursor() as cur:
-                cur.execute("SELECT status, count(*) FROM job_runs WHERE job_name = 'bench' AND id = ANY(%s) "
-                            "GROUP BY status", (ids,))
+                cur.execute(
+                    "SELECT status, count(*) FROM job_runs WHERE job_name = 'bench' AND id = ANY(%s) GROUP BY status",
+                    (ids,),
+                )
                 out["rows"] = dict(cur.fetchall())
                 cur.execute("DELETE FROM job_runs WHERE job_name = 'bench'")
             conn.close()
@@ -180,9 +226,13 @@ def _create_rows(bench: Bench, ids: list[str]) -> None:
 
     conn = bench.pg()
     with conn.cursor() as cur:
-        execute_values(cur, "INSERT INTO job_runs (id, job_name, queue, trigger, status, enqueued_at, attempts) VALUES %s",
-                       [(i, "bench", "default", "manual", "queued") for i in ids],
-                       template="(%s, %s, %s, %s, %s, now() at time zone 'utc', 0)", page_size=1000)
+        execute_values(
+            cur,
+            "INSERT INTO job_runs (id, job_name, queue, trigger, status, enqueued_at, attempts) VALUES %s",
+            [(i, "bench", "default", "manual", "queued") for i in ids],
+            template="(%s, %s, %s, %s, %s, now() at time zone 'utc', 0)",
+            page_size=1000,
+        )
     conn.close()
 
 
@@ -215,11 +265,27 @@ def _celery_variant(bench: Bench, procs: int, n: int, timeout: float) -> dict:
 
     ids = [noop.apply_async().id for _ in range(n)]  # published before the worker starts
     keys = [f"celery-task-meta-{i}" for i in ids]
-    proc = bench.start("celery", [str(BIN / "celery"), "-A", "bench.celery_app", "worker", "-c", str(procs),
-                                  "-P", "prefork", "--loglevel", "INFO", "-n", f"bench{procs}@%h"],
-                       bench.env(BENCH_CELERY_URL=os.environ["BENCH_CELERY_URL"]))
+    proc = bench.start(
+        "celery",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "bench.celery_app",
+            "worker",
+            "-c",
+            str(procs),
+            "-P",
+            "prefork",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"bench{procs}@%h",
+        ],
+        bench.env(BENCH_CELERY_URL=os.environ["BENCH_CELERY_URL"]),
+    )
     try:
         began = time.monotonic()
+
         def drained():
             if not proc.alive():
                 raise RuntimeError(f"celery worker exited:\n{proc.tail()}")
@@ -251,7 +317,9 @@ def throughput(bench: Bench, n: int, rounds: int, log=print, variants=VARIANTS) 
             else:
                 out = _rq_variant(bench, kind, procs, n, timeout)
             results[f"{kind}:{procs}"].append(out)
-            log(f"  jobs round {round_no + 1} {kind} x{procs}: {out['rate']:.0f} jobs/s "
-                f"({out['done']}/{n} done, {out['failed']} failed{', rows ' + str(out['rows']) if 'rows' in out else ''})")
+            log(
+                f"  jobs round {round_no + 1} {kind} x{procs}: {out['rate']:.0f} jobs/s "
+                f"({out['done']}/{n} done, {out['failed']} failed{', rows ' + str(out['rows']) if 'rows' in out else ''})"
+            )
             sys.stdout.flush()
     return results

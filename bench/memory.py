@@ -4,6 +4,7 @@ RSS is summed over every process and its children (psutil), as a process manager
 it; PSS (shared pages split between the processes sharing them) is given beside it, since
 forked children (gunicorn workers, pool children) share much of their parent's memory.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,11 @@ def sample(pids: list[int], samples: int = 3, every: float = 2.0) -> dict:
         if i:
             time.sleep(every)
         got.append(tree_memory(pids))
-    return {"rss_mib": median([g["rss"] for g in got]) / MIB, "pss_mib": median([g["pss"] for g in got]) / MIB,
-            "processes": got[-1]["processes"]}
+    return {
+        "rss_mib": median([g["rss"] for g in got]) / MIB,
+        "pss_mib": median([g["pss"] for g in got]) / MIB,
+        "processes": got[-1]["processes"],
+    }
 
 
 def celery_idle(bench: Bench, settle: float = 8.0, log=print) -> dict:
@@ -31,13 +35,53 @@ def celery_idle(bench: Bench, settle: float = 8.0, log=print) -> dict:
     celery = str(BIN / "celery")
     flower_port = free_port()
     procs = [
-        bench.start("celery-worker", [celery, "-A", "bench.celery_app", "worker", "-c", "2", "-P", "prefork",
-                                      "--loglevel", "INFO", "-n", "idle@%h"], env),
-        bench.start("celery-beat", [celery, "-A", "bench.celery_app", "beat", "--loglevel", "INFO",
-                                    "--schedule", str(bench.workdir / "celerybeat-schedule"),
-                                    "--pidfile", str(bench.workdir / "celerybeat.pid")], env),
-        bench.start("flower", [celery, "-A", "bench.celery_app", "flower", "--address=127.0.0.1",
-                               f"--port={flower_port}", "--db=" + str(bench.workdir / "flower.db")], env),
+        bench.start(
+            "celery-worker",
+            [
+                celery,
+                "-A",
+                "bench.celery_app",
+                "worker",
+                "-c",
+                "2",
+                "-P",
+                "prefork",
+                "--loglevel",
+                "INFO",
+                "-n",
+                "idle@%h",
+            ],
+            env,
+        ),
+        bench.start(
+            "celery-beat",
+            [
+                celery,
+                "-A",
+                "bench.celery_app",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(bench.workdir / "celerybeat-schedule"),
+                "--pidfile",
+                str(bench.workdir / "celerybeat.pid"),
+            ],
+            env,
+        ),
+        bench.start(
+            "flower",
+            [
+                celery,
+                "-A",
+                "bench.celery_app",
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={flower_port}",
+                "--db=" + str(bench.workdir / "flower.db"),
+            ],
+            env,
+        ),
     ]
     try:
         wait_http(f"http://127.0.0.1:{flower_port}/healthcheck", procs[2])

@@ -15,6 +15,7 @@ Starts its own Redis and PostgreSQL and the Procfile's processes as bench/run.py
 functions with the largest inclusive and self share of the samples. `--idle` also counts
 samples where the process waits (socket reads, sleeps).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,22 @@ def summarize(raw: Path, top: int = 25, focus: str | None = None) -> str:
 
 
 def record(pid: int, seconds: float, out: Path, idle: bool, rate: int = 200) -> subprocess.Popen:
-    argv = [str(BIN / "py-spy"), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
-            "--format", "raw", "--output", str(out), "--subprocesses", "--nonblocking"]
+    argv = [
+        str(BIN / "py-spy"),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(seconds)),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--subprocesses",
+        "--nonblocking",
+    ]
     if idle:
         argv.append("--idle")
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -74,16 +89,23 @@ def profile_api(bench: Bench, args) -> list[tuple[str, Path]]:
     out = []
     for n, path in enumerate(args.paths):
         path = path.replace("{history_cursor}", cursors["history"]).replace("{alerts_cursor}", cursors["alerts"])
-        script = api.write_script(bench.workdir, f"profile{n}", "status" if path == "status" else "get",
-                                  "/api/jobs/forecast/" if path == "status" else path, loaded["ids_file"])
+        script = api.write_script(
+            bench.workdir,
+            f"profile{n}",
+            "status" if path == "status" else "get",
+            "/api/jobs/forecast/" if path == "status" else path,
+            loaded["ids_file"],
+        )
         api.run_wrk(f"http://127.0.0.1:{bench.web_port}", script, args.connections, 2)  # warm-up
         raw = bench.workdir / f"api{n}.raw"
         spy = record(web.pid, args.seconds, raw, args.idle)
         time.sleep(1)
         result = api.run_wrk(f"http://127.0.0.1:{bench.web_port}", script, args.connections, args.seconds - 2)
         spy.wait(args.seconds + 60)
-        print(f"{path[:80]}: wrk {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, p99 "
-              f"{result['p99_ms']:.1f} ms, codes 200={result['s200']} other={result['sother']}")
+        print(
+            f"{path[:80]}: wrk {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, p99 "
+            f"{result['p99_ms']:.1f} ms, codes 200={result['s200']} other={result['sother']}"
+        )
         out.append((path, raw))
     return out
 
@@ -100,15 +122,30 @@ def profile_worker(bench: Bench, args) -> Path:
     spy = record(worker.pid, args.seconds, raw, args.idle)
     time.sleep(1)
     with redis.pipeline() as pipe:
-        queue.enqueue_many([Queue.prepare_data("bench.bench_jobs.tracked_noop", job_id=i, result_ttl=3600,
-                                               meta={"job_name": "bench", "trigger": "manual"}) for i in ids],
-                           pipeline=pipe)
+        queue.enqueue_many(
+            [
+                Queue.prepare_data(
+                    "bench.bench_jobs.tracked_noop",
+                    job_id=i,
+                    result_ttl=3600,
+                    meta={"job_name": "bench", "trigger": "manual"},
+                )
+                for i in ids
+            ],
+            pipeline=pipe,
+        )
         pipe.execute()
     began = time.monotonic()
-    wait_until(lambda: queue.finished_job_registry.count >= args.jobs or spy.poll() is not None,
-               args.seconds + 120, 0.2, "the jobs")
-    print(f"{queue.finished_job_registry.count} jobs in {time.monotonic() - began:.1f}s "
-          f"({Worker.count(connection=redis)} worker)")
+    wait_until(
+        lambda: queue.finished_job_registry.count >= args.jobs or spy.poll() is not None,
+        args.seconds + 120,
+        0.2,
+        "the jobs",
+    )
+    print(
+        f"{queue.finished_job_registry.count} jobs in {time.monotonic() - began:.1f}s "
+        f"({Worker.count(connection=redis)} worker)"
+    )
     spy.wait(args.seconds + 60)
     return raw
 
@@ -126,8 +163,10 @@ def timeline(bench: Bench, args) -> None:
             proc = bench.start_worker()
         else:
             cls = {"rq-fork": "rq.worker.Worker", "rq-simple": "rq.worker.SimpleWorker"}[kind]
-            proc = bench.start("rq-worker", [str(BIN / "rq"), "worker", "--url", bench.redis_url, "--worker-class",
-                                             cls, jobpath.RAW_QUEUE])
+            proc = bench.start(
+                "rq-worker",
+                [str(BIN / "rq"), "worker", "--url", bench.redis_url, "--worker-class", cls, jobpath.RAW_QUEUE],
+            )
             wait_until(lambda: Worker.count(connection=redis) >= 1, 60, 0.1, "the worker")
             time.sleep(1)
         ids = [f"bench-tl-{kind}-{i:06d}" for i in range(args.jobs)]
@@ -135,9 +174,13 @@ def timeline(bench: Bench, args) -> None:
         if kind == "project":
             jobpath._create_rows(bench, ids)
         with redis.pipeline() as pipe:
-            queue.enqueue_many([Queue.prepare_data(func, job_id=i, result_ttl=3600,
-                                                   meta={"job_name": "bench", "trigger": "manual"}) for i in ids],
-                               pipeline=pipe)
+            queue.enqueue_many(
+                [
+                    Queue.prepare_data(func, job_id=i, result_ttl=3600, meta={"job_name": "bench", "trigger": "manual"})
+                    for i in ids
+                ],
+                pipeline=pipe,
+            )
             pipe.execute()
         wait_until(lambda: queue.finished_job_registry.count >= args.jobs, args.jobs / 2 + 60, 0.2, "the jobs")
         bench.stop(proc)
@@ -149,8 +192,11 @@ def timeline(bench: Bench, args) -> None:
         if kind == "project":
             conn = bench.pg()
             with conn.cursor() as cur:
-                cur.execute("SELECT id, EXTRACT(EPOCH FROM started_at AT TIME ZONE 'UTC'), "
-                            "EXTRACT(EPOCH FROM ended_at AT TIME ZONE 'UTC') FROM job_runs WHERE id = ANY(%s)", (ids,))
+                cur.execute(
+                    "SELECT id, EXTRACT(EPOCH FROM started_at AT TIME ZONE 'UTC'), "
+                    "EXTRACT(EPOCH FROM ended_at AT TIME ZONE 'UTC') FROM job_runs WHERE id = ANY(%s)",
+                    (ids,),
+                )
                 rows = {i: (float(a), float(b)) for i, a, b in cur.fetchall()}
                 cur.execute("DELETE FROM job_runs WHERE job_name = 'bench'")
             conn.close()
@@ -160,11 +206,13 @@ def timeline(bench: Bench, args) -> None:
             start, end = rq_times[k]
             if pos + 1 < len(order):
                 seg["after: RQ ended_at -> next job's RQ started_at (horse exit, wait, bookkeeping, dequeue)"].append(
-                    rq_times[order[pos + 1]][0] - end)
+                    rq_times[order[pos + 1]][0] - end
+                )
             if kind == "project":
                 r_start, r_end = rows[ids[k]]
                 seg["a: RQ started_at (worker, before fork) -> row started_at (horse: fork, connect, UPDATE)"].append(
-                    r_start - start)
+                    r_start - start
+                )
                 seg["b: row started_at -> row ended_at (body, mark_ended UPDATE)"].append(r_end - r_start)
                 seg["c: row ended_at -> RQ ended_at (release_slot, RQ success bookkeeping)"].append(end - r_end)
             else:
@@ -192,8 +240,22 @@ def redis_ops(bench: Bench, args) -> None:
 
             redis.config_resetstat()
             task_ids = [noop.apply_async().id for _ in ids]
-            proc = bench.start("celery", [str(BIN / "celery"), "-A", "bench.celery_app", "worker", "-c", "1",
-                                          "-P", "prefork", "--loglevel", "INFO"], bench.env(BENCH_CELERY_URL=url))
+            proc = bench.start(
+                "celery",
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "bench.celery_app",
+                    "worker",
+                    "-c",
+                    "1",
+                    "-P",
+                    "prefork",
+                    "--loglevel",
+                    "INFO",
+                ],
+                bench.env(BENCH_CELERY_URL=url),
+            )
             r1 = bench.redis_client(db=1)
             keys = [f"celery-task-meta-{t}" for t in task_ids]
             wait_until(lambda: r1.exists(*keys) >= len(keys), args.jobs / 2 + 60, 0.2, "celery tasks")
@@ -209,8 +271,10 @@ def redis_ops(bench: Bench, args) -> None:
                 func = "bench.bench_jobs.tracked_noop"
             else:
                 cls = {"rq-fork": "rq.worker.Worker", "rq-simple": "rq.worker.SimpleWorker"}[kind]
-                proc = bench.start("rq-worker", [str(BIN / "rq"), "worker", "--url", bench.redis_url,
-                                                 "--worker-class", cls, jobpath.RAW_QUEUE])
+                proc = bench.start(
+                    "rq-worker",
+                    [str(BIN / "rq"), "worker", "--url", bench.redis_url, "--worker-class", cls, jobpath.RAW_QUEUE],
+                )
                 wait_until(lambda: Worker.count(connection=redis) >= 1, 60, 0.1, "the worker")
                 func = "bench.noop_job.noop"
             time.sleep(2)
@@ -276,8 +340,11 @@ def cleanup_sql(bench: Bench, args) -> None:
         done, took = 0, 0.0
         while done < limit_rows:
             t = time.perf_counter()
-            cur.execute("DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE created_at < %s "
-                        "ORDER BY created_at LIMIT %s)", (cutoff, size))
+            cur.execute(
+                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE created_at < %s "
+                "ORDER BY created_at LIMIT %s)",
+                (cutoff, size),
+            )
             took += time.perf_counter() - t
             if not cur.rowcount:
                 break
@@ -307,14 +374,18 @@ def cleanup_sql(bench: Bench, args) -> None:
             deleted = _delete_in_batches(Alert, Alert.created_at < cutoff, batch)
         took = time.perf_counter() - began
         sql_total = sum(t for _, t in timings)
-        print(f"workers.jobs._delete_in_batches: {deleted:,} rows in {took:.1f}s = {deleted / took:,.0f} rows/s; "
-              f"SQL {sql_total:.1f}s, Python (peewee, lists) {took - sql_total:.1f}s")
+        print(
+            f"workers.jobs._delete_in_batches: {deleted:,} rows in {took:.1f}s = {deleted / took:,.0f} rows/s; "
+            f"SQL {sql_total:.1f}s, Python (peewee, lists) {took - sql_total:.1f}s"
+        )
         for verb in ("SELECT", "DELETE", "COMMIT", "BEGIN"):
             ts = [t for v, t in timings if v.upper() == verb]
             if ts:
                 tenth = max(1, len(ts) // 10)
-                print(f"  {verb}: {len(ts)} statements, {sum(ts):.1f}s; mean first 10% {1000 * sum(ts[:tenth]) / tenth:.1f} ms"
-                      f", last 10% {1000 * sum(ts[-tenth:]) / tenth:.1f} ms")
+                print(
+                    f"  {verb}: {len(ts)} statements, {sum(ts):.1f}s; mean first 10% {1000 * sum(ts[:tenth]) / tenth:.1f} ms"
+                    f", last 10% {1000 * sum(ts[-tenth:]) / tenth:.1f} ms"
+                )
         return
     if args.one_statement:  # the proposal alone, on the whole expired set
         done, took = one_statement(args.expired, batch)
@@ -323,8 +394,10 @@ def cleanup_sql(bench: Bench, args) -> None:
     cur.execute("EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM alerts WHERE created_at < %s LIMIT %s", (cutoff, batch))
     print("first batch's SELECT:\n  " + "\n  ".join(r[0] for r in cur.fetchall()))
     done, sel, dele = job_batches(args.per_method)
-    print(f"job's batches ({batch}/batch, ids to the client and back): {done:,} rows in {sel + dele:.1f}s = "
-          f"{done / (sel + dele):,.0f} rows/s; SELECT {sel:.1f}s, DELETE {dele:.1f}s")
+    print(
+        f"job's batches ({batch}/batch, ids to the client and back): {done:,} rows in {sel + dele:.1f}s = "
+        f"{done / (sel + dele):,.0f} rows/s; SELECT {sel:.1f}s, DELETE {dele:.1f}s"
+    )
     cur.execute("EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM alerts WHERE created_at < %s LIMIT %s", (cutoff, batch))
     print(f"SELECT after {done:,} deleted:\n  " + "\n  ".join(r[0] for r in cur.fetchall()))
     for size in (batch, batch * 10):
@@ -355,31 +428,47 @@ def explain(bench: Bench, args) -> None:
         at, row_id = decode_cursor(cursor, id_type)
         order = (time_field.desc(), id_field.desc())
         show(f"{model.__name__}: first page", base.order_by(*order).limit(51))
-        show(f"{model.__name__}: deep page as keyset_page builds it (OR)",
-             base.where((time_field < at) | ((time_field == at) & (id_field < row_id))).order_by(*order).limit(51))
-        show(f"{model.__name__}: deep page with a redundant bound on the time column",
-             base.where((time_field <= at) & ((time_field < at) | ((time_field == at) & (id_field < row_id))))
-             .order_by(*order).limit(51))
+        show(
+            f"{model.__name__}: deep page as keyset_page builds it (OR)",
+            base.where((time_field < at) | ((time_field == at) & (id_field < row_id))).order_by(*order).limit(51),
+        )
+        show(
+            f"{model.__name__}: deep page with a redundant bound on the time column",
+            base.where((time_field <= at) & ((time_field < at) | ((time_field == at) & (id_field < row_id))))
+            .order_by(*order)
+            .limit(51),
+        )
 
-    history = JobRun.select().where((JobRun.job_name == "forecast") & (JobRun.status == "finished")
-                                    & (JobRun.trigger == "scheduled"))
+    history = JobRun.select().where(
+        (JobRun.job_name == "forecast") & (JobRun.status == "finished") & (JobRun.trigger == "scheduled")
+    )
     pages(JobRun, history, JobRun.enqueued_at, JobRun.id, loaded["cursors"]["history"], str)
     alerts = Alert.select().where((Alert.severity == "high") & (Alert.source == "scheduled_job"))
     pages(Alert, alerts, Alert.created_at, Alert.id, loaded["cursors"]["alerts"], int)
     from datetime import timedelta
 
     since = utcnow() - timedelta(hours=24)
-    show("stats: run_stats(24) rows", JobRun.select(JobRun.job_name, JobRun.status, JobRun.started_at,
-                                                     JobRun.ended_at).where(JobRun.enqueued_at >= since))
+    show(
+        "stats: run_stats(24) rows",
+        JobRun.select(JobRun.job_name, JobRun.status, JobRun.started_at, JobRun.ended_at).where(
+            JobRun.enqueued_at >= since
+        ),
+    )
     import peewee
 
-    show("stats: the same per job (job_name IN ...: the (job_name, enqueued_at, id) index), grouped in SQL",
-         JobRun.select(JobRun.job_name, JobRun.status, peewee.fn.COUNT(JobRun.id))
-         .where(JobRun.job_name.in_(["forecast", "daily-summary", "cleanup"]) & (JobRun.enqueued_at >= since))
-         .group_by(JobRun.job_name, JobRun.status))
-    show("stats: last scheduled run of a job (read_schedules)",
-         JobRun.select().where((JobRun.job_name == "forecast") & (JobRun.trigger == "scheduled"))
-         .order_by(JobRun.enqueued_at.desc()).limit(1))
+    show(
+        "stats: the same per job (job_name IN ...: the (job_name, enqueued_at, id) index), grouped in SQL",
+        JobRun.select(JobRun.job_name, JobRun.status, peewee.fn.COUNT(JobRun.id))
+        .where(JobRun.job_name.in_(["forecast", "daily-summary", "cleanup"]) & (JobRun.enqueued_at >= since))
+        .group_by(JobRun.job_name, JobRun.status),
+    )
+    show(
+        "stats: last scheduled run of a job (read_schedules)",
+        JobRun.select()
+        .where((JobRun.job_name == "forecast") & (JobRun.trigger == "scheduled"))
+        .order_by(JobRun.enqueued_at.desc())
+        .limit(1),
+    )
     conn.close()
 
 

@@ -12,6 +12,7 @@ and Celery), scheduler (firing lag), api (wrk, 1M rows, against a bare Flask rou
 (5M expired alerts while a writer inserts). Results are also written as JSON and text to
 var/bench/. Figures on a shared machine are noisy: compare the ratios measured in one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,28 @@ from bench import api, cleanup, jobpath, memory, sched  # noqa: E402
 from bench.stack import Bench, http, median  # noqa: E402
 
 SECTIONS = ("memory", "latency", "jobs", "scheduler", "api", "cleanup")
-FULL = dict(rows=1_000_000, api_seconds=10, api_rounds=3, latency_runs=500, accept_runs=200, jobs=5000,
-            job_rounds=2, slots=60, expired=5_000_000)
-QUICK = dict(rows=50_000, api_seconds=2, api_rounds=1, latency_runs=50, accept_runs=20, jobs=300,
-             job_rounds=1, slots=5, expired=200_000)
+FULL = dict(
+    rows=1_000_000,
+    api_seconds=10,
+    api_rounds=3,
+    latency_runs=500,
+    accept_runs=200,
+    jobs=5000,
+    job_rounds=2,
+    slots=60,
+    expired=5_000_000,
+)
+QUICK = dict(
+    rows=50_000,
+    api_seconds=2,
+    api_rounds=1,
+    latency_runs=50,
+    accept_runs=20,
+    jobs=300,
+    job_rounds=1,
+    slots=5,
+    expired=200_000,
+)
 
 
 def log(message: str) -> None:
@@ -45,14 +64,27 @@ def log(message: str) -> None:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
-                        help="smaller sizes: a smoke run of a few minutes")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        default=os.environ.get("BENCH_QUICK") == "1",
+        help="smaller sizes: a smoke run of a few minutes",
+    )
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {','.join(SECTIONS)}")
     for key, value in FULL.items():
-        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None,
-                            help=f"default {value:,} (quick: {QUICK[key]:,})")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="a service setting for every process (e.g. --env CLEANUP_BATCH_SIZE=20000)")
+        parser.add_argument(
+            f"--{key.replace('_', '-')}",
+            type=type(value),
+            default=None,
+            help=f"default {value:,} (quick: {QUICK[key]:,})",
+        )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a service setting for every process (e.g. --env CLEANUP_BATCH_SIZE=20000)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (deleted after a clean run)")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench"), help="folder for the JSON and text results")
     args = parser.parse_args(argv)
@@ -82,18 +114,39 @@ def build_rows(results: dict, args) -> list[tuple[str, str, str, str, str, str]]
     if mem:
         stack, cel = mem["stack"], mem.get("celery")
         ratio = stack["rss_mib"] / cel["rss_mib"] if cel else None
-        rows.append(("memory", f"idle stack: web (gunicorn, 2 workers) + worker + scheduler, {stack['processes']} procs",
-                     f"RSS {stack['rss_mib']:.0f} MiB (PSS {stack['pss_mib']:.0f})",
-                     f"{ratio:.2f}x Celery" if ratio else "-", "<= 0.5x Celery", _ok(ratio <= 0.5 if ratio else None)))
+        rows.append(
+            (
+                "memory",
+                f"idle stack: web (gunicorn, 2 workers) + worker + scheduler, {stack['processes']} procs",
+                f"RSS {stack['rss_mib']:.0f} MiB (PSS {stack['pss_mib']:.0f})",
+                f"{ratio:.2f}x Celery" if ratio else "-",
+                "<= 0.5x Celery",
+                _ok(ratio <= 0.5 if ratio else None),
+            )
+        )
         if cel:
-            rows.append(("memory", f"idle Celery worker -c 2 + beat + Flower, {cel['processes']} procs",
-                         f"RSS {cel['rss_mib']:.0f} MiB (PSS {cel['pss_mib']:.0f})", "reference", "", ""))
+            rows.append(
+                (
+                    "memory",
+                    f"idle Celery worker -c 2 + beat + Flower, {cel['processes']} procs",
+                    f"RSS {cel['rss_mib']:.0f} MiB (PSS {cel['pss_mib']:.0f})",
+                    "reference",
+                    "",
+                    "",
+                )
+            )
     lat = results.get("latency")
     if lat:
-        rows.append(("job path", f"trigger -> start, {lat['runs']} runs, idle worker (job_runs rows)",
-                     f"p50 {_ms(lat['row_p50_ms'])} / p99 {_ms(lat['row_p99_ms'])} ms",
-                     f"RQ started_at: p50 {_ms(lat['rq_p50_ms'])} / p99 {_ms(lat['rq_p99_ms'])} ms",
-                     "p99 <= 25 ms", _ok(lat["row_p99_ms"] <= 25)))
+        rows.append(
+            (
+                "job path",
+                f"trigger -> start, {lat['runs']} runs, idle worker (job_runs rows)",
+                f"p50 {_ms(lat['row_p50_ms'])} / p99 {_ms(lat['row_p99_ms'])} ms",
+                f"RQ started_at: p50 {_ms(lat['rq_p50_ms'])} / p99 {_ms(lat['rq_p99_ms'])} ms",
+                "p99 <= 25 ms",
+                _ok(lat["row_p99_ms"] <= 25),
+            )
+        )
     jobs = results.get("jobs")
     if jobs:
         med = {key: median([r["rate"] for r in runs]) for key, runs in jobs.items()}
@@ -108,23 +161,46 @@ def build_rows(results: dict, args) -> list[tuple[str, str, str, str, str, str]]
                 finished = sum(r.get("rows", {}).get("finished", 0) for r in runs)
                 rows_info = f", history rows finished: {finished:,}/{sum(r['jobs'] for r in runs):,} (all rounds)"
             failed = sum(r["failed"] for r in runs)
-            rows.append(("job path", f"{args.jobs:,} short jobs: {jobpath.LABELS[kind]}, {procs} proc"
-                         + ("s" if procs != "1" else "") + rows_info + (f", {failed} FAILED" if failed else ""),
-                         f"{med[key]:,.0f} jobs/s", f"{ratio:.2f}x Celery -c 2" if ratio else "-",
-                         ">= 1.0x Celery -c 2" if is_target else "", _ok(ratio >= 1.0) if is_target and ratio else ""))
+            rows.append(
+                (
+                    "job path",
+                    f"{args.jobs:,} short jobs: {jobpath.LABELS[kind]}, {procs} proc"
+                    + ("s" if procs != "1" else "")
+                    + rows_info
+                    + (f", {failed} FAILED" if failed else ""),
+                    f"{med[key]:,.0f} jobs/s",
+                    f"{ratio:.2f}x Celery -c 2" if ratio else "-",
+                    ">= 1.0x Celery -c 2" if is_target else "",
+                    _ok(ratio >= 1.0) if is_target and ratio else "",
+                )
+            )
     for out in results.get("scheduler", []):
-        rows.append(("scheduler", f"firing lag, */2 s cron, SCHEDULER_INTERVAL={out['interval']:g}: "
-                     f"{out['fired']} slots fired, {out['missed']} missed",
-                     f"p50 {_ms(out['p50_ms'])} / p99 {_ms(out['p99_ms'])} ms", f"max {_ms(out['max_ms'])} ms",
-                     "p99 <= 2 s", _ok(out["p99_ms"] is not None and out["p99_ms"] <= 2000 and not out["missed"])))
+        rows.append(
+            (
+                "scheduler",
+                f"firing lag, */2 s cron, SCHEDULER_INTERVAL={out['interval']:g}: "
+                f"{out['fired']} slots fired, {out['missed']} missed",
+                f"p50 {_ms(out['p50_ms'])} / p99 {_ms(out['p99_ms'])} ms",
+                f"max {_ms(out['max_ms'])} ms",
+                "p99 <= 2 s",
+                _ok(out["p99_ms"] is not None and out["p99_ms"] <= 2000 and not out["missed"]),
+            )
+        )
     apis = results.get("api")
     if apis:
         labels = apis["labels"]
         for conns in (16, 64):
             bare = apis["bare"][conns]
-            rows.append((f"API c={conns}", "bare Flask + gunicorn (same worker model), one Redis GET",
-                         f"{bare['rps']:,.0f} req/s, p50 {_ms(bare['p50_ms'])} / p99 {_ms(bare['p99_ms'])} ms",
-                         "reference", "", ""))
+            rows.append(
+                (
+                    f"API c={conns}",
+                    "bare Flask + gunicorn (same worker model), one Redis GET",
+                    f"{bare['rps']:,.0f} req/s, p50 {_ms(bare['p50_ms'])} / p99 {_ms(bare['p99_ms'])} ms",
+                    "reference",
+                    "",
+                    "",
+                )
+            )
             for key, label in labels.items():
                 got = apis[key][conns]
                 targeted = conns == 16 and key.split("_")[0] in ("status", "history", "alerts")
@@ -134,24 +210,50 @@ def build_rows(results: dict, args) -> list[tuple[str, str, str, str, str, str]]
                     extra = f" [{got['s202']:,} x 202, {got['s409']:,} x 409]"
                 if got["non_2xx_409"] or got["socket_errors"]:
                     extra += f" [{got['non_2xx_409']} other status, {got['socket_errors']} socket errors]"
-                rows.append((f"API c={conns}", label + extra,
-                             f"{got['rps']:,.0f} req/s, p50 {_ms(got['p50_ms'])} / p99 {_ms(got['p99_ms'])} ms",
-                             f"{got['ratio_to_bare']:.2f}x bare",
-                             "p99 <= 10 ms, >= 0.5x bare" if targeted else "", _ok(holds) if targeted else ""))
+                rows.append(
+                    (
+                        f"API c={conns}",
+                        label + extra,
+                        f"{got['rps']:,.0f} req/s, p50 {_ms(got['p50_ms'])} / p99 {_ms(got['p99_ms'])} ms",
+                        f"{got['ratio_to_bare']:.2f}x bare",
+                        "p99 <= 10 ms, >= 0.5x bare" if targeted else "",
+                        _ok(holds) if targeted else "",
+                    )
+                )
         acc = results.get("accept")
         if acc:
-            rows.append(("API", f"trigger, plain accept 202, sequential (1 client), {acc['runs']} runs",
-                         f"p50 {_ms(acc['http_p50_ms'])} / p99 {_ms(acc['http_p99_ms'])} ms",
-                         f"then trigger -> start p99 {_ms(acc['row_p99_ms'])} ms", "", ""))
+            rows.append(
+                (
+                    "API",
+                    f"trigger, plain accept 202, sequential (1 client), {acc['runs']} runs",
+                    f"p50 {_ms(acc['http_p50_ms'])} / p99 {_ms(acc['http_p99_ms'])} ms",
+                    f"then trigger -> start p99 {_ms(acc['row_p99_ms'])} ms",
+                    "",
+                    "",
+                )
+            )
     cl = results.get("cleanup")
     if cl:
-        rows.append(("cleanup", f"delete {cl['deleted']:,} expired alerts (cleanup run) while a writer inserts",
-                     f"{cl['rows_per_s']:,.0f} rows/s ({cl['seconds']:.1f} s)", "", ">= 200,000 rows/s",
-                     _ok(cl["rows_per_s"] >= 200_000)))
-        rows.append(("cleanup", f"writer: {cl['writer_inserts']:,} single-row inserts during the run",
-                     f"longest wait {_ms(cl['writer_max_ms'])} ms (p99 {_ms(cl['writer_p99_ms'])})",
-                     f"p50 {_ms(cl['writer_p50_ms'])} ms (before: {_ms(cl['writer_before_p50_ms'])})",
-                     "<= 200 ms", _ok(cl["writer_max_ms"] is not None and cl["writer_max_ms"] <= 200)))
+        rows.append(
+            (
+                "cleanup",
+                f"delete {cl['deleted']:,} expired alerts (cleanup run) while a writer inserts",
+                f"{cl['rows_per_s']:,.0f} rows/s ({cl['seconds']:.1f} s)",
+                "",
+                ">= 200,000 rows/s",
+                _ok(cl["rows_per_s"] >= 200_000),
+            )
+        )
+        rows.append(
+            (
+                "cleanup",
+                f"writer: {cl['writer_inserts']:,} single-row inserts during the run",
+                f"longest wait {_ms(cl['writer_max_ms'])} ms (p99 {_ms(cl['writer_p99_ms'])})",
+                f"p50 {_ms(cl['writer_p50_ms'])} ms (before: {_ms(cl['writer_before_p50_ms'])})",
+                "<= 200 ms",
+                _ok(cl["writer_max_ms"] is not None and cl["writer_max_ms"] <= 200),
+            )
+        )
     return rows
 
 
@@ -172,8 +274,10 @@ def main(argv=None) -> int:
         return 2
     started = time.time()
     bench = Bench(extra_env=dict(item.split("=", 1) for item in args.env))
-    results: dict = {"config": {k: getattr(args, k) for k in FULL}
-                     | {"quick": args.quick, "sections": args.sections, "env": bench.extra_env}}
+    results: dict = {
+        "config": {k: getattr(args, k) for k in FULL}
+        | {"quick": args.quick, "sections": args.sections, "env": bench.extra_env}
+    }
     log(f"bench {'quick' if args.quick else 'full'} run: {', '.join(args.sections)}; logs in {bench.workdir}")
     failed = False
     try:
@@ -245,12 +349,16 @@ def main(argv=None) -> int:
 
     rows = build_rows(results, args)
     table = render(rows) if rows else "(no results)"
-    machine = (f"{platform.node()}: {os.cpu_count()} cores, {_mem_gib():.0f} GiB, Python {platform.python_version()}, "
-               f"load average {os.getloadavg()[0]:.1f} at the end")
+    machine = (
+        f"{platform.node()}: {os.cpu_count()} cores, {_mem_gib():.0f} GiB, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end"
+    )
     print()
-    print(f"forecast service benchmark ({'quick' if args.quick else 'full'}"
-          f"{''.join(f'; {k}={v}' for k, v in bench.extra_env.items())}; medians of {args.api_rounds} API "
-          f"round(s) and {args.job_rounds} job round(s); {time.time() - started:.0f}s) - {machine}")
+    print(
+        f"forecast service benchmark ({'quick' if args.quick else 'full'}"
+        f"{''.join(f'; {k}={v}' for k, v in bench.extra_env.items())}; medians of {args.api_rounds} API "
+        f"round(s) and {args.job_rounds} job round(s); {time.time() - started:.0f}s) - {machine}"
+    )
     print(table)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ Lag of a slot = its `job_runs` row's enqueued_at (stamped just before the run go
 minus its `slot` (the cron fire time). A slot that the scheduler only caught up on after a
 later one ("missed: ...") never enqueued a run: those are counted apart, not as lags.
 """
+
 from __future__ import annotations
 
 import time
@@ -21,8 +22,10 @@ def lag(bench: Bench, interval: float, slots: int, log=print) -> dict:
     began = utcnow()
     proc = bench.start_scheduler(DAILY_SUMMARY_CRON=CRON, SCHEDULER_INTERVAL=interval)
     conn = bench.pg()
-    query = ("SELECT slot, EXTRACT(EPOCH FROM enqueued_at - slot), status, coalesce(error, '') FROM job_runs "
-             "WHERE job_name = 'daily-summary' AND trigger = 'scheduled' AND slot > %s ORDER BY slot")
+    query = (
+        "SELECT slot, EXTRACT(EPOCH FROM enqueued_at - slot), status, coalesce(error, '') FROM job_runs "
+        "WHERE job_name = 'daily-summary' AND trigger = 'scheduled' AND slot > %s ORDER BY slot"
+    )
     budget = slots * max(interval, 2.0) * 1.5 + 30
     deadline = time.monotonic() + budget
     rows = []
@@ -43,8 +46,17 @@ def lag(bench: Bench, interval: float, slots: int, log=print) -> dict:
     for r in rows:
         if not r[3].startswith("missed"):
             statuses[r[2]] = statuses.get(r[2], 0) + 1
-    out = {"interval": interval, "fired": len(fired), "missed": len(missed), "statuses": statuses,
-           "p50_ms": pct(fired, 50), "p99_ms": pct(fired, 99), "max_ms": max(fired, default=None)}
-    log(f"  scheduler interval {interval:g}s: {len(fired)} slots fired, {len(missed)} missed; lag p50 "
-        f"{out['p50_ms'] or 0:.0f} ms p99 {out['p99_ms'] or 0:.0f} ms")
+    out = {
+        "interval": interval,
+        "fired": len(fired),
+        "missed": len(missed),
+        "statuses": statuses,
+        "p50_ms": pct(fired, 50),
+        "p99_ms": pct(fired, 99),
+        "max_ms": max(fired, default=None),
+    }
+    log(
+        f"  scheduler interval {interval:g}s: {len(fired)} slots fired, {len(missed)} missed; lag p50 "
+        f"{out['p50_ms'] or 0:.0f} ms p99 {out['p99_ms'] or 0:.0f} ms"
+    )
     return out

@@ -4,6 +4,7 @@ Every process runs in its own session (process group), so stopping one stops its
 (gunicorn's workers, a worker's work-horse and scheduler child, Celery's pool) and nothing
 else. All of them listen on, and all traffic goes to, 127.0.0.1 only.
 """
+
 from __future__ import annotations
 
 import json
@@ -147,17 +148,19 @@ class Bench:
     # -- processes -------------------------------------------------------------------------
     def env(self, **overrides) -> dict:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ")}
-        env.update({
-            "ENV_FILE": "/dev/null",  # the benchmark's settings only, never a developer's .env
-            "REDIS_URL": self.redis_url,
-            "DATABASE_URL": self.database_url,
-            "PORT": str(self.web_port),
-            "API_TOKEN": TOKEN,
-            "DASHBOARD_USERNAME": "bench",
-            "DASHBOARD_PASSWORD": "bench-dashboard-0123456789",
-            "LOG_LEVEL": "INFO",
-            "PYTHONPATH": str(ROOT),
-        })
+        env.update(
+            {
+                "ENV_FILE": "/dev/null",  # the benchmark's settings only, never a developer's .env
+                "REDIS_URL": self.redis_url,
+                "DATABASE_URL": self.database_url,
+                "PORT": str(self.web_port),
+                "API_TOKEN": TOKEN,
+                "DASHBOARD_USERNAME": "bench",
+                "DASHBOARD_PASSWORD": "bench-dashboard-0123456789",
+                "LOG_LEVEL": "INFO",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         env.update(self.extra_env)
         env.update({k: str(v) for k, v in overrides.items()})
         return env
@@ -166,20 +169,43 @@ class Bench:
         self.started_count += 1
         log_path = self.workdir / f"{self.started_count:03d}-{name}.log"
         with open(log_path, "wb") as log:
-            popen = subprocess.Popen(argv, cwd=ROOT, env=env or self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            popen = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env or self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log_path)
         self.procs.append(proc)
         return proc
 
     def migrate(self) -> None:
-        subprocess.run([str(BIN / "flask"), "--app", "app", "migrate"], cwd=ROOT, env=self.env(), check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [str(BIN / "flask"), "--app", "app", "migrate"],
+            cwd=ROOT,
+            env=self.env(),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def start_web(self, **env) -> Proc:
         """The Procfile's `web` (gunicorn.conf.py), bound to loopback only."""
-        proc = self.start("web", [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py",
-                                  "--bind", f"127.0.0.1:{self.web_port}", "app:create_app()"], self.env(**env))
+        proc = self.start(
+            "web",
+            [
+                str(BIN / "gunicorn"),
+                "--config",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "app:create_app()",
+            ],
+            self.env(**env),
+        )
         wait_http(f"http://127.0.0.1:{self.web_port}/healthz", proc)
         return proc
 
@@ -191,17 +217,27 @@ class Bench:
         before = {w.name for w in Worker.all(connection=redis)}
         proc = self.start("worker", [sys.executable, "-m", "workers", *queues], self.env(**env))
         if wait:
-            wait_until(lambda: _check_alive(proc) and any(w.pid == proc.pid for w in Worker.all(connection=redis)
-                                                            if w.name not in before),
-                       60, 0.1, "the worker to register")
+            wait_until(
+                lambda: (
+                    _check_alive(proc)
+                    and any(w.pid == proc.pid for w in Worker.all(connection=redis) if w.name not in before)
+                ),
+                60,
+                0.1,
+                "the worker to register",
+            )
         return proc
 
     def start_scheduler(self, **env) -> Proc:
         """The Procfile's `scheduler`: `python scheduler.py`."""
         redis = self.redis_client()
         proc = self.start("scheduler", [sys.executable, "scheduler.py"], self.env(**env))
-        wait_until(lambda: _check_alive(proc) and redis.zcard("rq:scheduler:scheduled_jobs") >= 3,
-                   60, 0.1, "the scheduler to register its schedules")
+        wait_until(
+            lambda: _check_alive(proc) and redis.zcard("rq:scheduler:scheduled_jobs") >= 3,
+            60,
+            0.1,
+            "the scheduler to register its schedules",
+        )
         return proc
 
     def stop(self, proc: Proc, timeout: float = 30.0) -> None:

@@ -12,6 +12,7 @@ answers 404 for any rq-dashboard URL whose segments name no real queue, registry
 before the view runs. The CSP is therefore a constant per page kind, fixed at start-up: it
 never trusts anything in a response body.
 """
+
 from __future__ import annotations
 
 import logging

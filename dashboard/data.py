@@ -8,6 +8,7 @@ a (job, status, duration) index (`app.core.stats.run_figures`); "recent" lists a
 scans with a LIMIT. Redis figures are read without registry cleanup: a GET must not move
 jobs between registries.
 """
+
 from __future__ import annotations
 
 import logging
@@ -117,8 +118,9 @@ def job_summaries(now: datetime) -> dict:
         out[name] = {"queue": JOBS[name].queue}
         for w in WINDOWS:
             durations = figures[w][name]["durations"]
-            out[name][w] = _summary(figures[w][name]["by_status"], durations["p50"], durations["p95"],
-                                    durations["count"])
+            out[name][w] = _summary(
+                figures[w][name]["by_status"], durations["p50"], durations["p95"], durations["count"]
+            )
     return out
 
 
@@ -168,24 +170,26 @@ def worker_rows(redis: Redis) -> list[dict]:
                 description = "(job record expired)"
         heartbeat = _aware(worker.last_heartbeat)
         sampled = resources["sampled_at"]
-        rows.append({
-            "name": worker.name,
-            "state": str(worker.get_state()),
-            "queues": worker.queue_names(),
-            "current_job": job_id,
-            "current_job_name": job_name,
-            "current_job_description": description,
-            "current_job_exists": job_exists,
-            "last_heartbeat": iso(heartbeat),
-            "heartbeat_age_seconds": round((now - heartbeat).total_seconds(), 1) if heartbeat else None,
-            "cpu_percent": resources["cpu_percent"],
-            "rss_bytes": resources["rss_bytes"],
-            "resources_age_seconds": round(now.timestamp() - sampled, 1) if sampled else None,
-            "successful_jobs": worker.successful_job_count,
-            "failed_jobs": worker.failed_job_count,
-            "pid": worker.pid,
-            "hostname": worker.hostname,
-        })
+        rows.append(
+            {
+                "name": worker.name,
+                "state": str(worker.get_state()),
+                "queues": worker.queue_names(),
+                "current_job": job_id,
+                "current_job_name": job_name,
+                "current_job_description": description,
+                "current_job_exists": job_exists,
+                "last_heartbeat": iso(heartbeat),
+                "heartbeat_age_seconds": round((now - heartbeat).total_seconds(), 1) if heartbeat else None,
+                "cpu_percent": resources["cpu_percent"],
+                "rss_bytes": resources["rss_bytes"],
+                "resources_age_seconds": round(now.timestamp() - sampled, 1) if sampled else None,
+                "successful_jobs": worker.successful_job_count,
+                "failed_jobs": worker.failed_job_count,
+                "pid": worker.pid,
+                "hostname": worker.hostname,
+            }
+        )
     return rows
 
 
@@ -199,8 +203,12 @@ def _run_row(run: JobRun) -> dict:
 
 
 def active_runs() -> list[dict]:
-    rows = (JobRun.select().where(JobRun.status.in_(ACTIVE))
-            .order_by(JobRun.enqueued_at.desc(), JobRun.id.desc()).limit(ACTIVE_RUNS_LIMIT))
+    rows = (
+        JobRun.select()
+        .where(JobRun.status.in_(ACTIVE))
+        .order_by(JobRun.enqueued_at.desc(), JobRun.id.desc())
+        .limit(ACTIVE_RUNS_LIMIT)
+    )
     return [_run_row(r) for r in rows]
 
 
@@ -208,8 +216,12 @@ def recent_runs(limit: int = RECENT_RUNS) -> list[dict]:
     """The newest runs of all jobs: one indexed LIMIT query per job, merged."""
     found: list[JobRun] = []
     for name in JOBS:
-        found += list(JobRun.select().where(JobRun.job_name == name)
-                      .order_by(JobRun.enqueued_at.desc(), JobRun.id.desc()).limit(limit))
+        found += list(
+            JobRun.select()
+            .where(JobRun.job_name == name)
+            .order_by(JobRun.enqueued_at.desc(), JobRun.id.desc())
+            .limit(limit)
+        )
     found.sort(key=lambda r: (r.enqueued_at, r.id), reverse=True)
     return [_run_row(r) for r in found[:limit]]
 
@@ -219,8 +231,12 @@ def alert_summary(now: datetime) -> dict:
     week = now - WINDOWS["7d"]
     day_case = peewee.Case(None, [(Alert.created_at >= now - WINDOWS["24h"], 1)], 0)
     counts = {w: dict.fromkeys(SEVERITIES, 0) for w in WINDOWS}
-    rows = (Alert.select(Alert.severity, peewee.fn.COUNT(Alert.id), peewee.fn.SUM(day_case))
-            .where(Alert.created_at >= week).group_by(Alert.severity).tuples())
+    rows = (
+        Alert.select(Alert.severity, peewee.fn.COUNT(Alert.id), peewee.fn.SUM(day_case))
+        .where(Alert.created_at >= week)
+        .group_by(Alert.severity)
+        .tuples()
+    )
     for severity, in_week, in_day in rows:
         counts["7d"][severity] = int(in_week)
         counts["24h"][severity] = int(in_day or 0)

@@ -18,6 +18,7 @@ every run queued with `force`), `list_workers` (one worker whose current job exp
 whole list a 404, so the workers page stayed empty), `requeue_job_view` (409 instead of 500 for a job that is not in
 the failed registry) and `compact_queue` (an empty queue has no list to compact: upstream 500).
 """
+
 from __future__ import annotations
 
 import json
@@ -76,6 +77,7 @@ def _bounded(limit: int, what: str) -> Callable[[Any], None]:
         text = str(value)
         if not _POSITIVE.fullmatch(text) or int(text) > limit:
             raise RqPathError(f"{what} must be a whole number from 1 to {limit}")
+
     return check
 
 
@@ -194,16 +196,22 @@ def compact_queue(queue_name: str):
 def list_workers(instance_number: int):
     """rq-dashboard's worker list; upstream fetches each current job and a worker whose job has
     expired (or was deleted) turned the whole list into a 404, and the workers page stayed empty."""
+
     def current_job(worker) -> dict | str:
         job_id = worker.get_current_job_id()
         if not job_id:
             return "idle"
         try:
-            return rq_web.serialize_current_job(Job.fetch(job_id, connection=worker.connection,
-                                                          serializer=rq_web.config.serializer))
+            return rq_web.serialize_current_job(
+                Job.fetch(job_id, connection=worker.connection, serializer=rq_web.config.serializer)
+            )
         except NoSuchJobError:
-            return {"job_id": job_id, "description": "(job record expired)", "created_at": None,
-                    "call_string": "(job record expired)"}
+            return {
+                "job_id": job_id,
+                "description": "(job record expired)",
+                "created_at": None,
+                "call_string": "(job record expired)",
+            }
 
     workers = [
         {

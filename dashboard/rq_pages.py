@@ -14,6 +14,7 @@ and a CSP that hashed the response's inline scripts allowed it (issue 11, point 
 - if an upgrade of rq-dashboard changes what is rewritten, start-up fails (`RqPagesError`)
   instead of serving a page whose script could carry request data.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,10 +46,12 @@ _ALLOWED_FILTERS = {"tojson", "safe"}
 _INCLUDE = re.compile(r"""\{%-?\s*include\s+["']rq_dashboard/([\w/]+\.(?:js|html))["']\s*(?:with context\s*)?-?%\}""")
 _PAGE_SCRIPT_BLOCK = re.compile(
     r"""\{%\s*block content_scripts\s*%\}\s*\{%\s*include\s+["']rq_dashboard/scripts/(\w+)\.js["']\s*%\}\s*"""
-    r"""\{%\s*endblock\s*%\}""")
+    r"""\{%\s*endblock\s*%\}"""
+)
 _BASE_INLINE_SCRIPT = re.compile(
     r"""<script type="text/javascript">\s*\{%\s*include\s+["']rq_dashboard/inline_js\.html["']\s*%\}\s*"""
-    r"""\{%\s*block content_scripts\s*%\}\{%\s*endblock\s*%\}\s*</script>""")
+    r"""\{%\s*block content_scripts\s*%\}\{%\s*endblock\s*%\}\s*</script>"""
+)
 _JQUERY_ESCAPE = re.compile(r"<%=\s*\$\('<div/>'\)\.text\((.+?)\)\.html\(\)\s*%>")
 _SCRIPT_TAG = re.compile(r"<script\b([^>]*)>", re.IGNORECASE)
 _NON_JS_TYPES = ("text/template", "application/json")
@@ -62,8 +65,11 @@ _CONFIG_BLOCK = (
     '"order": order|default(none), "page": page|default(none)}|tojson }}</script>\n'
     "        <script src=\"{{ url_for('rq_dashboard_escaped.page_script', page=self.content_scripts()|trim) }}\"></script>"
 )
-_PRELUDE = ("var RQ_PAGE = JSON.parse(document.getElementById(" + repr(CONFIG_ELEMENT_ID).replace("'", '"')
-            + ").textContent);\n")
+_PRELUDE = (
+    "var RQ_PAGE = JSON.parse(document.getElementById("
+    + repr(CONFIG_ELEMENT_ID).replace("'", '"')
+    + ").textContent);\n"
+)
 
 
 class RqPagesError(RuntimeError):
@@ -128,6 +134,7 @@ def rewrite_template(name: str, source: str, pages: dict[str, PageScript]) -> st
         if count != 1:
             raise RqPagesError("base.html: the inline script block was not found")
     if name.endswith(".html"):
+
         def page_name(match: re.Match) -> str:
             if match.group(1) not in pages:
                 raise RqPagesError(f"{name}: no compiled script for page {match.group(1)}")

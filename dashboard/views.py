@@ -9,6 +9,7 @@ Auth, same-origin checks on every POST, and the security headers come from
 the service layer (`app.core`) like the API does and answer JSON like the API, the domain
 errors mapped by this blueprint's own table (`DOMAIN_ERRORS`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,14 @@ from dashboard.data import dashboard_data, find_runs
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
-               static_folder="static", static_url_path="/static")
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/dashboard",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
 
 REFRESH_SECONDS = 5
 
@@ -62,8 +69,15 @@ def _no_store(response: Response) -> Response:
 @bp.get("/")
 def home():
     """The skeleton; the script reads its URLs from data attributes (no inline script needed)."""
-    jobs_url = url_for("rq_dashboard.jobs_overview", instance_number=0, queue_name="QUEUE", registry_name="REGISTRY",
-                       per_page=20, order="asc", page=1)
+    jobs_url = url_for(
+        "rq_dashboard.jobs_overview",
+        instance_number=0,
+        queue_name="QUEUE",
+        registry_name="REGISTRY",
+        per_page=20,
+        order="asc",
+        page=1,
+    )
     page = render_template(
         "dashboard/home.html",
         urls={
@@ -114,8 +128,11 @@ def _set_paused(name: str, paused: bool):
         state = schedules.schedule_state(_redis(), _settings(), name)
     log.info("dashboard: schedule %s %s by %s", name, "paused" if paused else "resumed", request.authorization.username)
     verb = "paused" if paused else "resumed"
-    return jsonify(**state, changed=changed,
-                   message=f"schedule {name} {verb}" if changed else f"schedule {name} was already {verb}")
+    return jsonify(
+        **state,
+        changed=changed,
+        message=f"schedule {name} {verb}" if changed else f"schedule {name} was already {verb}",
+    )
 
 
 @bp.post("/schedules/<name>/run")
@@ -123,8 +140,7 @@ def run_schedule(name: str):
     name = schedules.schedule_name(name)
     outcome = schedules.run_now(_redis(), _settings(), name)
     log.info("dashboard: %s run %s queued by %s", name, outcome.run_id, request.authorization.username)
-    response = jsonify(job_id=outcome.run_id, job_name=name, status=outcome.status.value,
-                       message=f"{name} run queued")
+    response = jsonify(job_id=outcome.run_id, job_name=name, status=outcome.status.value, message=f"{name} run queued")
     response.status_code = 202
     return response
 
@@ -133,9 +149,13 @@ def run_schedule(name: str):
 def cancel_run(run_id: str):
     """Cancel a queued run or stop a running one (the run's job is looked up by its id)."""
     job_name, outcome = jobs.cancel_by_id(_redis(), run_id)
-    log.info("dashboard: %s run %s %s by %s", job_name, run_id,
-             "stop requested" if outcome == jobs.CancelOutcome.STOPPING else "canceled",
-             request.authorization.username)
+    log.info(
+        "dashboard: %s run %s %s by %s",
+        job_name,
+        run_id,
+        "stop requested" if outcome == jobs.CancelOutcome.STOPPING else "canceled",
+        request.authorization.username,
+    )
     if outcome == jobs.CancelOutcome.STOPPING:
         response = jsonify(job_id=run_id, status="stopping", message="stop requested; the worker records 'stopped'")
         response.status_code = 202

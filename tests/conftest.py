@@ -3,6 +3,7 @@
 Tests that take `app` run twice, on SQLite and on PostgreSQL. Set REQUIRE_POSTGRES=1 (CI does)
 to fail instead of skip when PostgreSQL is not installed.
 """
+
 from __future__ import annotations
 
 import os
@@ -164,7 +165,9 @@ def start_process(settings_overrides, tmp_path):
             proc.kill()
             proc.wait()
         with open(proc.log_path, "rb") as fh:
-            print(f"--- output of {proc.args[1:]} (exit {proc.returncode}):\n{fh.read().decode(errors='replace')[-30000:]}")
+            print(
+                f"--- output of {proc.args[1:]} (exit {proc.returncode}):\n{fh.read().decode(errors='replace')[-30000:]}"
+            )
 
 
 @pytest.fixture

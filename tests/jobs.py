@@ -1,4 +1,5 @@
 """Short jobs for load tests: each records its own execution so losses and doubles show."""
+
 from __future__ import annotations
 
 from rq import get_current_job

@@ -3,6 +3,7 @@
 They exercise the job machinery (retries, time limits, stop) around a pipeline; the built-in
 pipeline's own computation is tested in test_forecast_*.
 """
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,15 @@ from app.models import JobRun
 
 
 def _alert(type_, severity, subject):
-    return {"type": type_, "severity": severity, "title": f"{type_} {subject}", "message": "test",
-            "subject": subject, "figures": {"value": 1}, "fingerprint": f"{type_}|{subject}|w1"}
+    return {
+        "type": type_,
+        "severity": severity,
+        "title": f"{type_} {subject}",
+        "message": "test",
+        "subject": subject,
+        "figures": {"value": 1},
+        "fingerprint": f"{type_}|{subject}|w1",
+    }
 
 
 def two_alerts(settings):

@@ -3,6 +3,7 @@
 PostgreSQL refuses to run as root (and CI runs as root), so as root the server runs as the
 `postgres` system user (Debian's package creates it) or a `forecast-test` user made here.
 """
+
 from __future__ import annotations
 
 import glob
@@ -57,8 +58,21 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServerUnavailable("redis-server not installed (apt-get install redis-server)")
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--protected-mode", "no"]
+        args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--protected-mode",
+            "no",
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -133,14 +147,36 @@ class PostgresServer:
                 os.chown(self.dir, account.pw_uid, account.pw_gid)
             subprocess.run(
                 [initdb, "-D", str(datadir), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=self._demote(),
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=self._demote(),
                 cwd=self.dir,
             )
         self.proc = subprocess.Popen(
-            [postgres, "-D", str(datadir), "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.dir),
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=self._demote(), cwd=self.dir,
+            [
+                postgres,
+                "-D",
+                str(datadir),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.dir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=self._demote(),
+            cwd=self.dir,
         )
         _wait_for_port(self.port, self.proc)
         self._create_database()

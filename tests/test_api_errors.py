@@ -1,4 +1,5 @@
 """Every error status of the API is a JSON body; bad input changes nothing."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,27 +16,44 @@ def error_of(response, status):
     return body["error"]
 
 
-@pytest.mark.parametrize("body,content_type", [
-    (b"{not json", "application/json"),
-    (b"[1, 2]", "application/json"),
-    (b'{"force": "yes"}', "application/json"),
-    (b'{"force": true, "extra": 1}', "application/json"),
-    (b"\xff\xfe", "application/octet-stream"),
-])
+@pytest.mark.parametrize(
+    "body,content_type",
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'{"force": "yes"}', "application/json"),
+        (b'{"force": true, "extra": 1}', "application/json"),
+        (b"\xff\xfe", "application/octet-stream"),
+    ],
+)
 def test_bad_trigger_body_is_400_and_queues_nothing(client, auth, body, content_type):
     error_of(client.post("/api/jobs/forecast/trigger", headers=auth, data=body, content_type=content_type), 400)
     assert JobRun.select().count() == 0
 
 
-@pytest.mark.parametrize("query", [
-    "limit=abc", "limit=-5", "limit=0", "limit=100000", "status=bogus", "trigger=cron",
-    "cursor=garbage", "cursor=" + "A" * 500, "cursor=WyJ4IiwxXQ", "limit=1&limit=2", "unknown=1",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=abc",
+        "limit=-5",
+        "limit=0",
+        "limit=100000",
+        "status=bogus",
+        "trigger=cron",
+        "cursor=garbage",
+        "cursor=" + "A" * 500,
+        "cursor=WyJ4IiwxXQ",
+        "limit=1&limit=2",
+        "unknown=1",
+    ],
+)
 def test_bad_history_query_is_400(client, query):
     error_of(client.get(f"/api/jobs/forecast/history?{query}"), 400)
 
 
-@pytest.mark.parametrize("query", ["severity=urgent", "since=yesterday", "limit=-1", "cursor=%00%01", "type=DROP%20TABLE"])
+@pytest.mark.parametrize(
+    "query", ["severity=urgent", "since=yesterday", "limit=-1", "cursor=%00%01", "type=DROP%20TABLE"]
+)
 def test_bad_alert_query_is_400(client, query):
     error_of(client.get(f"/api/alerts?{query}"), 400)
 
@@ -74,8 +92,12 @@ def test_wrong_method_is_405(client, auth):
 
 
 def test_body_over_limit_is_413(client, auth):
-    error_of(client.post("/api/jobs/forecast/trigger", headers=auth, data=b"{" + b" " * 70000 + b"}",
-                         content_type="application/json"), 413)
+    error_of(
+        client.post(
+            "/api/jobs/forecast/trigger", headers=auth, data=b"{" + b" " * 70000 + b"}", content_type="application/json"
+        ),
+        413,
+    )
     assert JobRun.select().count() == 0
 
 
@@ -134,10 +156,15 @@ def cursor_of(*values) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-@pytest.mark.parametrize("since", [
-    "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59.999999-00:01",
-    "0001-01-01T00:00:00+23:59",
-])
+@pytest.mark.parametrize(
+    "since",
+    [
+        "9999-12-31T23:59:59-12:00",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59.999999-00:01",
+        "0001-01-01T00:00:00+23:59",
+    ],
+)
 def test_since_out_of_range_after_utc_conversion_is_400(client, since):
     from urllib.parse import quote
 
@@ -145,8 +172,9 @@ def test_since_out_of_range_after_utc_conversion_is_400(client, since):
     assert message.startswith("since:") and "range" in message
 
 
-@pytest.mark.parametrize("since,count", [("9999-12-31T23:59:59+00:00", 0), ("0001-01-01T00:00:00-01:00", 1),
-                                         ("0001-01-01T00:00:00Z", 1)])
+@pytest.mark.parametrize(
+    "since,count", [("9999-12-31T23:59:59+00:00", 0), ("0001-01-01T00:00:00-01:00", 1), ("0001-01-01T00:00:00Z", 1)]
+)
 def test_since_at_the_edges_of_the_range_still_works(client, since, count):
     from urllib.parse import quote
 
@@ -158,58 +186,75 @@ def test_since_at_the_edges_of_the_range_still_works(client, since, count):
     assert len(response.get_json()["alerts"]) == count
 
 
-@pytest.mark.parametrize("path,cursor", [
-    ("/api/alerts", cursor_of("2026-01-01T00:00:00", 2 ** 63)),
-    ("/api/alerts", cursor_of("2026-01-01T00:00:00", -(2 ** 63) - 1)),
-    ("/api/alerts", cursor_of("2026-01-01T00:00:00", 10 ** 30)),
-    ("/api/alerts", cursor_of("2026-01-01T00:00:00", 1.5)),
-    ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00", "a\x00b")),
-    ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00", "\ud800")),
-    ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00", "x" * 100)),
-    ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00\x00", "abc")),
-])
+@pytest.mark.parametrize(
+    "path,cursor",
+    [
+        ("/api/alerts", cursor_of("2026-01-01T00:00:00", 2**63)),
+        ("/api/alerts", cursor_of("2026-01-01T00:00:00", -(2**63) - 1)),
+        ("/api/alerts", cursor_of("2026-01-01T00:00:00", 10**30)),
+        ("/api/alerts", cursor_of("2026-01-01T00:00:00", 1.5)),
+        ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00", "a\x00b")),
+        ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00", "\ud800")),
+        ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00", "x" * 100)),
+        ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00\x00", "abc")),
+    ],
+)
 def test_cursor_with_out_of_range_or_unsafe_id_is_400(client, path, cursor):
     assert error_of(client.get(f"{path}?cursor={cursor}"), 400)["message"] == "invalid cursor"
 
 
 def test_cursor_ids_at_the_signed_64_bit_bounds_work(client):
-    for row_id in (2 ** 63 - 1, -(2 ** 63)):
+    for row_id in (2**63 - 1, -(2**63)):
         response = client.get(f"/api/alerts?cursor={cursor_of('2026-01-01T00:00:00', row_id)}")
         assert response.status_code == 200, response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("body", [
-    b"[" * 5000 + b"]" * 5000,
-    b'{"force": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-    b'{"force": ' + b"{\"a\":" * 3000 + b"1" + b"}" * 3001,
-    b'{"force": ' + b"9" * 5000 + b"}",  # more digits than Python converts to an int
-    b'{"force": 1e999999}',
-    b'{"\\ud800": true}',
-    b'{"force": "\\u0000"}',
-    b'{"force": true, "force": false, "\\u0000": 1}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"force": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"force": ' + b'{"a":' * 3000 + b"1" + b"}" * 3001,
+        b'{"force": ' + b"9" * 5000 + b"}",  # more digits than Python converts to an int
+        b'{"force": 1e999999}',
+        b'{"\\ud800": true}',
+        b'{"force": "\\u0000"}',
+        b'{"force": true, "force": false, "\\u0000": 1}',
+    ],
+)
 def test_pathological_trigger_bodies_are_400_and_queue_nothing(client, auth, redis, body):
     keys = redis.dbsize()
-    error = error_of(client.post("/api/jobs/forecast/trigger", headers=auth, data=body,
-                                 content_type="application/json"), 400)
+    error = error_of(
+        client.post("/api/jobs/forecast/trigger", headers=auth, data=body, content_type="application/json"), 400
+    )
     assert error["message"]
     assert JobRun.select().count() == 0 and redis.dbsize() == keys
 
 
-@pytest.mark.parametrize("url", [
-    "/api/jobs/forecast/history?status=%00", "/api/alerts?source=a%00b", "/api/jobs/fore%00cast/history",
-    "/api/alerts?%00=1", "/api/reports?cursor=%00", "/api/jobs/forecast/a%00b",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/jobs/forecast/history?status=%00",
+        "/api/alerts?source=a%00b",
+        "/api/jobs/fore%00cast/history",
+        "/api/alerts?%00=1",
+        "/api/reports?cursor=%00",
+        "/api/jobs/forecast/a%00b",
+    ],
+)
 def test_nul_in_url_is_400(client, url):
     assert "NUL" in error_of(client.get(url), 400)["message"]
 
 
-@pytest.mark.parametrize("query,shown", [
-    ("%E2%80%AEgnp.exe=1", "\\u202egnp.exe: Extra inputs are not permitted"),  # right-to-left override
-    ("%1F=1&%1F=2", "\\x1f: given more than once"),
-    ("%F0%AF%A8%9E=1", "\\U0002fa1e: Extra inputs are not permitted"),  # unassigned code point
-    ("x" * 300 + "=1", "x" * 50 + ": Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "query,shown",
+    [
+        ("%E2%80%AEgnp.exe=1", "\\u202egnp.exe: Extra inputs are not permitted"),  # right-to-left override
+        ("%1F=1&%1F=2", "\\x1f: given more than once"),
+        ("%F0%AF%A8%9E=1", "\\U0002fa1e: Extra inputs are not permitted"),  # unassigned code point
+        ("x" * 300 + "=1", "x" * 50 + ": Extra inputs are not permitted"),
+    ],
+)
 def test_names_quoted_in_errors_are_escaped_and_short(client, query, shown):
     message = error_of(client.get(f"/api/alerts?{query}"), 400)["message"]
     assert message == shown and message.isprintable()

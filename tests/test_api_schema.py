@@ -6,6 +6,7 @@ Times and days are drawn from tests/test_fuzz_inputs.py's extremes (year 1 and 9
 up to ±23:59, malformed ones), not only well-behaved ISO strings; that file fuzzes what the
 document does not describe, on both databases.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -18,12 +19,19 @@ from tests.conftest import TEST_TOKEN
 from tests.test_fuzz_inputs import TIME_EDGES, times
 
 schemathesis.openapi.format("date-time", times())
-schemathesis.openapi.format("date", st.one_of(st.sampled_from(["0001-01-01", "9999-12-31", "2024-02-29", "2023-02-29",
-                                                              "0000-01-01", "2026-13-01"] + TIME_EDGES),
-                                              st.dates().map(lambda d: d.isoformat())))
+schemathesis.openapi.format(
+    "date",
+    st.one_of(
+        st.sampled_from(
+            ["0001-01-01", "9999-12-31", "2024-02-29", "2023-02-29", "0000-01-01", "2026-13-01"] + TIME_EDGES
+        ),
+        st.dates().map(lambda d: d.isoformat()),
+    ),
+)
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-                database=None)
+FUZZ = settings(
+    max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
+)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The catalogue is the one source of the jobs, their queues and default crons; settings only override a cron."""
+
 from __future__ import annotations
 
 from app.config import Settings

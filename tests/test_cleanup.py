@@ -4,6 +4,7 @@ An alert first raised long ago and seen again by a recent forecast is one open c
 it by `created_at` made the next forecast re-create it as new and notify it again (issue 11, point 11).
 Run by a real worker, on SQLite and PostgreSQL.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -15,8 +16,14 @@ from tests.test_jobs_api import trigger
 
 
 def _candidate(subject: str) -> dict:
-    return {"type": "capacity_warning", "severity": "high", "title": "t", "message": "m", "subject": subject,
-            "fingerprint": f"capacity_warning|{subject}|w"}
+    return {
+        "type": "capacity_warning",
+        "severity": "high",
+        "title": "t",
+        "message": "m",
+        "subject": subject,
+        "fingerprint": f"capacity_warning|{subject}|w",
+    }
 
 
 def _run_cleanup(client, auth, run_worker) -> dict:
@@ -35,11 +42,14 @@ def test_an_old_alert_seen_again_recently_is_kept_and_not_raised_anew(client, au
         # live: first raised 100+ days ago, seen again today; gone: not seen for longer than the retention;
         # edge: last seen a day inside the retention.
         Alert.update(created_at=now - timedelta(days=retention + 10), last_seen_at=now).where(
-            Alert.subject == "line:live").execute()
-        Alert.update(created_at=now - timedelta(days=retention + 30),
-                     last_seen_at=now - timedelta(days=retention + 1)).where(Alert.subject == "line:gone").execute()
-        Alert.update(created_at=now - timedelta(days=retention + 30),
-                     last_seen_at=now - timedelta(days=retention - 1)).where(Alert.subject == "line:edge").execute()
+            Alert.subject == "line:live"
+        ).execute()
+        Alert.update(
+            created_at=now - timedelta(days=retention + 30), last_seen_at=now - timedelta(days=retention + 1)
+        ).where(Alert.subject == "line:gone").execute()
+        Alert.update(
+            created_at=now - timedelta(days=retention + 30), last_seen_at=now - timedelta(days=retention - 1)
+        ).where(Alert.subject == "line:edge").execute()
     live_id = Alert.get(Alert.subject == "line:live").id
 
     result = _run_cleanup(client, auth, run_worker)
@@ -77,7 +87,8 @@ def test_recorded_forecasts_are_kept_as_long_as_the_run_history(client, auth, ru
     pipeline.run_builtin(settings, run_id="old-run")
     pipeline.run_builtin(settings, run_id="recent-run")
     ForecastSnapshot.update(created_at=utcnow() - timedelta(days=settings.history_retention_days + 1)).where(
-        ForecastSnapshot.run_id == "old-run").execute()
+        ForecastSnapshot.run_id == "old-run"
+    ).execute()
 
     result = _run_cleanup(client, auth, run_worker)
 

@@ -1,4 +1,5 @@
 """Operator CLI (`flask --app app ...`): same rules and errors as the API, non-zero exits on error."""
+
 from __future__ import annotations
 
 import json
@@ -71,15 +72,22 @@ class TestRuns:
         page = json.loads(ok(invoke(runner, "runs", "forecast", "--limit", "2", "--json")))
         assert [r["job_id"] for r in page["runs"]] == ids[::-1][:2]
         assert page == client.get("/api/jobs/forecast/history?limit=2").get_json()
-        rest = json.loads(ok(invoke(runner, "runs", "forecast", "--limit", "2", "--cursor", page["next_cursor"],
-                                    "--json")))
+        rest = json.loads(
+            ok(invoke(runner, "runs", "forecast", "--limit", "2", "--cursor", page["next_cursor"], "--json"))
+        )
         assert [r["job_id"] for r in rest["runs"]] == [ids[0]]
         assert f"more: --cursor {page['next_cursor']}" in ok(invoke(runner, "runs", "forecast", "--limit", "2"))
 
-    @pytest.mark.parametrize("args,api_query", [
-        (["--status", "bogus"], "status=bogus"), (["--limit", "0"], "limit=0"), (["--limit", "abc"], "limit=abc"),
-        (["--trigger", "cron"], "trigger=cron"), (["--cursor", "garbage"], "cursor=garbage"),
-    ])
+    @pytest.mark.parametrize(
+        "args,api_query",
+        [
+            (["--status", "bogus"], "status=bogus"),
+            (["--limit", "0"], "limit=0"),
+            (["--limit", "abc"], "limit=abc"),
+            (["--trigger", "cron"], "trigger=cron"),
+            (["--cursor", "garbage"], "cursor=garbage"),
+        ],
+    )
     def test_bad_filters_fail_with_the_api_message(self, runner, client, args, api_query):
         api_message = client.get(f"/api/jobs/forecast/history?{api_query}").get_json()["error"]["message"]
         fails(invoke(runner, "runs", "forecast", *args), 2, api_message)
@@ -119,32 +127,49 @@ class TestSchedules:
 
 
 def _alert(subject, severity="high", type_="capacity_warning"):
-    return {"type": type_, "severity": severity, "title": "t", "message": "m", "subject": subject,
-            "fingerprint": f"{type_}|{subject}|w"}
+    return {
+        "type": type_,
+        "severity": severity,
+        "title": "t",
+        "message": "m",
+        "subject": subject,
+        "fingerprint": f"{type_}|{subject}|w",
+    }
 
 
 class TestAlertsAndReports:
     def test_alerts_filters_and_paging_match_the_api(self, runner, client):
         with database.atomic():
-            store_alerts([_alert(f"line:{i}") for i in range(3)] + [_alert("item:x", "medium", "demand_spike")],
-                         job_id="run-a")
+            store_alerts(
+                [_alert(f"line:{i}") for i in range(3)] + [_alert("item:x", "medium", "demand_spike")], job_id="run-a"
+            )
         text = ok(invoke(runner, "alerts", "--severity", "high"))
         assert text.count("capacity_warning") == 3 and "demand_spike" not in text
         body = json.loads(ok(invoke(runner, "alerts", "--limit", "2", "--json")))
         assert body == client.get("/api/alerts?limit=2").get_json()
-        assert json.loads(ok(invoke(runner, "alerts", "--type", "demand_spike", "--json")))["alerts"][0]["subject"] \
+        assert (
+            json.loads(ok(invoke(runner, "alerts", "--type", "demand_spike", "--json")))["alerts"][0]["subject"]
             == "item:x"
+        )
 
-    @pytest.mark.parametrize("args", [["--severity", "urgent"], ["--since", "yesterday"], ["--limit", "-1"],
-                                      ["--type", "DROP TABLE"]])
+    @pytest.mark.parametrize(
+        "args", [["--severity", "urgent"], ["--since", "yesterday"], ["--limit", "-1"], ["--type", "DROP TABLE"]]
+    )
     def test_bad_alert_filters_are_usage_errors(self, runner, args):
         fails(invoke(runner, "alerts", *args), 2, "Error:")
 
     def test_report(self, runner):
         fails(invoke(runner, "report"), 1, "no daily report yet")
-        report = {"date": "2024-05-01", "alerts": {"total": 2, "by_type": {"capacity_warning": 2},
-                                                   "by_severity": {"high": 2}, "by_source": {"scheduled_job": 2}},
-                  "runs": {"forecast": {"finished": 12}}}
+        report = {
+            "date": "2024-05-01",
+            "alerts": {
+                "total": 2,
+                "by_type": {"capacity_warning": 2},
+                "by_severity": {"high": 2},
+                "by_source": {"scheduled_job": 2},
+            },
+            "runs": {"forecast": {"finished": 12}},
+        }
         with database.atomic():
             DailySummary.create(day=date(2024, 5, 1), report=report, job_id="run-r", created_at=datetime(2024, 5, 2))
         text = ok(invoke(runner, "report"))
@@ -176,5 +201,15 @@ def test_redis_down_is_a_clear_error(settings_overrides):
 
 def test_every_operator_command_is_registered(app):
     commands = set(app.cli.list_commands(None))
-    assert {"trigger", "status", "cancel", "runs", "schedules", "alerts", "report", "migrate", "init-db",
-            "seed-demo"} <= commands
+    assert {
+        "trigger",
+        "status",
+        "cancel",
+        "runs",
+        "schedules",
+        "alerts",
+        "report",
+        "migrate",
+        "init-db",
+        "seed-demo",
+    } <= commands

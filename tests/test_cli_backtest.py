@@ -1,5 +1,6 @@
 """`flask backtest FILE.csv`: the engine's rolling-origin backtest on anyone's long CSV, here the
 bike data shipped in data/ (CC BY 4.0, see data/README.md)."""
+
 from __future__ import annotations
 
 import gzip
@@ -32,8 +33,11 @@ def test_backtest_prints_each_method_next_to_seasonal_naive(runner):
     header = next(line for line in result.output.splitlines() if line.startswith("method"))
     for column in ("MASE", "rel", "sMAPE", "P10-P90", "recall", "prec", "Brier"):
         assert column in header
-    rows = {line.split()[0]: line.split() for line in result.output.splitlines()
-            if line.split() and line.split()[0] in ("engine", "seasonal_naive")}
+    rows = {
+        line.split()[0]: line.split()
+        for line in result.output.splitlines()
+        if line.split() and line.split()[0] in ("engine", "seasonal_naive")
+    }
     assert set(rows) == {"engine", "seasonal_naive"}
     assert rows["seasonal_naive"][2] == "1.000"  # relative to itself
 
@@ -41,7 +45,7 @@ def test_backtest_prints_each_method_next_to_seasonal_naive(runner):
 def test_backtest_json_has_the_figures(runner):
     result = runner.invoke(args=["backtest", str(BIKE), "--horizon", "7", "--origins", "2", "--json"])
     assert result.exit_code == 0, result.output
-    body = json.loads(result.output[result.output.index("{"):])
+    body = json.loads(result.output[result.output.index("{") :])
     assert (body["horizon"], body["origins"]) == (7, 2)
     engine = body["datasets"]["bike"]["engine"]
     assert math.isfinite(engine["mase"]) and engine["mase"] > 0
@@ -66,15 +70,18 @@ def test_backtest_missing_days_are_not_zero(runner, tmp_path):
     path.write_text("\n".join(rows) + "\n")
     result = runner.invoke(args=["backtest", str(path), "--origins", "3", "--json"])
     assert result.exit_code == 0, result.output
-    methods = json.loads(result.output[result.output.index("{"):])["datasets"]["toy"]
+    methods = json.loads(result.output[result.output.index("{") :])["datasets"]["toy"]
     # Read as zeros, the gaps would wreck both; as missing days the engine tracks the weekly pattern.
     assert methods["engine"]["mase"] < 1.0 and methods["engine"]["smape"] < 10
 
 
-@pytest.mark.parametrize("content, message", [
-    ("date,item,line,quantity\n2025-01-01,A,L1,5\n", "header must name the columns"),
-    ("dataset,series,line,date,value\ntoy,s1,L1,01/02/2025,5\n", "bad date"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("date,item,line,quantity\n2025-01-01,A,L1,5\n", "header must name the columns"),
+        ("dataset,series,line,date,value\ntoy,s1,L1,01/02/2025,5\n", "bad date"),
+    ],
+)
 def test_backtest_refuses_a_file_of_another_form(runner, tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)

@@ -1,4 +1,5 @@
 """Settings: environment over .env, validation, production refuses missing or demo secrets."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,18 +23,24 @@ def test_environment_wins_over_env_file(tmp_path, monkeypatch):
     assert (s.api_token, s.port) == ("from-env", 9000)
 
 
-@pytest.mark.parametrize("secrets", [
-    {},
-    {"api_token": "change-me", "dashboard_username": "admin", "dashboard_password": "x7Gq2"},
-    {"api_token": "k3yk3yk3y", "dashboard_username": "ops", "dashboard_password": ""},
-])
+@pytest.mark.parametrize(
+    "secrets",
+    [
+        {},
+        {"api_token": "change-me", "dashboard_username": "admin", "dashboard_password": "x7Gq2"},
+        {"api_token": "k3yk3yk3y", "dashboard_username": "ops", "dashboard_password": ""},
+    ],
+)
 def test_production_refuses_missing_or_demo_secrets(secrets):
     with pytest.raises(ValidationError, match="APP_ENV=production"):
         Settings(_env_file=None, app_env="production", **secrets)
 
 
-STRONG = {"api_token": "Vq3m9-kR2xW7tY1uZ8pL4nB6cD0eF5gH", "dashboard_username": "ops",
-          "dashboard_password": "pw-7a8b9c-long"}
+STRONG = {
+    "api_token": "Vq3m9-kR2xW7tY1uZ8pL4nB6cD0eF5gH",
+    "dashboard_username": "ops",
+    "dashboard_password": "pw-7a8b9c-long",
+}
 
 
 def test_production_starts_with_real_secrets():
@@ -41,17 +48,26 @@ def test_production_starts_with_real_secrets():
     assert len(s.api_token) == 32 and s.read_auth_required
 
 
-@pytest.mark.parametrize("weak,named,why", [
-    ({"api_token": "x"}, "API_TOKEN", "at least 32 characters; this one has 1"),
-    ({"api_token": "Vq3m9-kR2xW7tY1uZ8pL4nB6cD0eF5g"}, "API_TOKEN", "at least 32 characters; this one has 31"),
-    ({"dashboard_password": "pw-7a8b9c"}, "DASHBOARD_PASSWORD", "at least 12 characters; this one has 9"),
-    ({"dashboard_username": "operator-one", "dashboard_password": "operator-one"}, "DASHBOARD_PASSWORD",
-     "must not be the user name"),
-    ({"dashboard_username": "Operator-One", "dashboard_password": " operator-one "}, "DASHBOARD_PASSWORD",
-     "must not be the user name"),
-    ({"dashboard_username": "ops", "dashboard_password": "ops"}, "DASHBOARD_PASSWORD", "at least 12 characters"),
-    ({"dashboard_password": "Zq7#"}, "DASHBOARD_PASSWORD", "at least 12 characters; this one has 4"),
-])
+@pytest.mark.parametrize(
+    "weak,named,why",
+    [
+        ({"api_token": "x"}, "API_TOKEN", "at least 32 characters; this one has 1"),
+        ({"api_token": "Vq3m9-kR2xW7tY1uZ8pL4nB6cD0eF5g"}, "API_TOKEN", "at least 32 characters; this one has 31"),
+        ({"dashboard_password": "pw-7a8b9c"}, "DASHBOARD_PASSWORD", "at least 12 characters; this one has 9"),
+        (
+            {"dashboard_username": "operator-one", "dashboard_password": "operator-one"},
+            "DASHBOARD_PASSWORD",
+            "must not be the user name",
+        ),
+        (
+            {"dashboard_username": "Operator-One", "dashboard_password": " operator-one "},
+            "DASHBOARD_PASSWORD",
+            "must not be the user name",
+        ),
+        ({"dashboard_username": "ops", "dashboard_password": "ops"}, "DASHBOARD_PASSWORD", "at least 12 characters"),
+        ({"dashboard_password": "Zq7#"}, "DASHBOARD_PASSWORD", "at least 12 characters; this one has 4"),
+    ],
+)
 def test_production_refuses_weak_secrets_naming_each_without_echoing_it(weak, named, why):
     with pytest.raises(ValidationError) as refused:
         Settings(_env_file=None, app_env="production", **{**STRONG, **weak})
@@ -71,12 +87,20 @@ def test_app_env_is_read_case_insensitively():
         Settings(_env_file=None, app_env=" Production ", api_token="x")
 
 
-@pytest.mark.parametrize("app_env,value,required", [
-    ("production", None, True), ("production", "auto", True), ("production", "on", True),
-    ("production", "off", False), ("production", "0", False),
-    ("development", None, False), ("development", "1", True), ("development", "true", True),
-    ("development", "off", False),
-])
+@pytest.mark.parametrize(
+    "app_env,value,required",
+    [
+        ("production", None, True),
+        ("production", "auto", True),
+        ("production", "on", True),
+        ("production", "off", False),
+        ("production", "0", False),
+        ("development", None, False),
+        ("development", "1", True),
+        ("development", "true", True),
+        ("development", "off", False),
+    ],
+)
 def test_read_auth_is_on_in_production_unless_turned_off(monkeypatch, app_env, value, required):
     if value is None:
         monkeypatch.delenv("API_READ_AUTH", raising=False)
@@ -96,8 +120,10 @@ def test_host_gives_the_bind_address(host, bind):
     assert s.bind_address == bind
 
 
-@pytest.mark.parametrize("field,value", [("forecast_cron", "every 2 hours"), ("log_format", "xml"),
-                                         ("job_timeout", 0), ("scheduler_interval", -1)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("forecast_cron", "every 2 hours"), ("log_format", "xml"), ("job_timeout", 0), ("scheduler_interval", -1)],
+)
 def test_invalid_values_are_rejected(field, value):
     with pytest.raises(ValidationError):
         Settings(_env_file=None, **{field: value})

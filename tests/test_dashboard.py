@@ -1,4 +1,5 @@
 """The dashboard: Basic auth on every /dashboard route, CSRF on actions, CSP, escaping."""
+
 from __future__ import annotations
 
 import base64
@@ -92,8 +93,14 @@ def test_every_dashboard_rule_and_method_needs_credentials(app, client):
 
 @pytest.mark.parametrize(
     "path",
-    ["/dashboard", "/dashboard/nope", "/dashboard/rq/nope", "/dashboard/rq/static/js/jquery-3.5.1.min.js",
-     "/dashboard/rq/static/../../web.py", "/dashboard/rq/favicon.ico"],
+    [
+        "/dashboard",
+        "/dashboard/nope",
+        "/dashboard/rq/nope",
+        "/dashboard/rq/static/js/jquery-3.5.1.min.js",
+        "/dashboard/rq/static/../../web.py",
+        "/dashboard/rq/favicon.ico",
+    ],
 )
 def test_unknown_and_static_paths_need_credentials(client, path):
     response = client.get(path)
@@ -124,10 +131,16 @@ def test_empty_configured_credentials_refuse_everything(settings_overrides, miss
 
 @pytest.mark.parametrize(
     "path",
-    ["/dashboard/rq/", "/dashboard/rq/0/view/workers", "/dashboard/rq/0/view/jobs",
-     "/dashboard/rq/0/view/jobs/forecast/failed/8/asc/1", "/dashboard/rq/0/data/queues.json",
-     "/dashboard/rq/0/data/workers.json", "/dashboard/rq/static/js/jquery-3.5.1.min.js",
-     "/dashboard/rq/favicon.ico"],
+    [
+        "/dashboard/rq/",
+        "/dashboard/rq/0/view/workers",
+        "/dashboard/rq/0/view/jobs",
+        "/dashboard/rq/0/view/jobs/forecast/failed/8/asc/1",
+        "/dashboard/rq/0/data/queues.json",
+        "/dashboard/rq/0/data/workers.json",
+        "/dashboard/rq/static/js/jquery-3.5.1.min.js",
+        "/dashboard/rq/favicon.ico",
+    ],
 )
 def test_rq_dashboard_pages_are_reachable(client, creds, path):
     response = client.get(path, headers=creds)
@@ -247,19 +260,27 @@ def test_same_origin_is_scheme_and_host_of_the_request(app, creds, redis):
     enqueue_never_run(redis, 1)  # rq's compact() fails on a queue that does not exist
     client = app.test_client()
     base = "https://dash.example.com"
-    ok = client.post("/dashboard/rq/queue/forecast/compact", base_url=base,
-                     headers={**creds, "Origin": "https://dash.example.com:443"})
+    ok = client.post(
+        "/dashboard/rq/queue/forecast/compact",
+        base_url=base,
+        headers={**creds, "Origin": "https://dash.example.com:443"},
+    )
     assert ok.status_code == 200
-    refused = client.post("/dashboard/rq/queue/forecast/compact", base_url=base,
-                          headers={**creds, "Origin": "http://dash.example.com"})
+    refused = client.post(
+        "/dashboard/rq/queue/forecast/compact", base_url=base, headers={**creds, "Origin": "http://dash.example.com"}
+    )
     assert refused.status_code == 403
 
 
 def test_every_rq_action_checks_origin(app, client, creds):
     actions = [r for r in dashboard_rules(app) if "POST" in r.methods]
-    assert {r.endpoint for r in actions} >= {"rq_dashboard.requeue_all", "rq_dashboard.delete_job_view",
-                                            "rq_dashboard.requeue_job_view", "rq_dashboard.empty_queue",
-                                            "rq_dashboard.compact_queue"}
+    assert {r.endpoint for r in actions} >= {
+        "rq_dashboard.requeue_all",
+        "rq_dashboard.delete_job_view",
+        "rq_dashboard.requeue_job_view",
+        "rq_dashboard.empty_queue",
+        "rq_dashboard.compact_queue",
+    }
     for rule in actions:
         response = client.post(dummy_path(rule), headers={**creds, "Origin": "http://evil.example"})
         assert response.status_code == 403, rule.rule
@@ -297,8 +318,9 @@ def _directives(csp: str) -> dict[str, str]:
     return {part.strip().split(" ", 1)[0]: part.strip().partition(" ")[2] for part in csp.split(";")}
 
 
-@pytest.mark.parametrize("path", ["/dashboard/", "/dashboard/rq/", "/dashboard/rq/0/data/queues.json",
-                                  "/dashboard/rq/static/css/main.css"])
+@pytest.mark.parametrize(
+    "path", ["/dashboard/", "/dashboard/rq/", "/dashboard/rq/0/data/queues.json", "/dashboard/rq/static/css/main.css"]
+)
 def test_security_headers(client, creds, path):
     for headers in ({}, creds):
         response = client.get(path, headers=headers)
@@ -326,8 +348,12 @@ def test_home_page_allows_only_its_own_script_and_style_files(client, creds):
     assert "style=" not in html and "<style" not in html
 
 
-RQ_PAGES = {"/dashboard/rq/": "queues", "/dashboard/rq/0/view/workers": "workers", "/dashboard/rq/0/view/jobs": "jobs",
-            "/dashboard/rq/0/view/jobs/forecast/failed/8/dsc/2": "jobs"}
+RQ_PAGES = {
+    "/dashboard/rq/": "queues",
+    "/dashboard/rq/0/view/workers": "workers",
+    "/dashboard/rq/0/view/jobs": "jobs",
+    "/dashboard/rq/0/view/jobs/forecast/failed/8/dsc/2": "jobs",
+}
 
 
 @pytest.mark.parametrize("path", list(RQ_PAGES))
@@ -340,8 +366,11 @@ def test_rq_pages_have_no_inline_script_and_a_fixed_csp(client, creds, path):
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     tags = re.findall(r"<script\b([^>]*)>", html)
-    executable = [attrs for attrs in tags if "src=" not in attrs
-                  and "text/template" not in attrs and "application/json" not in attrs]
+    executable = [
+        attrs
+        for attrs in tags
+        if "src=" not in attrs and "text/template" not in attrs and "application/json" not in attrs
+    ]
     assert executable == []
     page = RQ_PAGES[path]
     assert f' src="/dashboard/rq-scripts/{page}.js"' in tags
@@ -381,8 +410,16 @@ def test_home_page_data_is_json_and_its_script_inserts_text_only(client, creds, 
     assert worker["name"] == f"busy-{SCRIPT}" and worker["current_job"] == job.id
     assert SCRIPT in worker["current_job_description"]
     script = client.get("/dashboard/static/dashboard.js", headers=creds).get_data(as_text=True)
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
-                 "javascript:", "setAttribute(\"style"):
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+        "javascript:",
+        'setAttribute("style',
+    ):
         assert sink not in script, sink
 
 
@@ -434,8 +471,17 @@ def _run_row(run_id: str, job: str, status: str, enqueued, duration: float | Non
 
     started = enqueued + timedelta(seconds=1) if duration is not None else None
     ended = started + timedelta(seconds=duration) if duration is not None else None
-    return JobRun.create(id=run_id, job_name=job, queue="forecast", trigger=trigger, status=status,
-                         enqueued_at=enqueued, started_at=started, ended_at=ended, attempts=1)
+    return JobRun.create(
+        id=run_id,
+        job_name=job,
+        queue="forecast",
+        trigger=trigger,
+        status=status,
+        enqueued_at=enqueued,
+        started_at=started,
+        ended_at=ended,
+        attempts=1,
+    )
 
 
 def test_data_is_filled_from_a_real_run(client, creds, auth, run_worker):
@@ -449,8 +495,16 @@ def test_data_is_filled_from_a_real_run(client, creds, auth, run_worker):
     for window in ("24h", "7d"):
         assert forecast[window]["runs"] == 1 and forecast[window]["success_rate"] == 1.0
         assert forecast[window]["duration_p50"] is not None and forecast[window]["duration_p95"] is not None
-    assert data["jobs"]["cleanup"]["24h"] == {"runs": 0, "success": 0, "failure": 0, "by_status": {}, "success_rate": None,
-                                              "duration_p50": None, "duration_p95": None, "duration_count": 0}
+    assert data["jobs"]["cleanup"]["24h"] == {
+        "runs": 0,
+        "success": 0,
+        "failure": 0,
+        "by_status": {},
+        "success_rate": None,
+        "duration_p50": None,
+        "duration_p95": None,
+        "duration_count": 0,
+    }
     assert sum(data["runs_per_hour"]["series"]["finished"]) == 1 and len(data["runs_per_hour"]["hours"]) == 24
     assert data["runs_per_hour"]["series"]["finished"][-1] == 1  # the current hour is the last bar
     assert set(data["queues"]) == {"forecast", "reports", "maintenance", "default"}
@@ -556,7 +610,10 @@ def test_pause_resume_run_a_schedule_from_the_page(client, creds, redis):
     assert redis.smembers(PAUSED_KEY) == {b"forecast"}
     schedules = client.get("/dashboard/data.json", headers=creds).get_json()["schedules"]
     assert {s["name"]: s["paused"] for s in schedules} == {"forecast": True, "daily-summary": False, "cleanup": False}
-    assert client.post("/dashboard/schedules/forecast/resume", headers={**creds, **SAME_ORIGIN}).get_json()["paused"] is False
+    assert (
+        client.post("/dashboard/schedules/forecast/resume", headers={**creds, **SAME_ORIGIN}).get_json()["paused"]
+        is False
+    )
     assert redis.smembers(PAUSED_KEY) == set()
 
     run = client.post("/dashboard/schedules/daily-summary/run", headers={**creds, **SAME_ORIGIN})
@@ -566,8 +623,9 @@ def test_pause_resume_run_a_schedule_from_the_page(client, creds, redis):
     assert again.status_code == 409 and again.get_json()["error"]["active_job_id"] == run.get_json()["job_id"]
 
 
-@pytest.mark.parametrize("path", ["/dashboard/schedules/forecast/pause", "/dashboard/schedules/forecast/run",
-                                  "/dashboard/runs/abc/cancel"])
+@pytest.mark.parametrize(
+    "path", ["/dashboard/schedules/forecast/pause", "/dashboard/schedules/forecast/run", "/dashboard/runs/abc/cancel"]
+)
 def test_page_actions_refuse_cross_origin_and_get(client, creds, redis, path):
     from app.scheduling import PAUSED_KEY
 
@@ -603,7 +661,9 @@ def test_search_a_run_by_id_or_prefix(client, creds, auth):
     job_id = client.post("/api/jobs/forecast/trigger", headers=auth).get_json()["job_id"]
     exact = client.get(f"/dashboard/runs?q={job_id}", headers=creds).get_json()["runs"]
     assert [(r["job_id"], r["status"], r["active"]) for r in exact] == [(job_id, "queued", True)]
-    assert [r["job_id"] for r in client.get(f"/dashboard/runs?q={job_id[:6]}", headers=creds).get_json()["runs"]] == [job_id]
+    assert [r["job_id"] for r in client.get(f"/dashboard/runs?q={job_id[:6]}", headers=creds).get_json()["runs"]] == [
+        job_id
+    ]
     assert client.get("/dashboard/runs?q=zz", headers=creds).get_json()["runs"] == []
     assert client.get("/dashboard/runs?q=_", headers=creds).get_json()["runs"] == []  # LIKE wildcards are literal
     assert client.get("/dashboard/runs?q=%25%25%25", headers=creds).status_code == 400

@@ -7,6 +7,7 @@ for script errors and Content-Security-Policy violations.
 Skipped when Chromium or Playwright is missing, unless REQUIRE_BROWSER=1 (CI sets it).
 `make screenshots` runs `test_screenshots` with SCREENSHOT_DIR=screenshots.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,15 @@ from rq import Queue
 from tests.conftest import DASHBOARD_PASSWORD, DASHBOARD_USER
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 PAYLOAD = '<img src=x onerror="window.__xss=1">'
 
 try:
@@ -31,8 +39,13 @@ try:
 except ImportError:  # requirements-dev.txt installs it
     sync_playwright = expect = None
 
-_MISSING = ("playwright is not installed" if sync_playwright is None
-            else None if os.access(CHROMIUM, os.X_OK) else f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+_MISSING = (
+    "playwright is not installed"
+    if sync_playwright is None
+    else None
+    if os.access(CHROMIUM, os.X_OK)
+    else f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -92,8 +105,14 @@ def open_page(browser, live_server):
         page = context.new_page()
         page.set_default_timeout(15000)
         page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", lambda msg: problems.append(f"console: {msg.text}")
-                if msg.type == "error" and ("Content Security Policy" in msg.text or "Refused" in msg.text) else None)
+        page.on(
+            "console",
+            lambda msg: (
+                problems.append(f"console: {msg.text}")
+                if msg.type == "error" and ("Content Security Policy" in msg.text or "Refused" in msg.text)
+                else None
+            ),
+        )
         page.on("dialog", lambda dialog: dialog.accept())
         page.last_response = page.goto(live_server + path)
         return page
@@ -288,10 +307,25 @@ def test_markup_in_job_data_is_shown_as_text(open_page, client, redis):
     worker.set_state("busy")
     worker.set_current_job_id(job.id)
     with db_session():
-        JobRun.create(id="xss-run", job_name="forecast", queue="forecast", trigger="manual", status="failed",
-                      enqueued_at=utcnow(), attempts=1, error=f"RuntimeError: {PAYLOAD}")
-        Alert.create(type="demand_spike", severity="high", title=PAYLOAD, message=PAYLOAD, subject=PAYLOAD,
-                     fingerprint="xss", figures={})
+        JobRun.create(
+            id="xss-run",
+            job_name="forecast",
+            queue="forecast",
+            trigger="manual",
+            status="failed",
+            enqueued_at=utcnow(),
+            attempts=1,
+            error=f"RuntimeError: {PAYLOAD}",
+        )
+        Alert.create(
+            type="demand_spike",
+            severity="high",
+            title=PAYLOAD,
+            message=PAYLOAD,
+            subject=PAYLOAD,
+            fingerprint="xss",
+            figures={},
+        )
     page = open_page()
     wait_loaded(page)
     expect(page.locator("#card-alerts")).to_contain_text(PAYLOAD)
@@ -303,8 +337,11 @@ def test_markup_in_job_data_is_shown_as_text(open_page, client, redis):
     assert page.locator("img").count() == 0
     assert page.evaluate("window.__xss") is None
 
-    for path in (f"/dashboard/rq/0/view/job/{job.id}", "/dashboard/rq/0/view/workers",
-                 "/dashboard/rq/0/view/jobs/forecast/queued/8/asc/1"):
+    for path in (
+        f"/dashboard/rq/0/view/job/{job.id}",
+        "/dashboard/rq/0/view/workers",
+        "/dashboard/rq/0/view/jobs/forecast/queued/8/asc/1",
+    ):
         rq_page = open_page(path)
         expect(rq_page.locator("body")).to_contain_text(job.id if "workers" not in path else "w-xss-img")
         rq_page.wait_for_timeout(300)  # rq-dashboard renders its Underscore templates after a fetch
@@ -323,25 +360,55 @@ def _history(now, count_per_job: int = 60) -> None:
 
     rng = random.Random(5)
     rows = []
-    for job, queue, base in (("forecast", "forecast", 40.0), ("daily-summary", "reports", 6.0),
-                             ("cleanup", "maintenance", 2.0)):
+    for job, queue, base in (
+        ("forecast", "forecast", 40.0),
+        ("daily-summary", "reports", 6.0),
+        ("cleanup", "maintenance", 2.0),
+    ):
         for i in range(count_per_job):
             enqueued = now - timedelta(hours=rng.uniform(0.2, 24 if i % 2 else 24 * 7))
             status = rng.choices(["finished", "failed", "stopped", "canceled", "skipped"], [88, 6, 2, 2, 2])[0]
-            started = enqueued + timedelta(seconds=rng.uniform(0.1, 3)) if status in ("finished", "failed", "stopped") else None
+            started = (
+                enqueued + timedelta(seconds=rng.uniform(0.1, 3))
+                if status in ("finished", "failed", "stopped")
+                else None
+            )
             ended = started + timedelta(seconds=rng.lognormvariate(0, 0.4) * base) if started else enqueued
-            rows.append(dict(id=f"{job}-hist-{i:03d}", job_name=job, queue=queue, trigger=rng.choice(["scheduled", "manual"]),
-                             status=status, enqueued_at=enqueued, started_at=started, ended_at=ended, attempts=1,
-                             error="RuntimeError: upstream feed timed out" if status == "failed" else None))
+            rows.append(
+                dict(
+                    id=f"{job}-hist-{i:03d}",
+                    job_name=job,
+                    queue=queue,
+                    trigger=rng.choice(["scheduled", "manual"]),
+                    status=status,
+                    enqueued_at=enqueued,
+                    started_at=started,
+                    ended_at=ended,
+                    attempts=1,
+                    error="RuntimeError: upstream feed timed out" if status == "failed" else None,
+                )
+            )
     JobRun.insert_many(rows).execute()
-    for i, (severity, kind, subject) in enumerate([("high", "capacity_warning", "line:L1"),
-                                                    ("medium", "demand_spike", "item:A@L1"),
-                                                    ("low", "capacity_warning", "line:L3"),
-                                                    ("medium", "demand_spike", "item:C@L2")]):
+    for i, (severity, kind, subject) in enumerate(
+        [
+            ("high", "capacity_warning", "line:L1"),
+            ("medium", "demand_spike", "item:A@L1"),
+            ("low", "capacity_warning", "line:L3"),
+            ("medium", "demand_spike", "item:C@L2"),
+        ]
+    ):
         created = now - timedelta(hours=3 * i + 1)
-        Alert.create(type=kind, severity=severity, title=f"{kind.replace('_', ' ')} on {subject}",
-                     message="forecast load 112% of capacity" if kind == "capacity_warning" else "demand 9.1 MADs over baseline",
-                     subject=subject, fingerprint=f"{kind}|{subject}", figures={}, created_at=created, last_seen_at=created)
+        Alert.create(
+            type=kind,
+            severity=severity,
+            title=f"{kind.replace('_', ' ')} on {subject}",
+            message="forecast load 112% of capacity" if kind == "capacity_warning" else "demand 9.1 MADs over baseline",
+            subject=subject,
+            fingerprint=f"{kind}|{subject}",
+            figures={},
+            created_at=created,
+            last_seen_at=created,
+        )
 
 
 class TestScreenshots:
@@ -375,9 +442,11 @@ class TestScreenshots:
         page.press("#search-q", "Enter")
         expect(page.locator("#search-result .search-hit")).to_contain_text("queued")
         page.locator("#search-result").screenshot(path=str(out / "dashboard-search.png"))
-        for name, path in (("rq-dashboard.png", "/dashboard/rq/"),
-                           ("rq-dashboard-workers.png", "/dashboard/rq/0/view/workers"),
-                           ("rq-dashboard-job.png", f"/dashboard/rq/0/view/job/{running}")):
+        for name, path in (
+            ("rq-dashboard.png", "/dashboard/rq/"),
+            ("rq-dashboard-workers.png", "/dashboard/rq/0/view/workers"),
+            ("rq-dashboard-job.png", f"/dashboard/rq/0/view/job/{running}"),
+        ):
             rq_page = open_page(path, viewport=(1440, 900))
             rq_page.wait_for_load_state("networkidle")
             rq_page.screenshot(path=str(out / name), full_page=True)
@@ -402,7 +471,7 @@ REFLECTED = [
     "x\uff07);window.__pwned=1;0",
     "x\u2028window.__pwned=1;0",
     "x%27);window.__pwned=1;0",
-    "x\");window.__pwned=1;0",
+    'x");window.__pwned=1;0',
 ]
 
 
@@ -422,10 +491,15 @@ def _assert_not_run(page, redis) -> None:
 def test_the_reported_reflected_xss_does_not_run(open_page, redis):
     from urllib.parse import quote
 
-    reported = ("/dashboard/rq/0/view/jobs/x%27%29%3B%7D%7D%29%3Bwindow.__pwned%3Ddocument.domain%3B%24%28function"
-                "%28%29%7Bif%281%29%7B%24%28this%29.val%28%27/queued/20/asc/1")
-    for path in [reported, *(_jobs_url(quote(value, safe="")) for value in REFLECTED),
-                 _jobs_url("x%252527);window.__pwned=1;0")]:
+    reported = (
+        "/dashboard/rq/0/view/jobs/x%27%29%3B%7D%7D%29%3Bwindow.__pwned%3Ddocument.domain%3B%24%28function"
+        "%28%29%7Bif%281%29%7B%24%28this%29.val%28%27/queued/20/asc/1"
+    )
+    for path in [
+        reported,
+        *(_jobs_url(quote(value, safe="")) for value in REFLECTED),
+        _jobs_url("x%252527);window.__pwned=1;0"),
+    ]:
         page = open_page(path)
         _assert_not_run(page, redis)
         assert page.last_response.status == 404, path
@@ -472,9 +546,17 @@ class TestEveryLink:
         trigger(client, auth, "daily-summary")
         with db_session():
             for run_id, status in (("skipped-run", "skipped"), ("expired-run", "finished")):
-                JobRun.create(id=run_id, job_name="cleanup", queue="maintenance", trigger="scheduled", status=status,
-                              enqueued_at=utcnow(), ended_at=utcnow(), attempts=0,
-                              error="skipped: the previous run was still active" if status == "skipped" else None)
+                JobRun.create(
+                    id=run_id,
+                    job_name="cleanup",
+                    queue="maintenance",
+                    trigger="scheduled",
+                    status=status,
+                    enqueued_at=utcnow(),
+                    ended_at=utcnow(),
+                    attempts=0,
+                    error="skipped: the previous run was still active" if status == "skipped" else None,
+                )
         worker = Worker(["forecast"], connection=redis, name="w-with-expired-job")
         worker.register_birth()
         worker.set_state("busy")
@@ -493,8 +575,13 @@ class TestEveryLink:
         page.press("#search-q", "Enter")
         expect(page.locator("#search-result .no-rq-job")).to_have_count(1)
 
-        hrefs = sorted(set(page.eval_on_selector_all(
-            "a[href]", "links => links.map(a => a.getAttribute('href')).filter(h => !h.startsWith('#'))")))
+        hrefs = sorted(
+            set(
+                page.eval_on_selector_all(
+                    "a[href]", "links => links.map(a => a.getAttribute('href')).filter(h => !h.startsWith('#'))"
+                )
+            )
+        )
         kinds = {"job": [h for h in hrefs if "/view/job/" in h], "jobs": [h for h in hrefs if "/view/jobs/" in h]}
         assert {f"/dashboard/rq/0/view/job/{first}", f"/dashboard/rq/0/view/job/{forced}"} <= set(kinds["job"])
         assert not [h for h in hrefs if "skipped-run" in h or "expired-run" in h or "long-gone" in h]

@@ -1,4 +1,5 @@
 """Installs are reproducible: the locks pin every package with hashes and cover what the .in files ask for."""
+
 from __future__ import annotations
 
 import re
@@ -21,11 +22,15 @@ def _direct(path: Path) -> dict[str, str]:
 
 
 def _locked(path: Path) -> dict[str, str]:
-    return {m[1].lower().replace("_", "-"): m[2] for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", path.read_text(), re.M)}
+    return {
+        m[1].lower().replace("_", "-"): m[2]
+        for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", path.read_text(), re.M)
+    }
 
 
-@pytest.mark.parametrize("source,lock", [("requirements.in", "requirements.txt"),
-                                         ("requirements-dev.in", "requirements-dev.txt")])
+@pytest.mark.parametrize(
+    "source,lock", [("requirements.in", "requirements.txt"), ("requirements-dev.in", "requirements-dev.txt")]
+)
 def test_the_lock_pins_every_requirement_with_hashes(source, lock):
     text = (ROOT / lock).read_text()
     locked = _locked(ROOT / lock)

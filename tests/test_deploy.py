@@ -1,5 +1,6 @@
 """Heroku-style deploy: the Procfile's processes under honcho against Redis over TLS and PostgreSQL,
 certificate checks for rediss://, gunicorn settings, and the deploy files' structure."""
+
 from __future__ import annotations
 
 import configparser
@@ -47,13 +48,50 @@ def make_certificates(directory: Path) -> dict[str, Path]:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-            "-keyout", str(files["ca.key"]), "-out", str(files["ca.crt"]))
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", str(files["server.key"]), "-out", str(files["server.csr"]))
-    openssl("x509", "-req", "-in", str(files["server.csr"]), "-CA", str(files["ca.crt"]), "-CAkey",
-            str(files["ca.key"]), "-CAcreateserial", "-days", "2", "-extfile", str(files["ext"]),
-            "-out", str(files["server.crt"]))
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        str(files["ca.key"]),
+        "-out",
+        str(files["ca.crt"]),
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(files["server.key"]),
+        "-out",
+        str(files["server.csr"]),
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(files["server.csr"]),
+        "-CA",
+        str(files["ca.crt"]),
+        "-CAkey",
+        str(files["ca.key"]),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(files["ext"]),
+        "-out",
+        str(files["server.crt"]),
+    )
     return files
 
 
@@ -63,11 +101,33 @@ def tls_redis(tmp_path_factory):
     certs = make_certificates(directory)
     port = free_port()
     proc = subprocess.Popen(
-        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-         "--tls-cert-file", str(certs["server.crt"]), "--tls-key-file", str(certs["server.key"]),
-         "--tls-ca-cert-file", str(certs["ca.crt"]), "--tls-auth-clients", "no",
-         "--requirepass", REDIS_PASSWORD, "--save", "", "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(certs["server.crt"]),
+            "--tls-key-file",
+            str(certs["server.key"]),
+            "--tls-ca-cert-file",
+            str(certs["ca.crt"]),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            REDIS_PASSWORD,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     _wait_for_port(port, proc)
     yield {"url": f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{port}/0", "ca": str(certs["ca.crt"])}
@@ -145,35 +205,51 @@ def test_procfile_processes_run_a_job_over_tls_redis_and_postgres(tls_redis, pos
     database_url = postgres_server.url.replace("postgresql://forecast@", f"postgres://forecast:{PG_PASSWORD}@")
     port = free_port()
     env_file = tmp_path / "platform.env"  # what `heroku config` would hold
-    env_file.write_text("\n".join([
-        "APP_ENV=production",
-        f"REDIS_URL={tls_redis['url']}",
-        "REDIS_SSL_CERT_REQS=none",  # Heroku Redis: self-signed certificate
-        f"DATABASE_URL={database_url}",
-        f"API_TOKEN={API_TOKEN}",
-        "DASHBOARD_USERNAME=ops",
-        f"DASHBOARD_PASSWORD={DASHBOARD_PASSWORD}",
-        "WEB_CONCURRENCY=1",
-        "GUNICORN_TIMEOUT=60",
-        "SCHEDULER_INTERVAL=1",
-        "LOG_FORMAT=json",
-        "LOG_LEVEL=INFO",
-        "ENV_FILE=/dev/null",
-    ]) + "\n")
+    env_file.write_text(
+        "\n".join(
+            [
+                "APP_ENV=production",
+                f"REDIS_URL={tls_redis['url']}",
+                "REDIS_SSL_CERT_REQS=none",  # Heroku Redis: self-signed certificate
+                f"DATABASE_URL={database_url}",
+                f"API_TOKEN={API_TOKEN}",
+                "DASHBOARD_USERNAME=ops",
+                f"DASHBOARD_PASSWORD={DASHBOARD_PASSWORD}",
+                "WEB_CONCURRENCY=1",
+                "GUNICORN_TIMEOUT=60",
+                "SCHEDULER_INTERVAL=1",
+                "LOG_FORMAT=json",
+                "LOG_LEVEL=INFO",
+                "ENV_FILE=/dev/null",
+            ]
+        )
+        + "\n"
+    )
     honcho = [str(VENV_BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "-e", str(env_file)]
     env = _honcho_env(env_file)
 
     release = subprocess.run([*honcho, "start", "release"], env=env, capture_output=True, text=True, timeout=120)
     assert release.returncode == 0, release.stdout + release.stderr
     assert "0001_initial" in release.stdout
-    seeded = subprocess.run([*honcho, "run", "flask", "--app", "app", "seed-demo", "--items", "3", "--days", "90"],
-                            env=env, capture_output=True, text=True, timeout=120)
+    seeded = subprocess.run(
+        [*honcho, "run", "flask", "--app", "app", "seed-demo", "--items", "3", "--days", "90"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
 
     log_path = tmp_path / "honcho.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*honcho, "start", "-p", str(port), "web", "worker", "scheduler"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            [*honcho, "start", "-p", str(port), "web", "worker", "scheduler"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     api = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: _request("GET", f"{api}/readyz")[0] == 200, 90, "web ready on $PORT")
@@ -215,8 +291,11 @@ def test_procfile_processes_run_a_job_over_tls_redis_and_postgres(tls_redis, pos
             pytest.fail(f"not a JSON log line: {line!r}")
     processes = {process for process, _ in records}
     assert processes == {"web", "worker", "scheduler"}
-    assert any(r["logger"] == "gunicorn.access" and "/api/jobs/forecast/trigger" in r["message"]
-               for p, r in records if p == "web")
+    assert any(
+        r["logger"] == "gunicorn.access" and "/api/jobs/forecast/trigger" in r["message"]
+        for p, r in records
+        if p == "web"
+    )
     assert any(r["logger"].startswith("gunicorn.error") for p, r in records if p == "web")
     run_lines = [r for p, r in records if p == "worker" and run_id in json.dumps(r)]
     assert len(run_lines) >= 4 and any(r["logger"].startswith("rq.") for r in run_lines)
@@ -236,8 +315,13 @@ def test_procfile_declares_the_four_processes():
 
 
 def test_gunicorn_settings_come_from_the_environment(monkeypatch):
-    for key, value in {"PORT": "8123", "WEB_CONCURRENCY": "3", "GUNICORN_TIMEOUT": "45", "ENV_FILE": "/dev/null",
-                       "LOG_LEVEL": "WARNING"}.items():
+    for key, value in {
+        "PORT": "8123",
+        "WEB_CONCURRENCY": "3",
+        "GUNICORN_TIMEOUT": "45",
+        "ENV_FILE": "/dev/null",
+        "LOG_LEVEL": "WARNING",
+    }.items():
         monkeypatch.setenv(key, value)
     configure(None)
     try:
@@ -307,8 +391,10 @@ def _unit(name: str) -> configparser.ConfigParser:
 def test_systemd_units_run_the_procfile_processes():
     processes = procfile()
     commands = {
-        "forecast-release.service": "release", "forecast-web.service": "web",
-        "forecast-worker@.service": "worker", "forecast-scheduler.service": "scheduler",
+        "forecast-release.service": "release",
+        "forecast-web.service": "web",
+        "forecast-worker@.service": "worker",
+        "forecast-scheduler.service": "scheduler",
     }
     for unit_name, process in commands.items():
         unit = _unit(unit_name)

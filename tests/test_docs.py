@@ -1,6 +1,7 @@
 """The docs stay true and findable: README.md stays short and links into docs/, every relative link
 resolves, and each page's checkable content (settings, routes, commands, processes, deploy files,
 troubleshooting, layout) matches the code it describes."""
+
 from __future__ import annotations
 
 import re
@@ -15,13 +16,24 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 # Beside the checkout: /work/shared for /work/main, one level up for a worktree in /work/wt/<name>.
-OLD_GUIDE = next((path for base in (ROOT.parent, ROOT.parent.parent)
-                  if (path := base / "shared" / "seed" / "celery-scheduler-guide.md").exists()),
-                 ROOT.parent / "shared" / "seed" / "celery-scheduler-guide.md")
+OLD_GUIDE = next(
+    (
+        path
+        for base in (ROOT.parent, ROOT.parent.parent)
+        if (path := base / "shared" / "seed" / "celery-scheduler-guide.md").exists()
+    ),
+    ROOT.parent / "shared" / "seed" / "celery-scheduler-guide.md",
+)
 README_MAX_LINES = 200
 # The pages README.md sends a newcomer to; each must exist and be linked from it.
-PAGES = ("docs/operations.md", "docs/configuration.md", "docs/api.md", "docs/forecast-engine.md",
-         "docs/guarantees.md", "bench/README.md")
+PAGES = (
+    "docs/operations.md",
+    "docs/configuration.md",
+    "docs/api.md",
+    "docs/forecast-engine.md",
+    "docs/guarantees.md",
+    "bench/README.md",
+)
 LINKED_FILES = [README, *sorted(DOCS.glob("*.md")), ROOT / "bench" / "README.md"]
 
 # The old guide's troubleshooting headings and ours for the same problem (docs/operations.md).
@@ -54,6 +66,7 @@ def table_rows(text: str) -> list[list[str]]:
 
 # --- README.md: short, and the way into docs/ ------------------------------------------------------
 
+
 def test_readme_is_short():
     lines = README.read_text().count("\n")
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; the rest belongs in docs/"
@@ -81,8 +94,20 @@ def test_readme_diagrams_show_the_processes_and_the_layers():
     procfile = {line.split(":", 1)[0] for line in read("Procfile").splitlines() if line.strip()}
     for node in (*procfile, "Redis", "PostgreSQL", "SQLite", "forecast", "reports", "maintenance", "default"):
         assert node in processes, node
-    for layer in ("adapters", "service", "core", "storage", "HTTP", "CLI", "scheduler", "job functions",
-                  "run lifecycle", "forecast engine", "Redis", "database"):
+    for layer in (
+        "adapters",
+        "service",
+        "core",
+        "storage",
+        "HTTP",
+        "CLI",
+        "scheduler",
+        "job functions",
+        "run lifecycle",
+        "forecast engine",
+        "Redis",
+        "database",
+    ):
         assert layer in layers, layer
 
 
@@ -93,6 +118,7 @@ def test_every_path_in_the_layout_exists():
 
 
 # --- links ----------------------------------------------------------------------------------------
+
 
 def links(path: Path) -> list[tuple[int, str]]:
     """(line number, target) of every relative Markdown link outside code blocks."""
@@ -144,8 +170,10 @@ def test_every_relative_link_resolves(doc: Path):
 
 
 def test_slug_follows_github():
-    assert slug('Scheduler not firing runs (what "Beat not triggering tasks" was)') == \
-        "scheduler-not-firing-runs-what-beat-not-triggering-tasks-was"
+    assert (
+        slug('Scheduler not firing runs (what "Beat not triggering tasks" was)')
+        == "scheduler-not-firing-runs-what-beat-not-triggering-tasks-was"
+    )
     assert slug("Processes (`Procfile`)") == "processes-procfile"
     assert slug("systemd (one or more Debian/Ubuntu hosts)") == "systemd-one-or-more-debianubuntu-hosts"
 
@@ -200,6 +228,7 @@ def test_documented_simple_defaults_match_the_settings():
 
 # --- docs/api.md: the routes, jobs and commands the app has ------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def bare_app():
     """The app without servers: enough for its routes, CLI commands and job list."""
@@ -217,8 +246,12 @@ def _route_key(method: str, path: str) -> tuple[str, str]:
 
 def test_routes_table_matches_the_app(bare_app):
     public = ("/api/", "/metrics", "/healthz", "/readyz")
-    served = {_route_key(method, rule.rule) for rule in bare_app.url_map.iter_rules()
-              if rule.rule.startswith(public) for method in rule.methods - {"HEAD", "OPTIONS"}}
+    served = {
+        _route_key(method, rule.rule)
+        for rule in bare_app.url_map.iter_rules()
+        if rule.rule.startswith(public)
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     documented = set()
     for row in table_rows(section("docs/api.md", "Routes")):
         documented.update(_route_key(row[0], path) for path in re.findall(r"`(/[^`]*)`", row[1]))
@@ -264,8 +297,7 @@ def test_processes_table_matches_the_procfile():
 
 def test_deploy_files_named_in_the_docs_exist():
     body = section(OPERATIONS, "Deploying")
-    for path in ("deploy/systemd/forecast.env.example", "deploy/Dockerfile", "docker-compose.yml",
-                 ".python-version"):
+    for path in ("deploy/systemd/forecast.env.example", "deploy/Dockerfile", "docker-compose.yml", ".python-version"):
         assert (ROOT / path).exists(), path
         assert path.rsplit("/", 1)[-1] in body, path
     for unit in re.findall(r"`(forecast[-\w@.]*\.(?:service|target))`", body):
@@ -292,6 +324,7 @@ def test_troubleshooting_mirrors_the_old_guide():
 
 
 # --- docs/guarantees.md ---------------------------------------------------------------------------
+
 
 def test_guarantees_name_how_each_was_tested():
     text = read("docs/guarantees.md")

@@ -2,6 +2,7 @@
 
 Demo data of 60 series with a threshold of 20 and chunks of 16 make four chunk jobs per run.
 """
+
 from __future__ import annotations
 
 import time
@@ -161,8 +162,9 @@ def test_lock_is_held_while_chunks_run_and_a_forced_run_waits(app, client, auth,
 
     conflict = trigger(client, auth)
     assert conflict.status_code == 409 and conflict.get_json()["error"]["active_job_id"] == first
-    skipped = runs.enqueue_run("forecast", redis=redis, settings=settings, trigger="scheduled",
-                               slot=datetime(2030, 1, 1))
+    skipped = runs.enqueue_run(
+        "forecast", redis=redis, settings=settings, trigger="scheduled", slot=datetime(2030, 1, 1)
+    )
     assert skipped.status == runs.RunStatus.SKIPPED and skipped.waits_for == first
 
     forced = trigger(client, auth, json={"force": True}).get_json()["job_id"]
@@ -179,8 +181,7 @@ def test_lock_is_held_while_chunks_run_and_a_forced_run_waits(app, client, auth,
     assert a["status"] == b["status"] == "finished"
     assert (a["result"]["new_alerts"], b["result"]["updated_alerts"]) == (len(expected), len(expected))
     gather_ended = Job.fetch(gather_job_id(first), connection=redis).ended_at
-    assert all(Job.fetch(chunk_job_id(forced, i), connection=redis).started_at >= gather_ended
-               for i in range(CHUNKS))
+    assert all(Job.fetch(chunk_job_id(forced, i), connection=redis).started_at >= gather_ended for i in range(CHUNKS))
     assert a["ended_at"] <= b["ended_at"]
     assert runs.active_run_id(redis, "forecast") is None
     assert trigger(client, auth).status_code == 202
@@ -213,8 +214,9 @@ def test_cancel_fanout_cancels_pending_chunks_and_lets_a_waiting_run_go(app, cli
     run = client.get(f"/api/jobs/forecast/{run_id}").get_json()
     assert run["status"] == "canceled" and run["error"] == "canceled by request"
     assert Job.fetch(gather_job_id(run_id), connection=redis).get_status() == JobStatus.CANCELED
-    assert all(Job.fetch(chunk_job_id(run_id, i), connection=redis).get_status() == JobStatus.CANCELED
-               for i in range(CHUNKS))
+    assert all(
+        Job.fetch(chunk_job_id(run_id, i), connection=redis).get_status() == JobStatus.CANCELED for i in range(CHUNKS)
+    )
     assert sorted(queue.job_ids) == [chunk_job_id(forced, i) for i in range(CHUNKS)]  # no longer waiting
     assert cancel_fanout(redis, run_id) is False  # nothing left to cancel
 

@@ -1,4 +1,5 @@
 """PostgreSQL stopped during a run and during API calls, with a real worker process."""
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,12 @@ def database_url(own_postgres):
 
 @pytest.fixture
 def settings_overrides(settings_overrides):
-    return {**settings_overrides, "forecast_pipeline": "tests.pipelines:slow_first_attempt",
-            "job_retry_delay": 5, "log_level": "INFO"}
+    return {
+        **settings_overrides,
+        "forecast_pipeline": "tests.pipelines:slow_first_attempt",
+        "job_retry_delay": 5,
+        "log_level": "INFO",
+    }
 
 
 def test_database_outage_answers_503_and_the_run_retries_to_success(client, auth, start_process, own_postgres):
@@ -49,8 +54,9 @@ def test_database_outage_answers_503_and_the_run_retries_to_success(client, auth
     time.sleep(3)  # the run's first attempt fails on the missing database
     own_postgres.start()
 
-    body = wait_for(lambda: (b := client.get(f"/api/jobs/forecast/{job_id}").get_json())["status"] == "finished" and b,
-                    timeout=60)
+    body = wait_for(
+        lambda: (b := client.get(f"/api/jobs/forecast/{job_id}").get_json())["status"] == "finished" and b, timeout=60
+    )
     assert body["attempts"] == 2
     assert {a.occurrences for a in Alert.select()} == {1} and Alert.select().count() == 2
     assert JobRun.select().count() == 1  # the refused trigger left no row and no job

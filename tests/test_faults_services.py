@@ -3,6 +3,7 @@
 Every schedule slot in the observed window must have exactly one row: run once, skipped
 because a run was active, or recorded as missed and caught up; none lost, none doubled.
 """
+
 from __future__ import annotations
 
 import signal
@@ -36,15 +37,23 @@ def redis_url(aof_redis):
 
 @pytest.fixture
 def settings_overrides(settings_overrides):
-    return {**settings_overrides, "daily_summary_cron": EVERY_2S, "scheduler_interval": 0.5,
-            "scheduler_lock_ttl": 1, "forecast_pipeline": "tests.pipelines:slow_first_attempt",
-            "worker_heartbeat_interval": 1, "worker_abandoned_after": 2, "worker_maintenance_interval": 2,
-            "log_level": "INFO"}
+    return {
+        **settings_overrides,
+        "daily_summary_cron": EVERY_2S,
+        "scheduler_interval": 0.5,
+        "scheduler_lock_ttl": 1,
+        "forecast_pipeline": "tests.pipelines:slow_first_attempt",
+        "worker_heartbeat_interval": 1,
+        "worker_abandoned_after": 2,
+        "worker_maintenance_interval": 2,
+        "log_level": "INFO",
+    }
 
 
 def scheduled_rows(job_name="daily-summary"):
-    return list(JobRun.select().where((JobRun.job_name == job_name) & (JobRun.trigger == "scheduled"))
-                .order_by(JobRun.slot))
+    return list(
+        JobRun.select().where((JobRun.job_name == job_name) & (JobRun.trigger == "scheduled")).order_by(JobRun.slot)
+    )
 
 
 def assert_every_slot_once(rows, step=timedelta(seconds=2)):
@@ -101,8 +110,10 @@ def test_two_schedulers_fire_each_slot_once_and_hand_over(client, start_process)
     assert_every_slot_once(rows)
     finished = [r for r in rows if r.status == "finished"]
     lags = sorted((r.enqueued_at - r.slot).total_seconds() for r in rows)
-    print(f"slots: {len(rows)}, finished: {len(finished)}, skipped: {len(rows) - len(finished)}, "
-          f"firing lag max {lags[-1]:.2f}s")
+    print(
+        f"slots: {len(rows)}, finished: {len(finished)}, skipped: {len(rows) - len(finished)}, "
+        f"firing lag max {lags[-1]:.2f}s"
+    )
     assert len(rows) >= 20
     assert lags[-1] <= 0.5 + 1 + 1.5  # poll interval + lock TTL, plus slack for a loaded machine
 

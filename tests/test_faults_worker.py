@@ -3,6 +3,7 @@
 Each run must end exactly once: retried under the same id when its worker dies, never lost,
 never storing an alert twice.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def settings_overrides(settings_overrides):
-    return {**settings_overrides, "forecast_pipeline": "tests.pipelines:slow_first_attempt",
-            "worker_heartbeat_interval": 1, "worker_abandoned_after": 2, "worker_maintenance_interval": 2,
-            "log_level": "INFO"}
+    return {
+        **settings_overrides,
+        "forecast_pipeline": "tests.pipelines:slow_first_attempt",
+        "worker_heartbeat_interval": 1,
+        "worker_abandoned_after": 2,
+        "worker_maintenance_interval": 2,
+        "log_level": "INFO",
+    }
 
 
 def kill_tree(pid: int, sig=signal.SIGKILL) -> None:
@@ -81,6 +87,7 @@ def test_sigkill_mid_run_is_detected_retried_and_finishes_once(client, auth, sta
 # in the worker process (short jobs) finishes if it can within WORKER_SHUTDOWN_GRACE, else it is
 # requeued the same way. A run the platform kills first is recovered as after a SIGKILL.
 
+
 def test_sigterm_requeues_a_forked_run_at_once(client, auth, redis, start_process, seeded):
     job_id = trigger(client, auth).get_json()["job_id"]
     worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "60", "JOB_RETRY_DELAY": "300"})
@@ -101,8 +108,9 @@ def test_sigterm_requeues_a_forked_run_at_once(client, auth, redis, start_proces
 
 def test_sigterm_lets_a_short_in_process_run_finish(client, auth, start_process, seeded):
     job_id = trigger(client, auth).get_json()["job_id"]
-    worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "2", "WORKER_FORK_QUEUES": "",
-                                                      "WORKER_SHUTDOWN_GRACE": "10"})
+    worker = start_process(
+        "-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "2", "WORKER_FORK_QUEUES": "", "WORKER_SHUTDOWN_GRACE": "10"}
+    )
     wait_for(lambda: status(client, job_id)["status"] == "started")
     worker.send_signal(signal.SIGTERM)  # warm shutdown: finish the current run, take no new one
     assert worker.wait(20) == 0
@@ -112,8 +120,9 @@ def test_sigterm_lets_a_short_in_process_run_finish(client, auth, start_process,
 
 def test_sigterm_requeues_an_in_process_run_past_the_grace(client, auth, redis, start_process, seeded):
     job_id = trigger(client, auth).get_json()["job_id"]
-    worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "60", "WORKER_FORK_QUEUES": "",
-                                                      "WORKER_SHUTDOWN_GRACE": "1"})
+    worker = start_process(
+        "-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "60", "WORKER_FORK_QUEUES": "", "WORKER_SHUTDOWN_GRACE": "1"}
+    )
     wait_for(lambda: status(client, job_id)["status"] == "started")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(10) == 0
@@ -124,8 +133,11 @@ def test_sigterm_requeues_an_in_process_run_past_the_grace(client, auth, redis, 
 
 def test_sigterm_then_kill_before_the_grace_ends_retries_the_run(client, auth, start_process, seeded):
     job_id = trigger(client, auth).get_json()["job_id"]
-    worker = start_process("-m", "workers", env_extra={"TEST_PIPELINE_SLEEP": "30", "WORKER_FORK_QUEUES": "",
-                                                      "WORKER_SHUTDOWN_GRACE": "25"})
+    worker = start_process(
+        "-m",
+        "workers",
+        env_extra={"TEST_PIPELINE_SLEEP": "30", "WORKER_FORK_QUEUES": "", "WORKER_SHUTDOWN_GRACE": "25"},
+    )
     wait_for(lambda: status(client, job_id)["status"] == "started")
     worker.send_signal(signal.SIGTERM)
     time.sleep(2)  # the platform's grace period runs out first, then SIGKILL

@@ -1,5 +1,6 @@
 """The project dashboard's forecast accuracy chart: data.json carries the scored runs, and the page
 draws them in a real headless Chromium (skipped without it unless REQUIRE_BROWSER=1)."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -22,13 +23,30 @@ def scored_runs(count: int = 3) -> list[ForecastSnapshot]:
     with db_session():
         for k in range(count):
             snapshot = ForecastSnapshot.create(
-                run_id=f"run-{k}", horizon_start=date(2025, 5, 1) + timedelta(days=k), horizon_days=14,
-                lines=1, mase=0.8 + 0.1 * k, coverage=0.75 + 0.05 * k, scored_points=14, scored_at=utcnow())
-            ForecastLine.create(snapshot=snapshot, line="L1", scale=2.0, p10=[1] * 14, p50=[2] * 14, p90=[3] * 14,
-                                mase=snapshot.mase, coverage=snapshot.coverage, scored_points=14)
+                run_id=f"run-{k}",
+                horizon_start=date(2025, 5, 1) + timedelta(days=k),
+                horizon_days=14,
+                lines=1,
+                mase=0.8 + 0.1 * k,
+                coverage=0.75 + 0.05 * k,
+                scored_points=14,
+                scored_at=utcnow(),
+            )
+            ForecastLine.create(
+                snapshot=snapshot,
+                line="L1",
+                scale=2.0,
+                p10=[1] * 14,
+                p50=[2] * 14,
+                p90=[3] * 14,
+                mase=snapshot.mase,
+                coverage=snapshot.coverage,
+                scored_points=14,
+            )
             rows.append(snapshot)
-        ForecastSnapshot.create(run_id="unscored", horizon_start=date(2025, 6, 1), horizon_days=14, lines=1,
-                                scored_points=0)
+        ForecastSnapshot.create(
+            run_id="unscored", horizon_start=date(2025, 6, 1), horizon_days=14, lines=1, scored_points=0
+        )
     return rows
 
 

@@ -4,6 +4,7 @@ Fast, deterministic checks of behaviour: shapes and guarantees on every kind of 
 days, outliers, intermittent and short series, intervals, the capacity probability, the spike
 threshold and the backtest library on a small long-format CSV.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -45,8 +46,9 @@ def test_shapes_and_guarantees_on_weekly_series() -> None:
     assert not p.stale.any()
     assert (p.last_observed == 199).all()
     # the weekly pattern is forecast: the peak weekday is the peak of the forecast week
-    assert np.argmax(p.mean[0, :7]) == (200 + np.argmax(np.tile(WEEK, 40)[200:207])) % 7 - 200 % 7 or \
-        np.isclose(p.mean[0, :7].max(), p.mean[0, :7][np.argmax(np.tile(WEEK, 40)[200:207])])
+    assert np.argmax(p.mean[0, :7]) == (200 + np.argmax(np.tile(WEEK, 40)[200:207])) % 7 - 200 % 7 or np.isclose(
+        p.mean[0, :7].max(), p.mean[0, :7][np.argmax(np.tile(WEEK, 40)[200:207])]
+    )
     assert np.abs(p.mean[:, :7].sum(axis=1) / (100 * WEEK.sum()) - 1).max() < 0.05
 
 
@@ -234,15 +236,21 @@ def test_stale_flag_follows_stale_days() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=40),
-                  elements=st.one_of(st.floats(0, 1e6), st.just(np.nan), st.floats(-10, 0))),
-       st.integers(1, 30))
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=40),
+        elements=st.one_of(st.floats(0, 1e6), st.just(np.nan), st.floats(-10, 0)),
+    ),
+    st.integers(1, 30),
+)
 def test_property_any_history_gives_finite_non_negative_ordered_output(history: np.ndarray, horizon: int) -> None:
     p = predict(history, horizon)
     check_guarantees(p, history.shape[0], horizon)
 
 
 # --- line totals, capacity probability, spike threshold ---------------------------------------------
+
 
 def test_line_totals_sum_items_and_mark_late_feeds_missing() -> None:
     h = np.array([[1.0, 2.0, 3.0, np.nan], [10.0, 20.0, np.nan, np.nan], [5.0, 5.0, 5.0, 5.0]])
@@ -283,6 +291,7 @@ def test_spike_threshold_counts_and_continuous() -> None:
 
 # --- backtest library ---------------------------------------------------------------------------------
 
+
 def _write_csv(path, rows) -> None:  # noqa: ANN001
     with gzip.open(path, "wt") as fh:
         fh.write("dataset,series,line,date,value\n")
@@ -292,8 +301,15 @@ def _write_csv(path, rows) -> None:  # noqa: ANN001
 
 def test_read_long_csv_absent_and_empty_values_are_missing(tmp_path) -> None:  # noqa: ANN001
     p = tmp_path / "d.csv.gz"
-    _write_csv(p, [("a", "s1", "L", "2024-01-01", 1), ("a", "s1", "L", "2024-01-03", ""),
-                   ("a", "s2", "L", "2024-01-02", 0), ("b", "x", "M", "2024-02-01", 5)])
+    _write_csv(
+        p,
+        [
+            ("a", "s1", "L", "2024-01-01", 1),
+            ("a", "s1", "L", "2024-01-03", ""),
+            ("a", "s2", "L", "2024-01-02", 0),
+            ("b", "x", "M", "2024-02-01", 5),
+        ],
+    )
     sets = {d.name: d for d in read_long_csv(str(p))}
     a = sets["a"]
     assert a.series == ["s1", "s2"] and a.values.shape == (2, 3)
@@ -310,9 +326,14 @@ def test_read_long_csv_rejects_a_wrong_header(tmp_path) -> None:  # noqa: ANN001
 
 def test_run_backtest_reports_engine_and_seasonal_naive(tmp_path) -> None:  # noqa: ANN001
     from datetime import date, timedelta
+
     y = weekly(4, 200, noise=0.1, seed=1)
-    rows = [("demo", f"s{i}", f"L{i % 2}", (date(2024, 1, 1) + timedelta(days=d)).isoformat(), round(y[i, d], 2))
-            for i in range(4) for d in range(200) if not (i == 0 and d % 17 == 0)]
+    rows = [
+        ("demo", f"s{i}", f"L{i % 2}", (date(2024, 1, 1) + timedelta(days=d)).isoformat(), round(y[i, d], 2))
+        for i in range(4)
+        for d in range(200)
+        if not (i == 0 and d % 17 == 0)
+    ]
     p = tmp_path / "demo.csv.gz"
     _write_csv(p, rows)
     calls = []
@@ -355,8 +376,10 @@ def test_float32_and_integer_histories_are_accepted() -> None:
 
 def test_read_long_csv_accepts_unordered_dates_and_rejects_bad_values(tmp_path) -> None:  # noqa: ANN001
     p = tmp_path / "u.csv"
-    p.write_text("dataset,series,line,date,value\nd,s,L,2024-03-10,3\nd,s,L,2024-03-01,1\nd,t,L,2024-03-05,NA\n"
-                 "d,t,L,2024-02-20,2\n")
+    p.write_text(
+        "dataset,series,line,date,value\nd,s,L,2024-03-10,3\nd,s,L,2024-03-01,1\nd,t,L,2024-03-05,NA\n"
+        "d,t,L,2024-02-20,2\n"
+    )
     (ds,) = read_long_csv(str(p))
     assert ds.start.isoformat() == "2024-02-20" and ds.values.shape == (2, 20)
     assert ds.values[0, 10] == 1 and ds.values[0, 19] == 3 and ds.values[1, 0] == 2
@@ -390,8 +413,14 @@ def test_line_total_parts_of_chunks_add_up_to_the_whole() -> None:
 def test_probability_severity() -> None:
     from app.forecast.engine.capacity import probability_severity
 
-    assert [probability_severity(p) for p in (0.9, 0.5, 0.3, 0.1, 0.05, float("nan"))] == \
-        ["high", "high", "medium", "low", None, None]
+    assert [probability_severity(p) for p in (0.9, 0.5, 0.3, 0.1, 0.05, float("nan"))] == [
+        "high",
+        "high",
+        "medium",
+        "low",
+        None,
+        None,
+    ]
 
 
 def test_student_t_quantile_is_wider_than_normal_and_tends_to_it() -> None:

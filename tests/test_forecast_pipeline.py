@@ -1,5 +1,6 @@
 """The built-in pipeline end to end on SQLite and PostgreSQL: missing days stay missing, late feeds,
 stale-data alerts, the demo data set's labels, and the service scoring its own forecasts."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -55,19 +56,25 @@ def test_load_history_keeps_missing_days_missing_and_zeros_zero(app):
     with db_session():
         a = ProductionLine.create(code="A", name="Line A", daily_capacity=100)
         b = ProductionLine.create(code="B", name="Line B", daily_capacity=50)
-        DemandHistory.insert_many([
-            ("x", a.id, day0, 1.0), ("x", a.id, day0 + timedelta(days=3), 4.0),
-            ("x", a.id, day0 + timedelta(days=1), 0.0),  # an explicit zero
-            ("x", b.id, day0 + timedelta(days=1), 2.5), ("w", b.id, day0 + timedelta(days=4), 7.0),
-        ], fields=[DemandHistory.item, DemandHistory.line, DemandHistory.day, DemandHistory.quantity]).execute()
+        DemandHistory.insert_many(
+            [
+                ("x", a.id, day0, 1.0),
+                ("x", a.id, day0 + timedelta(days=3), 4.0),
+                ("x", a.id, day0 + timedelta(days=1), 0.0),  # an explicit zero
+                ("x", b.id, day0 + timedelta(days=1), 2.5),
+                ("w", b.id, day0 + timedelta(days=4), 7.0),
+            ],
+            fields=[DemandHistory.item, DemandHistory.line, DemandHistory.day, DemandHistory.quantity],
+        ).execute()
 
     history = load_history()
     nan = np.nan
     assert history.series == [("w", "B"), ("x", "A"), ("x", "B")]
     assert (history.start, history.end) == (day0, day0 + timedelta(days=4))
     assert history.values.dtype == np.float32
-    np.testing.assert_array_equal(history.values, [[nan, nan, nan, nan, 7], [1, 0, nan, 4, nan],
-                                                   [nan, 2.5, nan, nan, nan]])
+    np.testing.assert_array_equal(
+        history.values, [[nan, nan, nan, nan, 7], [1, 0, nan, 4, nan], [nan, 2.5, nan, nan, nan]]
+    )
     assert history.capacities == {"A": 100.0, "B": 50.0}
 
     recent = load_history(lookback_days=2)
@@ -95,8 +102,9 @@ def test_demo_labels_hold_for_every_weekday(seed, weekday):
     data = demo.generate_demo(seed=seed, end=end)
     prediction = predict(data.values, 14)
     capacities = {code: cap for code, _, cap in data.lines}
-    alerts = rules.evaluate(data.values, prediction.mean, data.series, capacities, end + timedelta(days=1),
-                            Settings(_env_file=None))
+    alerts = rules.evaluate(
+        data.values, prediction.mean, data.series, capacities, end + timedelta(days=1), Settings(_env_file=None)
+    )
     expected = {f"line:{code}": "high" for code in data.overloaded_lines}
     expected |= {f"item:{item}@{line}": "medium" for item, line in data.spiking_series}
     assert {a["subject"]: a["severity"] for a in alerts} == expected
@@ -123,8 +131,9 @@ def drop_last_days(line_code: str, days: int) -> None:
         line = ProductionLine.get(ProductionLine.code == line_code)
         last = max(d.day for d in DemandHistory.select(DemandHistory.day).where(DemandHistory.line == line))
         last = last if isinstance(last, date) else date.fromisoformat(str(last)[:10])
-        DemandHistory.delete().where((DemandHistory.line == line)
-                                     & (DemandHistory.day > last - timedelta(days=days))).execute()
+        DemandHistory.delete().where(
+            (DemandHistory.line == line) & (DemandHistory.day > last - timedelta(days=days))
+        ).execute()
 
 
 def line_forecast(settings) -> tuple[dict[str, float], dict[str, float], pipeline.Part]:
@@ -132,8 +141,11 @@ def line_forecast(settings) -> tuple[dict[str, float], dict[str, float], pipelin
     history = load_history()
     part = pipeline.forecast_part(history, settings)
     bands = pipeline.line_forecasts(part.lines, settings.forecast_horizon_days, settings.forecast_stale_days)
-    return ({code: float(np.sum(load)) for code, load in part.loads.items()},
-            {code: float(band[1].sum()) for code, band in bands.items()}, part)
+    return (
+        {code: float(np.sum(load)) for code, load in part.loads.items()},
+        {code: float(band[1].sum()) for code, band in bands.items()},
+        part,
+    )
 
 
 @pytest.mark.parametrize("late_days, stale", [(2, False), (7, True)])
@@ -200,8 +212,12 @@ def test_later_runs_score_past_forecasts_and_export_them(app, client):
     with db_session():
         snapshot = ForecastSnapshot.get()
         lines = {row.line: row for row in ForecastLine.select()}
-        codes = [c for c, _, _ in ProductionLine.select(ProductionLine.code, ProductionLine.name,
-                                                        ProductionLine.daily_capacity).tuples()]
+        codes = [
+            c
+            for c, _, _ in ProductionLine.select(
+                ProductionLine.code, ProductionLine.name, ProductionLine.daily_capacity
+            ).tuples()
+        ]
     assert snapshot.horizon_start == end + timedelta(days=1) and snapshot.scored_at is None
     assert set(lines) == set(codes) and all(len(row.p50) == 14 for row in lines.values())
     assert all(row.p10[d] <= row.p50[d] <= row.p90[d] for row in lines.values() for d in range(14))
@@ -210,8 +226,12 @@ def test_later_runs_score_past_forecasts_and_export_them(app, client):
     perfect, above, gappy = sorted(lines)[:3]
     with db_session():
         ids = dict(ProductionLine.select(ProductionLine.code, ProductionLine.id).tuples())
-        items = {code: sorted({i for i, in DemandHistory.select(DemandHistory.item)
-                                .where(DemandHistory.line == ids[code]).tuples()}) for code in codes}
+        items = {
+            code: sorted(
+                {i for (i,) in DemandHistory.select(DemandHistory.item).where(DemandHistory.line == ids[code]).tuples()}
+            )
+            for code in codes
+        }
         rows = []
         for day_index in range(14 + 3):  # the horizon and three days of grace for late feeds
             day = end + timedelta(days=1 + day_index)
@@ -223,8 +243,9 @@ def test_later_runs_score_past_forecasts_and_export_them(app, client):
                     if code == gappy and day_index == 3 and k == 0:
                         continue  # one item of this line has no row that day: not scored
                     rows.append((item, ids[code], day, total if k == 0 else 0.0))
-        DemandHistory.insert_many(rows, fields=[DemandHistory.item, DemandHistory.line, DemandHistory.day,
-                                                DemandHistory.quantity]).execute()
+        DemandHistory.insert_many(
+            rows, fields=[DemandHistory.item, DemandHistory.line, DemandHistory.day, DemandHistory.quantity]
+        ).execute()
 
     run_pipeline(settings)
     with db_session():
@@ -276,7 +297,8 @@ def test_old_forecasts_are_deleted_by_the_cleanup_function(app):
     pipeline.run_builtin(settings, run_id="new")
     with db_session():
         ForecastSnapshot.update(created_at=utcnow() - timedelta(days=100)).where(
-            ForecastSnapshot.run_id == "old").execute()
+            ForecastSnapshot.run_id == "old"
+        ).execute()
         assert accuracy.delete_before(utcnow() - timedelta(days=90), batch_size=1) == 1
         assert [s.run_id for s in ForecastSnapshot.select()] == ["new"]
         assert ForecastLine.select().count() == 3
@@ -300,13 +322,16 @@ def test_a_spike_on_a_count_series_is_reported_while_the_forecast_stays_put(app)
             if k == 0:
                 counts[-1] = 20 * max(1.0, float(np.median(counts[:-7])))
             rows += [(f"ITEM-{k}", line.id, end - timedelta(days=days - 1 - d), counts[d]) for d in range(days)]
-        DemandHistory.insert_many(rows, fields=[DemandHistory.item, DemandHistory.line, DemandHistory.day,
-                                                DemandHistory.quantity]).execute()
+        DemandHistory.insert_many(
+            rows, fields=[DemandHistory.item, DemandHistory.line, DemandHistory.day, DemandHistory.quantity]
+        ).execute()
     alerts = run_pipeline(settings)
     spikes = [a for a in alerts if a["type"] == "demand_spike"]
     assert [a["subject"] for a in spikes] == ["item:ITEM-0@S1"]
     figures = spikes[0]["figures"]
-    assert spikes[0]["severity"] == "high" and figures["trigger"] == "recent" and figures["peak_date"] == end.isoformat()
+    assert (
+        spikes[0]["severity"] == "high" and figures["trigger"] == "recent" and figures["peak_date"] == end.isoformat()
+    )
     assert figures["peak"] >= 100 and figures["medium_threshold"] < figures["peak"]
 
     history = load_history()

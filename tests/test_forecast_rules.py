@@ -1,4 +1,5 @@
 """Alert rules: capacity probability, count spikes, stale data, line totals with missing days, fingerprints."""
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,19 @@ def weekly(level: float, days: int = 140, seed: int = 0, noise: float = 0.05) ->
 # --- capacity ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("probability, severity", [
-    (0.0, None), (0.0999, None), (0.1, "low"), (0.1999, "low"), (0.2, "medium"), (0.4999, "medium"),
-    (0.5, "high"), (1.0, "high"),
-])
+@pytest.mark.parametrize(
+    "probability, severity",
+    [
+        (0.0, None),
+        (0.0999, None),
+        (0.1, "low"),
+        (0.1999, "low"),
+        (0.2, "medium"),
+        (0.4999, "medium"),
+        (0.5, "high"),
+        (1.0, "high"),
+    ],
+)
 def test_capacity_severity_follows_the_probability(probability, severity):
     assert rules.capacity_severity(probability) == severity
 
@@ -39,11 +49,17 @@ def test_capacity_severity_follows_the_probability(probability, severity):
 def test_capacity_severity_levels_come_from_the_settings():
     from app.config import Settings
 
-    settings = Settings(_env_file=None, capacity_high_probability=0.9, capacity_medium_probability=0.6,
-                        capacity_low_probability=0.3)
+    settings = Settings(
+        _env_file=None, capacity_high_probability=0.9, capacity_medium_probability=0.6, capacity_low_probability=0.3
+    )
     levels = rules.capacity_levels(settings)
-    assert [rules.capacity_severity(p, levels) for p in (0.25, 0.3, 0.6, 0.89, 0.9)] == \
-        [None, "low", "medium", "medium", "high"]
+    assert [rules.capacity_severity(p, levels) for p in (0.25, 0.3, 0.6, 0.89, 0.9)] == [
+        None,
+        "low",
+        "medium",
+        "medium",
+        "high",
+    ]
     with pytest.raises(ValueError, match="CAPACITY_HIGH_PROBABILITY >= CAPACITY_MEDIUM_PROBABILITY"):
         Settings(_env_file=None, capacity_high_probability=0.1, capacity_medium_probability=0.2)
 
@@ -52,8 +68,16 @@ def capacity_alert(capacity: float, level: float = 100.0, history: np.ndarray | 
     history = weekly(level) if history is None else history
     p = predict(history[None, :], 14)
     band = tuple(p.quantiles[:, 0])
-    alerts = rules.line_capacity_alerts(["L1"], history[None, :], [capacity], 14, MONDAY, items={"L1": 3},
-                                        bands={"L1": band}, line_names={"L1": "Assembly"})
+    alerts = rules.line_capacity_alerts(
+        ["L1"],
+        history[None, :],
+        [capacity],
+        14,
+        MONDAY,
+        items={"L1": 3},
+        bands={"L1": band},
+        line_names={"L1": "Assembly"},
+    )
     return alerts[0] if alerts else None
 
 
@@ -272,12 +296,19 @@ def test_fingerprint_is_stable_within_the_week(settings):
     history = weekly(100.0, 70)[None, :]
     history[0, -3] = 400.0
     fc = np.full((1, 14), 100.0)
-    runs = [rules.evaluate(history, fc, [("A1", "L1")], {"L1": 50.0}, start, settings)
-            for start in (MONDAY, MONDAY, date(2025, 3, 9))]
+    runs = [
+        rules.evaluate(history, fc, [("A1", "L1")], {"L1": 50.0}, start, settings)
+        for start in (MONDAY, MONDAY, date(2025, 3, 9))
+    ]
     prints = [[a["fingerprint"] for a in alerts] for alerts in runs]
-    assert prints[0] == prints[1] == prints[2] == ["capacity_warning|line:L1|2025-W10", "demand_spike|item:A1@L1|2025-W10"]
+    assert (
+        prints[0] == prints[1] == prints[2] == ["capacity_warning|line:L1|2025-W10", "demand_spike|item:A1@L1|2025-W10"]
+    )
     next_week = rules.evaluate(history, fc, [("A1", "L1")], {"L1": 50.0}, date(2025, 3, 10), settings)
-    assert [a["fingerprint"] for a in next_week] == ["capacity_warning|line:L1|2025-W11", "demand_spike|item:A1@L1|2025-W11"]
+    assert [a["fingerprint"] for a in next_week] == [
+        "capacity_warning|line:L1|2025-W11",
+        "demand_spike|item:A1@L1|2025-W11",
+    ]
 
 
 def test_evaluate_orders_by_severity(settings):
@@ -287,5 +318,7 @@ def test_evaluate_orders_by_severity(settings):
     fc = np.full((2, 14), 100.0)
     alerts = rules.evaluate(history, fc, [("A1", "L1"), ("A2", "L2")], {"L1": 1000.0, "L2": 60.0}, MONDAY, settings)
     assert [(a["severity"], a["type"], a["subject"]) for a in alerts] == [
-        ("high", "capacity_warning", "line:L2"), ("high", "demand_spike", "item:A1@L1"),
-        ("medium", "stale_data", "line:L2")]
+        ("high", "capacity_warning", "line:L2"),
+        ("high", "demand_spike", "item:A1@L1"),
+        ("medium", "stale_data", "line:L2"),
+    ]

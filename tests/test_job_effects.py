@@ -1,4 +1,5 @@
 """What each job leaves in the database, run by a real worker."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -10,8 +11,14 @@ from tests.test_jobs_api import trigger
 
 
 def _alert(subject, severity="high", type_="capacity_warning"):
-    return {"type": type_, "severity": severity, "title": "t", "message": "m", "subject": subject,
-            "fingerprint": f"{type_}|{subject}|w"}
+    return {
+        "type": type_,
+        "severity": severity,
+        "title": "t",
+        "message": "m",
+        "subject": subject,
+        "fingerprint": f"{type_}|{subject}|w",
+    }
 
 
 def test_builtin_forecast_on_demo_data_raises_high_and_medium(client, auth, run_worker, runner):
@@ -61,8 +68,14 @@ class TestCleanup:
             ids = [a.id for a in Alert.select().order_by(Alert.id)]
             Alert.update(created_at=old, last_seen_at=old).where(Alert.id.in_(ids[:5])).execute()
             Alert.update(created_at=recent, last_seen_at=recent).where(Alert.id.in_(ids[5:])).execute()
-            JobRun.create(id="old-run", job_name="forecast", queue="forecast", trigger="manual",
-                          status="finished", enqueued_at=old)
+            JobRun.create(
+                id="old-run",
+                job_name="forecast",
+                queue="forecast",
+                trigger="manual",
+                status="finished",
+                enqueued_at=old,
+            )
         job_id = trigger(client, auth, job="cleanup").get_json()["job_id"]
         run_worker()
         result = client.get(f"/api/jobs/cleanup/{job_id}").get_json()["result"]

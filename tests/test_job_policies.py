@@ -1,4 +1,5 @@
 """Retry, hard time limit, waiting-for-retry and stop of a running run, with real workers."""
+
 from __future__ import annotations
 
 import time
@@ -92,9 +93,13 @@ class TestStopRunning:
         job_id = trigger(client, auth).get_json()["job_id"]
         start_process("-m", "workers")
         wait_for(lambda: client.get(f"/api/jobs/forecast/{job_id}").get_json()["status"] == "started")
-        assert {q.decode() for q in redis.smembers("rq:queues")} >= {f"rq:queue:{q}" for q in ("forecast", "reports", "maintenance", "default")}
+        assert {q.decode() for q in redis.smembers("rq:queues")} >= {
+            f"rq:queue:{q}" for q in ("forecast", "reports", "maintenance", "default")
+        }
         response = client.post(f"/api/jobs/forecast/{job_id}/cancel", headers=auth)
         assert response.status_code == 202 and response.get_json()["status"] == "stopping"
-        body = wait_for(lambda: (b := client.get(f"/api/jobs/forecast/{job_id}").get_json())["status"] == "stopped" and b)
+        body = wait_for(
+            lambda: (b := client.get(f"/api/jobs/forecast/{job_id}").get_json())["status"] == "stopped" and b
+        )
         assert body["attempts"] == 1 and body["ended_at"]
         assert trigger(client, auth).status_code == 202

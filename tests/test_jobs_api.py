@@ -1,4 +1,5 @@
 """Trigger / status / history / cancel through the API, with real Redis, database and worker."""
+
 from __future__ import annotations
 
 import pytest
@@ -129,11 +130,17 @@ def test_stats_lists_tasks_queues_and_schedules(client, auth, run_worker):
     run_worker()
     stats = client.get("/api/jobs/stats").get_json()
     assert set(stats["registered_tasks"]) == {
-        "workers.jobs.run_scheduled_forecast", "workers.jobs.generate_daily_summary", "workers.jobs.cleanup_old_alerts"}
+        "workers.jobs.run_scheduled_forecast",
+        "workers.jobs.generate_daily_summary",
+        "workers.jobs.cleanup_old_alerts",
+    }
     assert set(stats["queues"]) == {"forecast", "reports", "maintenance", "default"}
     assert stats["last_24h"]["jobs"]["forecast"]["success"] == 1
     assert {s["name"]: s["cron"] for s in stats["schedules"]} == {
-        "forecast": "0 */2 * * *", "daily-summary": "0 8 * * *", "cleanup": "0 0 * * 0"}
+        "forecast": "0 */2 * * *",
+        "daily-summary": "0 8 * * *",
+        "cleanup": "0 0 * * 0",
+    }
 
 
 def test_a_run_that_outlives_its_job_still_blocks_overlap(client, auth, redis):

@@ -4,6 +4,7 @@ A worker that imports the web layer drags Flask, the API and prometheus into eve
 (and their import-time side effects); an import circle makes the start-up order matter. Both
 are checked on the real modules: the first in a fresh interpreter, the second on the source.
 """
+
 from __future__ import annotations
 
 import ast
@@ -24,8 +25,9 @@ KNOWN_CYCLES: set[frozenset[str]] = {frozenset({"app.forecast.engine", "app.fore
 def loaded_after(code: str) -> list[str]:
     """The modules a fresh interpreter has loaded after running `code`."""
     probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -124,8 +126,21 @@ def test_the_run_lifecycle_imports_no_web_cli_or_worker_module():
     graph = import_graph()
     for name, deps in graph.items():
         if name == "app.runs" or name.startswith("app.runs."):
-            bad = [d for d in deps if d.startswith(("app.api", "app.cli", "app.metrics", "dashboard", "workers.worker",
-                                                    "workers.jobs", "workers.forecast_chunks"))]
+            bad = [
+                d
+                for d in deps
+                if d.startswith(
+                    (
+                        "app.api",
+                        "app.cli",
+                        "app.metrics",
+                        "dashboard",
+                        "workers.worker",
+                        "workers.jobs",
+                        "workers.forecast_chunks",
+                    )
+                )
+            ]
             assert bad == [], f"{name} imports {bad}"
 
 
@@ -163,7 +178,16 @@ def test_the_service_layer_imports_no_web_cli_or_worker_code():
             reach.add(name)
             todo.extend(graph[name])
     assert {"app.core.jobs", "app.core.schedules", "app.core.reports", "app.core.stats", "app.runs.cancel"} <= reach
-    adapters = ("app.api", "app.errors", "app.auth", "app.cli", "app.cli_ops", "app.metrics", "dashboard",
-                "workers.worker", "workers.jobs")
+    adapters = (
+        "app.api",
+        "app.errors",
+        "app.auth",
+        "app.cli",
+        "app.cli_ops",
+        "app.metrics",
+        "dashboard",
+        "workers.worker",
+        "workers.jobs",
+    )
     assert [m for m in reach if m.startswith(adapters)] == []
     assert [m for m in reach if _third_party_imports(modules[m]) & {"flask", "werkzeug", "click"}] == []

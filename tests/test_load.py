@@ -1,4 +1,5 @@
 """Load with real processes: concurrent triggers through gunicorn, and a burst of short jobs."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,13 @@ def test_burst_of_short_jobs_across_two_workers_none_lost_or_doubled(app, redis,
     queue = Queue("default", connection=redis)
     with redis.pipeline() as pipe:
         for start in range(0, BURST_JOBS, 500):
-            queue.enqueue_many([Queue.prepare_data("tests.jobs.mark", args=(i,), result_ttl=600)
-                                for i in range(start, min(start + 500, BURST_JOBS))], pipeline=pipe)
+            queue.enqueue_many(
+                [
+                    Queue.prepare_data("tests.jobs.mark", args=(i,), result_ttl=600)
+                    for i in range(start, min(start + 500, BURST_JOBS))
+                ],
+                pipeline=pipe,
+            )
         pipe.execute()
     began = time.monotonic()
     for _ in range(2):

@@ -1,5 +1,6 @@
 """Logs: job id and name on every line of a run (RQ's own lines too), JSON for every process,
 no secret in any line."""
+
 from __future__ import annotations
 
 import io
@@ -45,8 +46,13 @@ class TestRunLines:
         assert {r["process"] for r in records} == {"worker"}
         run_lines = [r for r in records if run_id in json.dumps(r)]
         messages = " | ".join(r["message"] for r in run_lines)
-        for expected in ("started forecast", "alert created: capacity_warning high", "completed forecast",
-                         "Successfully completed", "Job OK"):
+        for expected in (
+            "started forecast",
+            "alert created: capacity_warning high",
+            "completed forecast",
+            "Successfully completed",
+            "Job OK",
+        ):
             assert expected in messages
         assert {r["logger"] for r in run_lines} >= {"rq.worker", "app.runs.tracking", "app.alert_store"}
         for record in run_lines:
@@ -60,7 +66,6 @@ class TestRunLines:
         run_lines = [line for line in output.splitlines() if run_id in line]
         assert len(run_lines) >= 5
         assert all(f"[forecast {run_id}]" in line for line in run_lines), run_lines
-
 
     def test_lines_of_a_run_served_by_the_standby_work_horse_carry_it(self, client, auth, start_process):
         """A standby work-horse is forked before its run is known: it takes the run's context itself."""
@@ -132,7 +137,9 @@ def test_web_logs_json(settings_overrides, capsys):
 @pytest.fixture
 def secret_settings() -> Settings:
     return Settings(
-        _env_file=None, api_token=TOKEN, dashboard_password=PASSWORD,
+        _env_file=None,
+        api_token=TOKEN,
+        dashboard_password=PASSWORD,
         redis_url="rediss://:redis%2Fpw-123@redis.example:6380/0",
         database_url="postgres://app:db-pw-456@db.example:5432/forecast",
         summary_webhook_url="https://hooks.slack.com/services/T1/B2/webhook-secret-789",
@@ -144,8 +151,11 @@ def _capture(settings: Settings, log_format: str, emit) -> str:
     handler = logging.StreamHandler(stream)
     handler.addFilter(JobContextFilter())
     redactor = Redactor.from_settings(settings)
-    handler.setFormatter(JSONFormatter(redactor) if log_format == "json"
-                         else TextFormatter("%(levelname)s %(name)s :: %(message)s", redactor))
+    handler.setFormatter(
+        JSONFormatter(redactor)
+        if log_format == "json"
+        else TextFormatter("%(levelname)s %(name)s :: %(message)s", redactor)
+    )
     logger = logging.getLogger(f"test.redaction.{log_format}")
     logger.addHandler(handler)
     logger.propagate = False
@@ -163,15 +173,23 @@ def test_secrets_never_appear(secret_settings, log_format):
         logger.warning("connecting to %s and %s", secret_settings.redis_url, secret_settings.database_url)
         logger.warning("posting to %s", secret_settings.summary_webhook_url)
         logger.warning("header Authorization: Bearer %s", "some-other-token-value")
-        logger.warning("any url: https://user:hunter2@example.com/x and quoted \"%s\"", PASSWORD)
+        logger.warning('any url: https://user:hunter2@example.com/x and quoted "%s"', PASSWORD)
         try:
             raise RuntimeError(f"failed with {TOKEN} at {secret_settings.database_url}")
         except RuntimeError:
             logger.exception("boom")
 
     output = _capture(secret_settings, log_format, emit)
-    for secret in (TOKEN, PASSWORD, "redis%2Fpw-123", "redis/pw-123", "db-pw-456", "webhook-secret-789",
-                   "some-other-token-value", "hunter2"):
+    for secret in (
+        TOKEN,
+        PASSWORD,
+        "redis%2Fpw-123",
+        "redis/pw-123",
+        "db-pw-456",
+        "webhook-secret-789",
+        "some-other-token-value",
+        "hunter2",
+    ):
         assert secret not in output, (secret, output)
     assert "***" in output and "db.example" in output  # what is not secret stays readable
     if log_format == "json":
@@ -187,8 +205,9 @@ def test_short_or_empty_secrets_do_not_redact_words():
 def test_lines_logged_while_a_job_is_current_carry_it(redis):
     """RQ logs a run's dequeue, success and failure lines outside `job.perform()`: the worker makes
     the job current (a context variable) from its dequeue until its outcome is handled."""
-    job = Job.create("workers.jobs.run_scheduled_forecast", connection=redis, id="run-123",
-                     meta={"job_name": "forecast"})
+    job = Job.create(
+        "workers.jobs.run_scheduled_forecast", connection=redis, id="run-123", meta={"job_name": "forecast"}
+    )
     record = logging.LogRecord("rq.worker", logging.INFO, __file__, 1, "Job OK (%s)", ("run-123",), None)
     with logging_for_job(job):
         JobContextFilter().filter(record)
@@ -247,7 +266,8 @@ def test_cli_errors_do_not_print_passwords(settings_overrides):
     from tests.servers import free_port
 
     env = settings_env({**settings_overrides, "database_url": f"postgresql://u:{PASSWORD}@127.0.0.1:{free_port()}/x"})
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "alerts"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "alerts"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert "database at 127.0.0.1" in result.stderr and PASSWORD not in result.stdout + result.stderr

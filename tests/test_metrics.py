@@ -1,4 +1,5 @@
 """/metrics: Prometheus text read from Redis and the database at scrape time."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -53,7 +54,9 @@ def test_metrics_after_a_real_run(client, auth, run_worker):
     assert value(metrics, "forecast_workers", state="busy") == 0  # the burst worker has ended
     assert value(metrics, "forecast_workers", state="idle") == 0
     ended = JobRun.get_by_id(job_id).ended_at.replace(tzinfo=timezone.utc).timestamp()
-    assert value(metrics, "forecast_schedule_last_success_timestamp_seconds", schedule="forecast") == pytest.approx(ended, abs=1)
+    assert value(metrics, "forecast_schedule_last_success_timestamp_seconds", schedule="forecast") == pytest.approx(
+        ended, abs=1
+    )
     assert value(metrics, "forecast_schedule_last_success_timestamp_seconds", schedule="cleanup") is None
     assert value(metrics, "forecast_up", source="redis") == 1 and value(metrics, "forecast_up", source="database") == 1
 
@@ -61,13 +64,38 @@ def test_metrics_after_a_real_run(client, auth, run_worker):
 def test_duration_histogram_buckets_and_run_counts(client):
     now = utcnow()
     for i, seconds in enumerate([0.2, 3, 3, 45, 5000]):
-        JobRun.create(id=f"r{i}", job_name="forecast", queue="forecast", trigger="manual", status="finished",
-                      enqueued_at=now, started_at=now - timedelta(seconds=seconds), ended_at=now, attempts=1)
-    JobRun.create(id="f1", job_name="forecast", queue="forecast", trigger="scheduled", status="failed",
-                  enqueued_at=now, started_at=now, ended_at=now, attempts=3)
+        JobRun.create(
+            id=f"r{i}",
+            job_name="forecast",
+            queue="forecast",
+            trigger="manual",
+            status="finished",
+            enqueued_at=now,
+            started_at=now - timedelta(seconds=seconds),
+            ended_at=now,
+            attempts=1,
+        )
+    JobRun.create(
+        id="f1",
+        job_name="forecast",
+        queue="forecast",
+        trigger="scheduled",
+        status="failed",
+        enqueued_at=now,
+        started_at=now,
+        ended_at=now,
+        attempts=3,
+    )
     metrics = scrape(client)
     bucket = lambda le: value(metrics, "forecast_job_run_duration_seconds_bucket", job="forecast", le=le)  # noqa: E731
-    assert (bucket("0.5"), bucket("2.5"), bucket("5.0"), bucket("60.0"), bucket("3600.0"), bucket("+Inf")) == (1, 1, 3, 4, 4, 5)
+    assert (bucket("0.5"), bucket("2.5"), bucket("5.0"), bucket("60.0"), bucket("3600.0"), bucket("+Inf")) == (
+        1,
+        1,
+        3,
+        4,
+        4,
+        5,
+    )
     assert value(metrics, "forecast_job_run_duration_seconds_sum", job="forecast") == pytest.approx(5051.2, abs=0.1)
     assert value(metrics, "forecast_job_runs", job="forecast", status="failed") == 1
     assert value(metrics, "forecast_job_runs", job="forecast", status="finished") == 5
@@ -84,10 +112,14 @@ def test_workers_and_schedules(client, auth, app, redis):
     ServiceScheduler(app.config["SETTINGS"], redis).register_schedules()
     client.post("/api/schedules/cleanup/pause", headers=auth)
     metrics = scrape(client)
-    assert value(metrics, "forecast_workers", state="busy") == 1 and value(metrics, "forecast_workers", state="idle") == 0
+    assert (
+        value(metrics, "forecast_workers", state="busy") == 1 and value(metrics, "forecast_workers", state="idle") == 0
+    )
     assert value(metrics, "forecast_worker_rss_bytes", worker="metrics-worker") > 10 * 2**20
     assert value(metrics, "forecast_worker_cpu_percent", worker="metrics-worker") >= 0
-    assert time.time() - value(metrics, "forecast_worker_last_heartbeat_timestamp_seconds", worker="metrics-worker") < 60
+    assert (
+        time.time() - value(metrics, "forecast_worker_last_heartbeat_timestamp_seconds", worker="metrics-worker") < 60
+    )
     assert value(metrics, "forecast_schedule_paused", schedule="cleanup") == 1
     assert value(metrics, "forecast_schedule_paused", schedule="forecast") == 0
     next_run = value(metrics, "forecast_schedule_next_run_timestamp_seconds", schedule="daily-summary")
@@ -160,8 +192,12 @@ def test_gunicorn_with_several_workers_answers_the_same(settings_overrides, clie
     env = settings_env(settings_overrides)
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "app:create_app()"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "app:create_app()"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         deadline = time.monotonic() + 30

@@ -1,4 +1,5 @@
 """Schema migrations on SQLite and PostgreSQL: upgrade with data, idempotence, the lock, concurrency."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _reset(url: str) -> None:
     if url.startswith("sqlite"):
-        Path(url[len("sqlite:///"):]).unlink(missing_ok=True)
+        Path(url[len("sqlite:///") :]).unlink(missing_ok=True)
         return
     import psycopg2
 
@@ -81,18 +82,25 @@ def test_upgrade_from_the_first_schema_keeps_data(db):
     # Data written the way the first release wrote it (raw SQL: later models may differ).
     db.execute_sql("INSERT INTO production_lines (code, name, daily_capacity) VALUES ('L1', 'Line 1', 100)")
     line_id = db.execute_sql("SELECT id FROM production_lines WHERE code = 'L1'").fetchone()[0]
-    db.execute_sql("INSERT INTO demand_history (item, line_id, day, quantity) VALUES ('A', %s, '2024-05-01', 42)"
-                   .replace("%s", str(line_id)))
+    db.execute_sql(
+        "INSERT INTO demand_history (item, line_id, day, quantity) VALUES ('A', %s, '2024-05-01', 42)".replace(
+            "%s", str(line_id)
+        )
+    )
     db.execute_sql(
         "INSERT INTO alerts (type, severity, title, message, source, job_id, subject, figures, fingerprint,"
         " occurrences, resolved, created_at, last_seen_at) VALUES ('capacity_warning', 'high', 't', 'm',"
         " 'scheduled_job', 'run1', 'line:L1', '{\"forecast\": 120}', 'fp', 1, false,"
-        " '2024-05-01 10:00:00', '2024-05-01 10:00:00')")
+        " '2024-05-01 10:00:00', '2024-05-01 10:00:00')"
+    )
     db.execute_sql(
         "INSERT INTO job_runs (id, job_name, queue, trigger, status, enqueued_at, attempts, result)"
-        " VALUES ('run1', 'forecast', 'forecast', 'manual', 'finished', '2024-05-01 10:00:00', 1, '{\"n\": 1}')")
-    db.execute_sql("INSERT INTO daily_summaries (day, report, job_id, created_at)"
-                   " VALUES ('2024-04-30', '{\"date\": \"2024-04-30\"}', 'run0', '2024-05-01 08:00:00')")
+        " VALUES ('run1', 'forecast', 'forecast', 'manual', 'finished', '2024-05-01 10:00:00', 1, '{\"n\": 1}')"
+    )
+    db.execute_sql(
+        "INSERT INTO daily_summaries (day, report, job_id, created_at)"
+        " VALUES ('2024-04-30', '{\"date\": \"2024-04-30\"}', 'run0', '2024-05-01 08:00:00')"
+    )
 
     migrate(db)
     assert set(applied(db)) == {s.version for s in discover()}
@@ -104,22 +112,25 @@ def test_upgrade_from_the_first_schema_keeps_data(db):
     assert JobRun.get_by_id("run1").result == {"n": 1}
     assert DailySummary.get().report == {"date": "2024-04-30"}
     # The upgraded database takes writes through today's models.
-    Alert.create(type="demand_spike", severity="medium", title="t", message="m", subject="item:A",
-                 fingerprint="fp2")
+    Alert.create(type="demand_spike", severity="medium", title="t", message="m", subject="item:A", fingerprint="fp2")
     assert Alert.select().count() == 2
 
 
 def test_run_durations_are_backfilled(db):
     """0002 stores ended_at - started_at of the runs that ended before it (never negative, ms precision)."""
     migrate(db, target="0001")
-    rows = [("done", "'2024-05-01 10:00:01.250000'", "'2024-05-01 10:01:03.500000'"),  # 62.25 s
-            ("skewed", "'2024-05-01 10:00:05'", "'2024-05-01 10:00:04'"),  # clocks disagreed
-            ("never-started", "NULL", "'2024-05-01 10:00:00'"),
-            ("running", "'2024-05-01 10:00:00'", "NULL")]
+    rows = [
+        ("done", "'2024-05-01 10:00:01.250000'", "'2024-05-01 10:01:03.500000'"),  # 62.25 s
+        ("skewed", "'2024-05-01 10:00:05'", "'2024-05-01 10:00:04'"),  # clocks disagreed
+        ("never-started", "NULL", "'2024-05-01 10:00:00'"),
+        ("running", "'2024-05-01 10:00:00'", "NULL"),
+    ]
     for run_id, started, ended in rows:
-        db.execute_sql("INSERT INTO job_runs (id, job_name, queue, trigger, status, enqueued_at, started_at, ended_at,"
-                       f" attempts) VALUES ('{run_id}', 'forecast', 'forecast', 'manual', 'finished',"
-                       f" '2024-05-01 10:00:00', {started}, {ended}, 1)")
+        db.execute_sql(
+            "INSERT INTO job_runs (id, job_name, queue, trigger, status, enqueued_at, started_at, ended_at,"
+            f" attempts) VALUES ('{run_id}', 'forecast', 'forecast', 'manual', 'finished',"
+            f" '2024-05-01 10:00:00', {started}, {ended}, 1)"
+        )
     migrate(db)
     durations = {run.id: run.duration_s for run in JobRun.select()}
     assert durations == {"done": pytest.approx(62.25), "skewed": 0.0, "never-started": None, "running": None}
@@ -141,7 +152,7 @@ def test_second_run_applies_nothing(db):
 
 
 # -- the runner's mechanics, with steps written for the test ---------------------------------
-STEP_CREATE = '''
+STEP_CREATE = """
 import peewee
 
 class Thing(peewee.Model):
@@ -153,25 +164,25 @@ class Thing(peewee.Model):
 def upgrade(ctx):
     with ctx.db.bind_ctx([Thing]):
         ctx.db.create_tables([Thing])
-'''
-STEP_ADD_COLUMN = '''
+"""
+STEP_ADD_COLUMN = """
 import time
 import peewee
 
 def upgrade(ctx):
     time.sleep({sleep})
     ctx.run(ctx.migrator.add_column("things", "colour", peewee.CharField(default="blue")))
-'''
-STEP_ADD_INDEX = '''
+"""
+STEP_ADD_INDEX = """
 def upgrade(ctx):
     if not ctx.has_index("things", "things_colour"):
         ctx.run(ctx.migrator.add_index("things", ("colour",), False))
-'''
-STEP_FAILS = '''
+"""
+STEP_FAILS = """
 def upgrade(ctx):
     ctx.db.execute_sql("CREATE TABLE half_done (id integer)")
     raise RuntimeError("planned failure")
-'''
+"""
 
 
 def _steps(tmp_path: Path, sleep: float = 0.0, fail_third: bool = False) -> Path:
@@ -214,7 +225,7 @@ def test_waits_for_a_held_lock_and_times_out(db, database_url, tmp_path):
     if database_url.startswith("sqlite"):
         import sqlite3
 
-        holder = sqlite3.connect(database_url[len("sqlite:///"):], isolation_level=None, check_same_thread=False)
+        holder = sqlite3.connect(database_url[len("sqlite:///") :], isolation_level=None, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")
         threading.Timer(1.0, lambda: holder.execute("COMMIT")).start()
         began = time.monotonic()
@@ -236,7 +247,7 @@ def test_waits_for_a_held_lock_and_times_out(db, database_url, tmp_path):
     assert migrate(db, directory=steps, lock_timeout=5) != []
 
 
-RUNNER = textwrap.dedent('''
+RUNNER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     from app.config import Settings
@@ -245,7 +256,7 @@ RUNNER = textwrap.dedent('''
     bind_database(Settings(_env_file=None, database_url=sys.argv[1]))
     with db_session():
         print(json.dumps(migrate(database, directory=Path(sys.argv[2]), lock_timeout=60)))
-''')
+""")
 
 
 def _spawn(args: list[str], env: dict) -> subprocess.Popen:
@@ -276,8 +287,14 @@ def test_two_cli_migrates_at_once(db, database_url, redis_url):
     assert "".join(out for out, _ in outputs).count("applied 0001_initial") == 1
     db.connect()
     assert set(applied(db)) == {s.version for s in discover()}
-    second = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "migrate"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "migrate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 0 and "applied" not in second.stdout
 
 

@@ -1,4 +1,5 @@
 """Webhook posting against a real local HTTP server: success, 500, timeout, connection refused."""
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,12 @@ def refused_url() -> str:
 
 REPORT = {
     "date": "2024-05-01",
-    "alerts": {"total": 3, "by_type": {"capacity_warning": 1, "demand_spike": 2},
-               "by_severity": {"high": 1, "medium": 2}, "by_source": {"scheduled_job": 3}},
+    "alerts": {
+        "total": 3,
+        "by_type": {"capacity_warning": 1, "demand_spike": 2},
+        "by_severity": {"high": 1, "medium": 2},
+        "by_source": {"scheduled_job": 3},
+    },
     "runs": {"forecast": {"finished": 11, "failed": 1}, "daily-summary": {"finished": 1}},
 }
 
@@ -145,8 +150,15 @@ def test_send_daily_report_raises_on_failure():
 
 
 def _alert(severity: str, n: int = 1):
-    return SimpleNamespace(id=n, type="capacity_warning", severity=severity, title=f"Line L{n} over capacity",
-                           message="forecast 120 > capacity 100", subject=f"line:L{n}", job_id="run-1")
+    return SimpleNamespace(
+        id=n,
+        type="capacity_warning",
+        severity=severity,
+        title=f"Line L{n} over capacity",
+        message="forecast 120 > capacity 100",
+        subject=f"line:L{n}",
+        job_id="run-1",
+    )
 
 
 def test_high_alert_notification_lists_only_high_alerts(webhook):

@@ -1,4 +1,5 @@
 """Daily reports: the API over stored reports, and webhook delivery by a real worker."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,11 @@ from tests.test_notify import WebhookServer, refused_url
 
 
 def _store(day: date, total: int = 1, job_id: str = "run-x") -> None:
-    report = {"date": day.isoformat(), "alerts": {"total": total, "by_type": {}, "by_severity": {}, "by_source": {}},
-              "runs": {}}
+    report = {
+        "date": day.isoformat(),
+        "alerts": {"total": total, "by_type": {}, "by_severity": {}, "by_source": {}},
+        "runs": {},
+    }
     with database.atomic():
         DailySummary.create(day=day, report=report, job_id=job_id, created_at=datetime(2024, 1, 1))
 
@@ -41,8 +45,18 @@ class TestReportRoutes:
         _store(date(2024, 5, 1))
         assert client.get("/api/reports/daily?date=2024-05-02").status_code == 404
 
-    @pytest.mark.parametrize("query", ["date=yesterday", "date=2024-02-30", "date=2024-5-1", "date=20240501",
-                                       "date=2024-05-01&date=2024-05-02", "day=2024-05-01", "date=" + "9" * 300])
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "date=yesterday",
+            "date=2024-02-30",
+            "date=2024-5-1",
+            "date=20240501",
+            "date=2024-05-01&date=2024-05-02",
+            "day=2024-05-01",
+            "date=" + "9" * 300,
+        ],
+    )
     def test_bad_date_is_400(self, client, query):
         response = client.get(f"/api/reports/daily?{query}")
         assert response.status_code == 400, response.get_data(as_text=True)
@@ -59,8 +73,18 @@ class TestReportRoutes:
         third = client.get(f"/api/reports?limit=2&cursor={second['next_cursor']}").get_json()
         assert [r["date"] for r in third["reports"]] == ["2024-04-28"] and third["next_cursor"] is None
 
-    @pytest.mark.parametrize("query", ["limit=0", "limit=1000", "limit=x", "cursor=garbage!", "cursor=WyJ4IiwxXQ",
-                                       "cursor=" + "A" * 300, "cursor=MjAyNC0xMy0wMQ"])
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "limit=0",
+            "limit=1000",
+            "limit=x",
+            "cursor=garbage!",
+            "cursor=WyJ4IiwxXQ",
+            "cursor=" + "A" * 300,
+            "cursor=MjAyNC0xMy0wMQ",
+        ],
+    )
     def test_bad_list_query_is_400(self, client, query):
         assert client.get(f"/api/reports?{query}").status_code == 400
 
@@ -114,7 +138,10 @@ class TestSummaryWebhook:
         assert len(webhook.received) == 4  # one POST per attempt: the job's retry policy
         assert DailySummary.select().count() == 1  # each attempt replaced the same day's report
         # the day before the run's (last) attempt: the test may cross midnight UTC
-        assert client.get("/api/reports/daily").get_json()["date"] == (run.started_at.date() - timedelta(days=1)).isoformat()
+        assert (
+            client.get("/api/reports/daily").get_json()["date"]
+            == (run.started_at.date() - timedelta(days=1)).isoformat()
+        )
         # Once the webhook is back, a re-run replaces the report and delivers it.
         webhook.status, webhook.delay = 200, 0
         again = trigger(client, auth, job="daily-summary").get_json()["job_id"]
@@ -140,8 +167,12 @@ class TestSummaryWebhookRefused:
 class TestAlertWebhook:
     @pytest.fixture
     def settings_overrides(self, settings_overrides, webhook):
-        return {**settings_overrides, "forecast_pipeline": "tests.pipelines:two_alerts",
-                "alert_webhook_url": webhook.url, "webhook_timeout": 0.5}
+        return {
+            **settings_overrides,
+            "forecast_pipeline": "tests.pipelines:two_alerts",
+            "alert_webhook_url": webhook.url,
+            "webhook_timeout": 0.5,
+        }
 
     def test_new_high_alerts_are_posted_once(self, client, auth, run_worker, webhook):
         run_id = trigger(client, auth).get_json()["job_id"]

@@ -6,6 +6,7 @@ the response's own inline scripts) and 7 (the job data of a run queued with `for
 "rq →" links of skipped or expired runs opened a raw JSON 404). The browser side of the same
 is in test_dashboard_browser.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,10 @@ from rq.registry import FailedJobRegistry
 from tests.test_dashboard import SAME_ORIGIN, basic, enqueue_never_run
 
 # The issue's URL, and the same break-out in other shapes. None may run, none may be reflected.
-ISSUE_URL = ("/dashboard/rq/0/view/jobs/x%27%29%3B%7D%7D%29%3Bwindow.__pwned%3Ddocument.domain%3B%24%28function"
-             "%28%29%7Bif%281%29%7B%24%28this%29.val%28%27/queued/20/asc/1")
+ISSUE_URL = (
+    "/dashboard/rq/0/view/jobs/x%27%29%3B%7D%7D%29%3Bwindow.__pwned%3Ddocument.domain%3B%24%28function"
+    "%28%29%7Bif%281%29%7B%24%28this%29.val%28%27/queued/20/asc/1"
+)
 HOSTILE = [
     "x');}});window.__pwned=document.domain;$(function(){if(1){$(this).val('",
     "x');fetch('\\x2fdashboard\\x2fschedules\\x2fforecast\\x2fpause',{method:'POST'});0",
@@ -36,15 +39,39 @@ HOSTILE = [
     "x\uff07);window.__pwned=1;0",
     "x%27);window.__pwned=1;0",
     "x%2527);window.__pwned=1;0",
-    "x\";window.__pwned=1;0",
+    'x";window.__pwned=1;0',
     "x`;window.__pwned=1;0${1}",
-    "{{7*7}}pwned", "<%= window.__pwned=1 %>", "pwned\x00", "pwned\r\nX-Injected: 1",
-    "forecast pwned", "Forecast", "..", "-1", "0", "00", "1e3", "201", "1000001", "99999999999999999999999",
-    "pwned" * 2000, "é-pwned", "null", "undefined", "queued;pwned", "asc pwned",
+    "{{7*7}}pwned",
+    "<%= window.__pwned=1 %>",
+    "pwned\x00",
+    "pwned\r\nX-Injected: 1",
+    "forecast pwned",
+    "Forecast",
+    "..",
+    "-1",
+    "0",
+    "00",
+    "1e3",
+    "201",
+    "1000001",
+    "99999999999999999999999",
+    "pwned" * 2000,
+    "é-pwned",
+    "null",
+    "undefined",
+    "queued;pwned",
+    "asc pwned",
 ]
 # Valid values for every segment of every rq-dashboard route, so one segment at a time is hostile.
-VALID = {"instance_number": "0", "queue_name": "forecast", "registry_name": "failed", "per_page": "8",
-         "order": "asc", "page": "1", "filename": "css/main.css"}
+VALID = {
+    "instance_number": "0",
+    "queue_name": "forecast",
+    "registry_name": "failed",
+    "per_page": "8",
+    "order": "asc",
+    "page": "1",
+    "filename": "css/main.css",
+}
 ALSO_VALID = {"instance_number": {"0", "00"}, "page": {"201"}}  # instance 0 exists; page 201 is a page
 EXECUTABLE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc=)(?![^>]*text/template)(?![^>]*application/json)[^>]*>", re.I)
 
@@ -112,10 +139,15 @@ def refusals(value: str) -> set[int]:
 def test_hostile_queue_names_are_404_in_every_queue_route(app, client, creds, redis, value):
     enqueue_never_run(redis, 1)
     segment = quote(value, safe="")
-    paths = [f"/dashboard/rq/0/view/jobs/{segment}/queued/8/asc/1",
-             f"/dashboard/rq/0/data/jobs/{segment}/queued/8/asc/1.json"]
-    posts = [f"/dashboard/rq/queue/{segment}/queued/empty", f"/dashboard/rq/queue/{segment}/compact",
-             f"/dashboard/rq/requeue/{segment}"]
+    paths = [
+        f"/dashboard/rq/0/view/jobs/{segment}/queued/8/asc/1",
+        f"/dashboard/rq/0/data/jobs/{segment}/queued/8/asc/1.json",
+    ]
+    posts = [
+        f"/dashboard/rq/queue/{segment}/queued/empty",
+        f"/dashboard/rq/queue/{segment}/compact",
+        f"/dashboard/rq/requeue/{segment}",
+    ]
     with rendered_templates(app) as rendered:
         for path in paths:
             response = client.get(path, headers=creds)
@@ -129,22 +161,25 @@ def test_hostile_queue_names_are_404_in_every_queue_route(app, client, creds, re
     assert Queue("forecast", connection=redis).count == 1
 
 
-@pytest.mark.parametrize("path", [
-    "/dashboard/rq/0/view/jobs/forecast/nope/8/asc/1",            # registry
-    "/dashboard/rq/0/view/jobs/forecast/queued/0/asc/1",          # page size 0 (upstream: ZeroDivisionError)
-    "/dashboard/rq/0/view/jobs/forecast/queued/201/asc/1",
-    "/dashboard/rq/0/view/jobs/forecast/queued/8/up/1",           # order
-    "/dashboard/rq/0/view/jobs/forecast/queued/8/asc/0",          # page
-    "/dashboard/rq/0/view/jobs/forecast/queued/8/asc/99999999999",
-    "/dashboard/rq/0/data/jobs/forecast/nope/8/asc/1.json",       # upstream: UnboundLocalError, 500
-    "/dashboard/rq/0/data/jobs/forecast/queued/0/asc/1.json",
-    "/dashboard/rq/0/data/jobs/forecast/queued/x/asc/1.json",     # upstream: ValueError, 500
-    "/dashboard/rq/0/data/jobs/forecast/queued/8/asc/-1.json",
-    "/dashboard/rq/0/data/jobs/forecast/queued/8/sideways/1.json",
-    "/dashboard/rq/0/data/jobs/no-such-queue/queued/8/asc/1.json",
-    "/dashboard/rq/0/data/job/no-such-job.json",
-    "/dashboard/rq/0/data/job/bad.id.json",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/rq/0/view/jobs/forecast/nope/8/asc/1",  # registry
+        "/dashboard/rq/0/view/jobs/forecast/queued/0/asc/1",  # page size 0 (upstream: ZeroDivisionError)
+        "/dashboard/rq/0/view/jobs/forecast/queued/201/asc/1",
+        "/dashboard/rq/0/view/jobs/forecast/queued/8/up/1",  # order
+        "/dashboard/rq/0/view/jobs/forecast/queued/8/asc/0",  # page
+        "/dashboard/rq/0/view/jobs/forecast/queued/8/asc/99999999999",
+        "/dashboard/rq/0/data/jobs/forecast/nope/8/asc/1.json",  # upstream: UnboundLocalError, 500
+        "/dashboard/rq/0/data/jobs/forecast/queued/0/asc/1.json",
+        "/dashboard/rq/0/data/jobs/forecast/queued/x/asc/1.json",  # upstream: ValueError, 500
+        "/dashboard/rq/0/data/jobs/forecast/queued/8/asc/-1.json",
+        "/dashboard/rq/0/data/jobs/forecast/queued/8/sideways/1.json",
+        "/dashboard/rq/0/data/jobs/no-such-queue/queued/8/asc/1.json",
+        "/dashboard/rq/0/data/job/no-such-job.json",
+        "/dashboard/rq/0/data/job/bad.id.json",
+    ],
+)
 def test_unknown_segments_are_404_before_any_template(app, client, creds, path):
     with rendered_templates(app) as rendered:
         response = client.get(path, headers=creds)
@@ -152,9 +187,16 @@ def test_unknown_segments_are_404_before_any_template(app, client, creds, path):
     assert rendered == []
 
 
-@pytest.mark.parametrize("path", ["/dashboard/rq/queue/forecast/nope/empty", "/dashboard/rq/job/no-such-job/delete",
-                                  "/dashboard/rq/job/no-such-job/requeue", "/dashboard/rq/queue/nope/compact",
-                                  "/dashboard/rq/requeue/nope"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/rq/queue/forecast/nope/empty",
+        "/dashboard/rq/job/no-such-job/delete",
+        "/dashboard/rq/job/no-such-job/requeue",
+        "/dashboard/rq/queue/nope/compact",
+        "/dashboard/rq/requeue/nope",
+    ],
+)
 def test_actions_on_unknown_things_are_404(client, creds, redis, path):
     enqueue_never_run(redis, 1)
     response = client.post(path, headers={**creds, **SAME_ORIGIN})
@@ -197,8 +239,13 @@ def test_fuzz_every_rq_dashboard_route_one_segment_at_a_time(app, client, creds,
     """Each variable of each rule gets each hostile value, by each method: 404/405, never a 500,
     never reflected, never a template rendered for a value that names nothing."""
     rules = rq_rules(app)
-    assert {"rq_dashboard.jobs_overview", "rq_dashboard.list_jobs", "rq_dashboard.job_info",
-            "rq_dashboard.empty_queue", "rq_dashboard.static"} <= {r.endpoint for r in rules}
+    assert {
+        "rq_dashboard.jobs_overview",
+        "rq_dashboard.list_jobs",
+        "rq_dashboard.job_info",
+        "rq_dashboard.empty_queue",
+        "rq_dashboard.static",
+    } <= {r.endpoint for r in rules}
     checked = 0
     for rule in rules:
         for name in re.findall(r"<(?:[^:>]+:)?([^>]+)>", rule.rule):
@@ -217,8 +264,33 @@ def test_fuzz_every_rq_dashboard_route_one_segment_at_a_time(app, client, creds,
     assert checked > 1000
 
 
-SEGMENT_PARTS = st.sampled_from(["'", '"', "<", ">", "</script>", "\\u0027", "%27", "%2527", "\u2028", "\x00", "`",
-                                 "${", "{{", "<%=", "forecast", "queued", "asc", "8", "1", "..", " ", "é", "pwned"])
+SEGMENT_PARTS = st.sampled_from(
+    [
+        "'",
+        '"',
+        "<",
+        ">",
+        "</script>",
+        "\\u0027",
+        "%27",
+        "%2527",
+        "\u2028",
+        "\x00",
+        "`",
+        "${",
+        "{{",
+        "<%=",
+        "forecast",
+        "queued",
+        "asc",
+        "8",
+        "1",
+        "..",
+        " ",
+        "é",
+        "pwned",
+    ]
+)
 SEGMENTS = st.lists(st.one_of(SEGMENT_PARTS, st.text(min_size=1, max_size=8)), min_size=1, max_size=6).map("".join)
 
 
@@ -243,9 +315,17 @@ def test_page_values_reach_the_page_only_as_json_data(client, creds, job):
     """Even where a value does reach a page, it is JSON in a block that never runs, escaped."""
     html = client.get("/dashboard/rq/0/view/jobs/forecast/failed/8/dsc/2", headers=creds).get_data(as_text=True)
     block = re.search(r'<script type="application/json" id="rq-page-config">(.*?)</script>', html, re.S)[1]
-    assert json.loads(block) == {"poll_interval": 2500, "rq_url_prefix": "/dashboard/rq/", "current_instance": 0,
-                                 "id": None, "queue_name": "forecast", "registry_name": "failed", "per_page": 8,
-                                 "order": "dsc", "page": 2}
+    assert json.loads(block) == {
+        "poll_interval": 2500,
+        "rq_url_prefix": "/dashboard/rq/",
+        "current_instance": 0,
+        "id": None,
+        "queue_name": "forecast",
+        "registry_name": "failed",
+        "per_page": 8,
+        "order": "dsc",
+        "page": 2,
+    }
     assert EXECUTABLE_SCRIPT.search(html) is None
     job_html = client.get(f"/dashboard/rq/0/view/job/{job.id}", headers=creds).get_data(as_text=True)
     assert json.loads(re.search(r'id="rq-page-config">(.*?)</script>', job_html, re.S)[1])["id"] == job.id
@@ -278,11 +358,13 @@ def test_compiled_scripts_are_fixed_at_start_up(client, creds, redis):
     for page in PAGE_SCRIPTS:
         first = client.get(f"/dashboard/rq-scripts/{page}.js", headers=creds)
         assert first.data == PAGE_SCRIPTS[page].body and first.headers["ETag"]
-        again = client.get(f"/dashboard/rq-scripts/{page}.js", headers={**creds, "If-None-Match": first.headers["ETag"]})
+        again = client.get(
+            f"/dashboard/rq-scripts/{page}.js", headers={**creds, "If-None-Match": first.headers["ETag"]}
+        )
         assert again.status_code == 304
         text = first.get_data(as_text=True)
         assert "RQ_PAGE[" in text and "{{" not in text and "{%" not in text
-    assert "$(this).val(RQ_PAGE[\"queue_name\"])" in PAGE_SCRIPTS["jobs"].body.decode()
+    assert '$(this).val(RQ_PAGE["queue_name"])' in PAGE_SCRIPTS["jobs"].body.decode()
 
 
 def test_a_changed_upstream_template_fails_at_start_up(tmp_path):
@@ -359,8 +441,17 @@ def _row(run_id: str, status: str, error: str | None = None):
     from app.models import JobRun, utcnow
 
     with db_session():
-        JobRun.create(id=run_id, job_name="forecast", queue="forecast", trigger="scheduled", status=status,
-                      enqueued_at=utcnow(), ended_at=utcnow(), attempts=0, error=error)
+        JobRun.create(
+            id=run_id,
+            job_name="forecast",
+            queue="forecast",
+            trigger="scheduled",
+            status=status,
+            enqueued_at=utcnow(),
+            ended_at=utcnow(),
+            attempts=0,
+            error=error,
+        )
 
 
 def test_data_says_which_runs_have_an_rq_job(client, creds, auth, redis):
@@ -388,11 +479,14 @@ def test_worker_whose_job_expired_has_no_job_link(client, creds, redis, job):
     assert rows["w-expired"]["current_job_exists"] is False and rows["w-busy"]["current_job_exists"] is True
 
 
-@pytest.mark.parametrize(("run_id", "status", "says"), [
-    ("skipped-run", "skipped", "never queued in RQ"),
-    ("expired-run", "finished", "no longer keeps"),
-    ("never-was", None, "no run with it either"),
-])
+@pytest.mark.parametrize(
+    ("run_id", "status", "says"),
+    [
+        ("skipped-run", "skipped", "never queued in RQ"),
+        ("expired-run", "finished", "no longer keeps"),
+        ("never-was", None, "no run with it either"),
+    ],
+)
 def test_the_job_page_of_a_missing_rq_job_explains(app, client, creds, run_id, status, says):
     if status:
         _row(run_id, status, "skipped: <b>previous run active</b>" if status == "skipped" else None)

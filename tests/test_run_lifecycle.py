@@ -4,6 +4,7 @@ deleted RQ jobs, attempt fences, the RQ command line.
 Each test reproduces a defect of issue 11 (points 2, 3, 5, 6 and 8; point 9, shutdown, is in
 tests/test_faults_worker.py) and failed before its fix.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,12 @@ from tests.test_jobs_api import trigger
 from workers.worker import ServiceWorker, build_worker
 
 RQ_CLI = [str(Path(sys.executable).parent / "rq")]
-FAST_FAULTS = {"worker_heartbeat_interval": 1, "worker_abandoned_after": 2, "worker_maintenance_interval": 2,
-               "log_level": "INFO"}
+FAST_FAULTS = {
+    "worker_heartbeat_interval": 1,
+    "worker_abandoned_after": 2,
+    "worker_maintenance_interval": 2,
+    "log_level": "INFO",
+}
 
 
 def run_of(run_id: str) -> JobRun:
@@ -73,6 +78,7 @@ def alive(pid: int) -> bool:
 
 # -- point 2: cancel right after trigger ------------------------------------------------------
 
+
 class TestCancelRace:
     @pytest.fixture
     def settings_overrides(self, settings_overrides):
@@ -95,8 +101,9 @@ class TestCancelRace:
         assert (run.status, run.attempts, run.started_at) == ("canceled", 0, None)
         assert alerts_of(run_id) == 0
 
-    def test_cancel_after_the_worker_took_the_run_is_202_and_stops_it(self, app, client, auth, redis,
-                                                                        start_process, settings_overrides):
+    def test_cancel_after_the_worker_took_the_run_is_202_and_stops_it(
+        self, app, client, auth, redis, start_process, settings_overrides
+    ):
         """Once an attempt has taken the run, cancel answers 202 "stopping" and the run ends stopped."""
         settings_overrides["forecast_pipeline"] = "tests.pipelines:sleepy"
         run_id = trigger(client, auth).get_json()["job_id"]
@@ -158,16 +165,29 @@ class TestCancelRace:
 
 class TestOpenAlertGuard:
     def _candidate(self, subject="line:L1"):
-        return {"type": "capacity_warning", "severity": "high", "title": "t", "message": "m",
-                "subject": subject, "figures": {}, "fingerprint": f"capacity_warning|{subject}|w1"}
+        return {
+            "type": "capacity_warning",
+            "severity": "high",
+            "title": "t",
+            "message": "m",
+            "subject": subject,
+            "figures": {},
+            "fingerprint": f"capacity_warning|{subject}|w1",
+        }
 
     def test_the_database_refuses_a_second_open_alert_for_a_fingerprint(self, app):
         with db_session():
             store_alerts([self._candidate()], job_id="a")
             with pytest.raises(peewee.IntegrityError) as refused:
                 with database.atomic():
-                    Alert.create(type="capacity_warning", severity="high", title="t", message="m",
-                                 subject="line:L1", fingerprint="capacity_warning|line:L1|w1")
+                    Alert.create(
+                        type="capacity_warning",
+                        severity="high",
+                        title="t",
+                        message="m",
+                        subject="line:L1",
+                        fingerprint="capacity_warning|line:L1|w1",
+                    )
             assert "unique" in str(refused.value).lower()
             Alert.update(resolved=True).execute()
             store_alerts([self._candidate()], job_id="b")  # a resolved one does not block a new one
@@ -203,8 +223,9 @@ class TestOpenAlertGuard:
         with db_session() as db:
             db.execute_sql('DROP INDEX IF EXISTS "alerts_open_fingerprint"')
             for job_id in ("a", "b"):
-                Alert.create(type="t", severity="low", title="t", message="m", subject="s", fingerprint="f",
-                             job_id=job_id)
+                Alert.create(
+                    type="t", severity="low", title="t", message="m", subject="s", fingerprint="f", job_id=job_id
+                )
             step = Step("0003", "0003_open_alert_unique", MIGRATIONS_DIR / "0003_open_alert_unique.py")
             with db.atomic():
                 step.load().upgrade(MigrationContext(db=db, migrator=SchemaMigrator.from_database(db.obj)))
@@ -214,14 +235,20 @@ class TestOpenAlertGuard:
 
 # -- point 3: SIGKILL of the worker parent only ---------------------------------------------------
 
+
 class TestWorkerKilled:
     @pytest.fixture(params=["standby", "fork"])
     def settings_overrides(self, request, settings_overrides):
-        return use(settings_overrides, forecast_pipeline="tests.pipelines:slow_first_attempt",
-                   worker_standby_horse=request.param == "standby", **FAST_FAULTS)
+        return use(
+            settings_overrides,
+            forecast_pipeline="tests.pipelines:slow_first_attempt",
+            worker_standby_horse=request.param == "standby",
+            **FAST_FAULTS,
+        )
 
     def test_sigkill_of_the_worker_kills_its_work_horse_and_the_run_executes_once(
-            self, app, client, auth, start_process):
+        self, app, client, auth, start_process
+    ):
         """Before: the work-horse survived its worker (an OOM kill) and ran on while the retry ran."""
         seed_demo()
         run_id = trigger(client, auth).get_json()["job_id"]
@@ -245,8 +272,7 @@ class TestAttemptFence:
     def settings_overrides(self, settings_overrides):
         return use(settings_overrides, forecast_pipeline="tests.pipelines:slow_first_attempt")
 
-    def test_a_replaced_attempt_stores_no_alert_and_does_not_end_the_row(self, app, client, auth, redis,
-                                                                          start_process):
+    def test_a_replaced_attempt_stores_no_alert_and_does_not_end_the_row(self, app, client, auth, redis, start_process):
         """A newer attempt took the run while the first still ran: the first's outcome is not written."""
         seed_demo()
         run_id = trigger(client, auth).get_json()["job_id"]
@@ -266,9 +292,13 @@ class TestAttemptFence:
         """The fanned-out attempt's gather is fenced too."""
         from app.config import configure
 
-        settings = app.config["SETTINGS"].model_copy(update={"forecast_fanout_threshold": 20,
-                                                             "forecast_chunk_size": 16,
-                                                             "forecast_pipeline": "app.forecast.pipeline:run_pipeline"})
+        settings = app.config["SETTINGS"].model_copy(
+            update={
+                "forecast_fanout_threshold": 20,
+                "forecast_chunk_size": 16,
+                "forecast_pipeline": "app.forecast.pipeline:run_pipeline",
+            }
+        )
         configure(settings)
         seed_demo(items=60, days=120, seed=3)
         run_id = trigger(client, auth).get_json()["job_id"]
@@ -285,6 +315,7 @@ class TestAttemptFence:
 
 
 # -- point 5: the RQ job deleted from rq-dashboard --------------------------------------------------
+
 
 class TestDeletedJob:
     @pytest.fixture
@@ -337,6 +368,7 @@ class TestDeletedJob:
 
 # -- point 6: the Redis-outage guard of the heartbeat -------------------------------------------------
 
+
 def test_a_redis_error_in_the_post_job_heartbeat_does_not_stop_the_worker(app, redis, monkeypatch):
     """RQ calls `heartbeat()` after every job outside any guard; a Redis blip there ended the worker."""
     real = BaseWorker.heartbeat
@@ -365,6 +397,7 @@ def test_a_redis_error_in_the_post_job_heartbeat_does_not_stop_the_worker(app, r
 
 # -- point 8: the RQ command line -------------------------------------------------------------------
 
+
 class TestRqCommandLine:
     @pytest.fixture
     def settings_overrides(self, settings_overrides):
@@ -380,12 +413,20 @@ class TestRqCommandLine:
         assert run.status == "finished" and run.attempts == 1, run.error
         assert alerts_of(run_id) == 2
 
-    def test_a_run_that_cannot_start_ends_failed_with_the_reason(self, app, client, auth, redis, redis_url,
-                                                                 start_process):
+    def test_a_run_that_cannot_start_ends_failed_with_the_reason(
+        self, app, client, auth, redis, redis_url, start_process
+    ):
         """A worker that cannot reach the database: the run ends failed (reason given), the job is free."""
         run_id = trigger(client, auth).get_json()["job_id"]
-        proc = start_process(*RQ_CLI, "worker", "--burst", "-u", redis_url, "forecast",
-                             env_extra={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+        proc = start_process(
+            *RQ_CLI,
+            "worker",
+            "--burst",
+            "-u",
+            redis_url,
+            "forecast",
+            env_extra={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+        )
         assert proc.wait(60) == 0
         assert Job.fetch(run_id, connection=redis).get_status() == JobStatus.FAILED
         with db_session():

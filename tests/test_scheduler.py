@@ -1,4 +1,5 @@
 """rq-scheduler registration and firing: UTC cron, idempotent registration, one run per slot."""
+
 from __future__ import annotations
 
 import subprocess
@@ -25,8 +26,11 @@ def make_scheduler(app, redis):
 
 def test_registers_three_templates_with_cron_queue_and_no_expiry(make_scheduler, redis):
     assert set(make_scheduler().register_schedules()) == {"forecast", "daily-summary", "cleanup"}
-    expected = {"forecast": ("0 */2 * * *", "forecast"), "daily-summary": ("0 8 * * *", "reports"),
-                "cleanup": ("0 0 * * 0", "maintenance")}
+    expected = {
+        "forecast": ("0 */2 * * *", "forecast"),
+        "daily-summary": ("0 8 * * *", "reports"),
+        "cleanup": ("0 0 * * 0", "maintenance"),
+    }
     assert {m.decode() for m in redis.zrange(ZSET, 0, -1)} == {template_id(n) for n in expected}
     for name, (cron, queue) in expected.items():
         job = Job.fetch(template_id(name), connection=redis)
@@ -68,7 +72,10 @@ def test_next_run_times_with_non_utc_host_timezone(settings_overrides, redis, ap
     now = datetime.now(timezone.utc)
     for name, cron in app.config["SETTINGS"].schedules.items():
         score = redis.zscore(ZSET, template_id(name))
-        assert score == next_fire_time(cron, now).timestamp() or score == next_fire_time(cron, now - timedelta(minutes=1)).timestamp()
+        assert (
+            score == next_fire_time(cron, now).timestamp()
+            or score == next_fire_time(cron, now - timedelta(minutes=1)).timestamp()
+        )
     fire = datetime.fromtimestamp(redis.zscore(ZSET, template_id("daily-summary")), timezone.utc)
     assert (fire.hour, fire.minute) == (8, 0)
 
@@ -141,6 +148,11 @@ def test_scheduler_wakes_for_a_fire_time_sooner_than_its_poll_interval(make_sche
 
     assert scheduler._sleep_time(_time.monotonic()) <= 1.6
     redis.zadd(ZSET, {template_id("forecast"): (datetime.now(timezone.utc) + timedelta(hours=1)).timestamp()})
-    redis.zadd(ZSET, {template_id(n): (datetime.now(timezone.utc) + timedelta(hours=1)).timestamp()
-                      for n in ("daily-summary", "cleanup")})
+    redis.zadd(
+        ZSET,
+        {
+            template_id(n): (datetime.now(timezone.utc) + timedelta(hours=1)).timestamp()
+            for n in ("daily-summary", "cleanup")
+        },
+    )
     assert scheduler._sleep_time(_time.monotonic()) == pytest.approx(scheduler.settings.scheduler_interval, abs=0.1)

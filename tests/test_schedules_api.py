@@ -1,4 +1,5 @@
 """Schedules API: list, pause, resume, run now; a paused schedule does not fire, across restarts."""
+
 from __future__ import annotations
 
 import logging
@@ -39,7 +40,11 @@ def test_list_before_and_after_registration(client, make_scheduler):
     assert list(before) == ["forecast", "daily-summary", "cleanup"]
     forecast = before["forecast"]
     assert (forecast["cron"], forecast["queue"], forecast["paused"], forecast["registered"]) == (
-        "0 */2 * * *", "forecast", False, False)
+        "0 */2 * * *",
+        "forecast",
+        False,
+        False,
+    )
     assert forecast["next_run"] is None and forecast["last_run"] is None and forecast["last_status"] is None
     make_scheduler().register_schedules()
     after = _schedules(client)["daily-summary"]
@@ -63,7 +68,10 @@ def test_pause_and_resume_are_idempotent(client, auth, redis):
     second = client.post("/api/schedules/forecast/pause", headers=auth).get_json()
     assert (second["paused"], second["changed"]) == (True, False)
     assert {n: s["paused"] for n, s in _schedules(client).items()} == {
-        "forecast": True, "daily-summary": False, "cleanup": False}
+        "forecast": True,
+        "daily-summary": False,
+        "cleanup": False,
+    }
     resumed = client.post("/api/schedules/forecast/resume", headers=auth).get_json()
     assert (resumed["paused"], resumed["changed"]) == (False, True)
     assert client.post("/api/schedules/forecast/resume", headers=auth).get_json()["changed"] is False
@@ -149,8 +157,9 @@ def test_run_now_is_a_manual_trigger_with_409_on_overlap(client, auth, redis):
 
 
 def test_run_now_ignores_a_body_and_never_500s(client, auth):
-    response = client.post("/api/schedules/cleanup/run", headers=auth, data=b"\xff\xfe{not json",
-                           content_type="application/json")
+    response = client.post(
+        "/api/schedules/cleanup/run", headers=auth, data=b"\xff\xfe{not json", content_type="application/json"
+    )
     assert response.status_code == 202
 
 

@@ -1,4 +1,5 @@
 """Secrets: constant-time checks, production refuses weak ones, none leak into logs or bodies."""
+
 from __future__ import annotations
 
 import subprocess
@@ -38,23 +39,36 @@ PROCESSES = {
 }
 
 
-@pytest.mark.parametrize("secrets,refused", [
-    ({}, "API_TOKEN"),
-    ({"API_TOKEN": "change-me", "DASHBOARD_USERNAME": "admin", "DASHBOARD_PASSWORD": "change-me"}, "API_TOKEN"),
-    ({"API_TOKEN": "x"}, "API_TOKEN (at least 32 characters"),
-    ({"DASHBOARD_USERNAME": "operator-one", "DASHBOARD_PASSWORD": "operator-one"},
-     "DASHBOARD_PASSWORD (must not be the user name)"),
-    ({"DASHBOARD_PASSWORD": "short-pw"}, "DASHBOARD_PASSWORD (at least 12 characters"),
-])
+@pytest.mark.parametrize(
+    "secrets,refused",
+    [
+        ({}, "API_TOKEN"),
+        ({"API_TOKEN": "change-me", "DASHBOARD_USERNAME": "admin", "DASHBOARD_PASSWORD": "change-me"}, "API_TOKEN"),
+        ({"API_TOKEN": "x"}, "API_TOKEN (at least 32 characters"),
+        (
+            {"DASHBOARD_USERNAME": "operator-one", "DASHBOARD_PASSWORD": "operator-one"},
+            "DASHBOARD_PASSWORD (must not be the user name)",
+        ),
+        ({"DASHBOARD_PASSWORD": "short-pw"}, "DASHBOARD_PASSWORD (at least 12 characters"),
+    ],
+)
 def test_production_refuses_to_start_with_missing_demo_or_weak_secrets(settings_overrides, secrets, refused):
     """Every process exits at start-up, naming the variable and why, never quoting a secret."""
-    env = settings_env({k: v for k, v in settings_overrides.items()
-                        if k not in ("api_token", "dashboard_username", "dashboard_password")})
+    env = settings_env(
+        {
+            k: v
+            for k, v in settings_overrides.items()
+            if k not in ("api_token", "dashboard_username", "dashboard_password")
+        }
+    )
     env.update(APP_ENV="production", PORT=str(free_port()), **(STRONG if secrets else {}))
     env.update(secrets)
-    procs = {name: subprocess.Popen([sys.executable, *command], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT)
-             for name, command in PROCESSES.items()}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, *command], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for name, command in PROCESSES.items()
+    }
     for name, proc in procs.items():
         try:
             output = proc.communicate(timeout=60)[0].decode()
@@ -73,14 +87,27 @@ def test_production_refuses_to_start_with_missing_demo_or_weak_secrets(settings_
 class TestProductionReadAuth:
     """In production the read routes need the token unless API_READ_AUTH=off says otherwise."""
 
-    READS = ["/api/alerts", "/api/jobs", "/api/jobs/stats", "/api/jobs/forecast/history", "/api/reports",
-             "/api/schedules", "/metrics"]
+    READS = [
+        "/api/alerts",
+        "/api/jobs",
+        "/api/jobs/stats",
+        "/api/jobs/forecast/history",
+        "/api/reports",
+        "/api/schedules",
+        "/metrics",
+    ]
 
     @pytest.fixture
     def settings_overrides(self, settings_overrides, request):
         extra = getattr(request, "param", {})
-        return {**settings_overrides, "app_env": "production", "api_token": STRONG_TOKEN,
-                "dashboard_username": "ops", "dashboard_password": "pw-7a8b9c-long", **extra}
+        return {
+            **settings_overrides,
+            "app_env": "production",
+            "api_token": STRONG_TOKEN,
+            "dashboard_username": "ops",
+            "dashboard_password": "pw-7a8b9c-long",
+            **extra,
+        }
 
     def test_reads_need_the_token_by_default(self, client):
         for path in self.READS:
@@ -122,8 +149,12 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def settings_overrides(settings_overrides):
-    return {**settings_overrides, "forecast_pipeline": "tests.pipelines:two_alerts", "log_level": "DEBUG",
-            "scheduler_interval": 0.5}
+    return {
+        **settings_overrides,
+        "forecast_pipeline": "tests.pipelines:two_alerts",
+        "log_level": "DEBUG",
+        "scheduler_interval": 0.5,
+    }
 
 
 def test_redis_with_password_works_and_no_secret_reaches_the_logs(client, auth, start_process, capfd):
@@ -167,8 +198,14 @@ def test_make_run_listens_on_loopback_unless_host_says_otherwise(settings_overri
         if host:
             env["HOST"] = host
         log = open(tmp_path / f"run-local-{host or 'default'}.log", "wb")
-        proc = subprocess.Popen(["bash", str(project / "bin" / "run-local")], env=env, cwd=project, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", str(project / "bin" / "run-local")],
+            env=env,
+            cwd=project,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         runs[host] = (proc, int(env["PORT"]), log)
     try:
         found = {}
@@ -180,8 +217,9 @@ def test_make_run_listens_on_loopback_unless_host_says_otherwise(settings_overri
                 if addresses:
                     found[host] = addresses
             time.sleep(0.3)
-        assert found == {None: {"127.0.0.1"}, "0.0.0.0": {"0.0.0.0"}}, {h: open(r[2].name).read()[-3000:]
-                                                                          for h, r in runs.items()}
+        assert found == {None: {"127.0.0.1"}, "0.0.0.0": {"0.0.0.0"}}, {
+            h: open(r[2].name).read()[-3000:] for h, r in runs.items()
+        }
     finally:
         for proc, _, log in runs.values():
             if proc.poll() is None:

@@ -2,6 +2,7 @@
 
 The expected figures are computed here from the same rows with NumPy (linear percentiles).
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -16,8 +17,17 @@ from app.models import JobRun, utcnow
 def _run(run_id: str, job: str, status: str, enqueued, seconds: float | None):
     started = enqueued + timedelta(seconds=2) if seconds is not None else None
     ended = started + timedelta(seconds=seconds) if seconds is not None else enqueued
-    return JobRun.create(id=run_id, job_name=job, queue="forecast", trigger="manual", status=status,
-                         enqueued_at=enqueued, started_at=started, ended_at=ended, attempts=1)
+    return JobRun.create(
+        id=run_id,
+        job_name=job,
+        queue="forecast",
+        trigger="manual",
+        status=status,
+        enqueued_at=enqueued,
+        started_at=started,
+        ended_at=ended,
+        attempts=1,
+    )
 
 
 def _history(now) -> dict[str, list[tuple]]:
@@ -27,9 +37,11 @@ def _history(now) -> dict[str, list[tuple]]:
         rows["forecast"].append((f"f-old{i}", "finished", now - timedelta(days=10 + i), 100 + (i * 37) % 50))
     for i in range(25):  # the last 7 days, 8 of them in the last 24 h
         rows["forecast"].append((f"f{i}", "finished", now - timedelta(hours=3 * i + 1), 1 + (i * 7919) % 23 + i / 10))
-    rows["forecast"] += [("f-fail", "failed", now - timedelta(hours=2), 3.5),
-                         ("f-stop", "stopped", now - timedelta(days=2), 9),
-                         ("f-skip", "skipped", now - timedelta(hours=5), None)]
+    rows["forecast"] += [
+        ("f-fail", "failed", now - timedelta(hours=2), 3.5),
+        ("f-stop", "stopped", now - timedelta(days=2), 9),
+        ("f-skip", "skipped", now - timedelta(hours=5), None),
+    ]
     for i in range(40):  # all within the last 7 days
         rows["daily-summary"].append((f"d{i}", "finished", now - timedelta(hours=4 * i + 0.5), 0.25 * ((i * 13) % 17)))
     return rows
@@ -37,8 +49,13 @@ def _history(now) -> dict[str, list[tuple]]:
 
 def _expected(rows: list[tuple], since) -> dict:
     durations = [s for _, status, at, s in rows if status == "finished" and at >= since and s is not None]
-    return {"count": len(durations), "mean": numpy.mean(durations), "max": max(durations),
-            "p50": numpy.percentile(durations, 50), "p95": numpy.percentile(durations, 95)}
+    return {
+        "count": len(durations),
+        "mean": numpy.mean(durations),
+        "max": max(durations),
+        "p50": numpy.percentile(durations, 50),
+        "p95": numpy.percentile(durations, 95),
+    }
 
 
 def _fill(now) -> dict[str, list[tuple]]:
@@ -66,8 +83,10 @@ def _check(names, rows, now):
                 if at >= since:
                     by_status[status] = by_status.get(status, 0) + 1
             assert figures[job]["by_status"] == by_status
-        assert figures["cleanup"] == {"by_status": {}, "durations": {"count": 0, "mean": None, "max": None,
-                                                                     "p50": None, "p95": None}}
+        assert figures["cleanup"] == {
+            "by_status": {},
+            "durations": {"count": 0, "mean": None, "max": None, "p50": None, "p95": None},
+        }
 
 
 def test_run_figures_equal_a_direct_computation(app):
@@ -115,10 +134,17 @@ def test_api_stats_last_24h(client, app):
     stats = client.get("/api/jobs/stats").get_json()["last_24h"]
     assert stats["window_hours"] == 24
     assert stats["jobs"]["forecast"] == {
-        "success": 4, "failure": 2, "by_status": {"finished": 4, "failed": 1, "stopped": 1, "canceled": 1},
-        "duration_seconds": {"count": 4, "mean": 4.312, "p50": 2.75, "max": 10.25}}
-    assert stats["jobs"]["cleanup"] == {"success": 0, "failure": 0, "by_status": {},
-                                        "duration_seconds": {"count": 0, "mean": None, "p50": None, "max": None}}
+        "success": 4,
+        "failure": 2,
+        "by_status": {"finished": 4, "failed": 1, "stopped": 1, "canceled": 1},
+        "duration_seconds": {"count": 4, "mean": 4.312, "p50": 2.75, "max": 10.25},
+    }
+    assert stats["jobs"]["cleanup"] == {
+        "success": 0,
+        "failure": 0,
+        "by_status": {},
+        "duration_seconds": {"count": 0, "mean": None, "p50": None, "max": None},
+    }
 
 
 def test_ending_a_run_stores_its_duration(app):

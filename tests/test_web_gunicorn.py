@@ -1,4 +1,5 @@
 """The web process's worker model: settings applied by gunicorn.conf.py, and a threaded worker serving."""
+
 from __future__ import annotations
 
 import http.client
@@ -47,19 +48,34 @@ def test_app_package_import_stays_light():
     import sys
 
     code = "import app.config, sys; print(sorted({'flask', 'peewee', 'redis'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env={"ENV_FILE": "/dev/null", "PATH": "/usr/bin:/bin"}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"ENV_FILE": "/dev/null", "PATH": "/usr/bin:/bin"},
+    ).stdout
     assert out.strip() == "[]"  # gunicorn's master imports app.config only
 
 
 @pytest.mark.slow
 def test_one_threaded_worker_serves_concurrent_reads_on_kept_alive_connections(app, start_process):
     for i in range(20):
-        JobRun.create(id=f"run-{i}", job_name="forecast", queue="forecast", trigger="manual", status="finished",
-                      result={"n": i})
+        JobRun.create(
+            id=f"run-{i}", job_name="forecast", queue="forecast", trigger="manual", status="finished", result={"n": i}
+        )
     port = free_port()
-    start_process("-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "app:create_app()",
-                  env_extra={"WEB_CONCURRENCY": "1", "WEB_WORKER_CLASS": "gthread", "WEB_THREADS": "4"})
+    start_process(
+        "-m",
+        "gunicorn",
+        "--config",
+        "gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "app:create_app()",
+        env_extra={"WEB_CONCURRENCY": "1", "WEB_WORKER_CLASS": "gthread", "WEB_THREADS": "4"},
+    )
 
     def up():
         try:

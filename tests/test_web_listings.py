@@ -1,4 +1,5 @@
 """Status, history and alerts read rows as tuples: the same JSON as the models give, on both databases."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -14,12 +15,22 @@ def _runs():
     rows = []
     for i in range(7):
         at = T0 + timedelta(minutes=i // 2)  # pairs share a time: the cursor's id breaks the tie
-        rows.append(JobRun.create(
-            id=f"run-{i}", job_name="forecast", queue="forecast", trigger="scheduled" if i % 3 else "manual",
-            status="finished" if i % 2 else "failed", enqueued_at=at, started_at=at + timedelta(seconds=1),
-            ended_at=None if i == 6 else at + timedelta(seconds=2, microseconds=250),
-            attempts=i, result={"status": "completed", "n": i, "nested": {"b": [1, 2.5, None], "a": "é\""}},
-            error="boom" if i % 2 == 0 else None, slot=at if i % 3 else None))
+        rows.append(
+            JobRun.create(
+                id=f"run-{i}",
+                job_name="forecast",
+                queue="forecast",
+                trigger="scheduled" if i % 3 else "manual",
+                status="finished" if i % 2 else "failed",
+                enqueued_at=at,
+                started_at=at + timedelta(seconds=1),
+                ended_at=None if i == 6 else at + timedelta(seconds=2, microseconds=250),
+                attempts=i,
+                result={"status": "completed", "n": i, "nested": {"b": [1, 2.5, None], "a": 'é"'}},
+                error="boom" if i % 2 == 0 else None,
+                slot=at if i % 3 else None,
+            )
+        )
     return rows
 
 
@@ -49,25 +60,37 @@ def test_history_pages_walk_every_run_once_in_order(client):
 def test_history_filters(client):
     _runs()
     body = client.get("/api/jobs/forecast/history?status=finished&trigger=scheduled").get_json()
-    expected = (JobRun.select().where((JobRun.status == "finished") & (JobRun.trigger == "scheduled"))
-                .order_by(JobRun.enqueued_at.desc(), JobRun.id.desc()))
+    expected = (
+        JobRun.select()
+        .where((JobRun.status == "finished") & (JobRun.trigger == "scheduled"))
+        .order_by(JobRun.enqueued_at.desc(), JobRun.id.desc())
+    )
     assert body == {"runs": [run_json(r) for r in expected], "next_cursor": None}
 
 
 def test_alerts_pages_and_filters_match_the_models(client):
     for i in range(5):
-        Alert.create(type="demand_spike" if i % 2 else "capacity_warning", severity="high" if i < 3 else "low",
-                     title=f"t{i}", message="m", subject=f"s{i}", figures={"score": i + 0.5},
-                     fingerprint=f"f{i}", resolved=bool(i % 2), created_at=T0 + timedelta(hours=i // 2),
-                     last_seen_at=T0 + timedelta(hours=i))
+        Alert.create(
+            type="demand_spike" if i % 2 else "capacity_warning",
+            severity="high" if i < 3 else "low",
+            title=f"t{i}",
+            message="m",
+            subject=f"s{i}",
+            figures={"score": i + 0.5},
+            fingerprint=f"f{i}",
+            resolved=bool(i % 2),
+            created_at=T0 + timedelta(hours=i // 2),
+            last_seen_at=T0 + timedelta(hours=i),
+        )
     newest = list(Alert.select().order_by(Alert.created_at.desc(), Alert.id.desc()))
     first = client.get("/api/alerts?limit=3").get_json()
     assert first["alerts"] == [alert_json(a) for a in newest[:3]]
     second = client.get(f"/api/alerts?limit=3&cursor={first['next_cursor']}").get_json()
     assert second == {"alerts": [alert_json(a) for a in newest[3:]], "next_cursor": None}
     high = client.get(f"/api/alerts?severity=high&since={(T0 + timedelta(hours=1)).isoformat()}Z").get_json()
-    assert [a["id"] for a in high["alerts"]] == [a.id for a in newest if a.severity == "high" and
-                                                 a.created_at >= T0 + timedelta(hours=1)]
+    assert [a["id"] for a in high["alerts"]] == [
+        a.id for a in newest if a.severity == "high" and a.created_at >= T0 + timedelta(hours=1)
+    ]
     assert all(isinstance(a["resolved"], bool) for a in first["alerts"])
 
 

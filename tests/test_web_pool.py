@@ -1,4 +1,5 @@
 """The web's PostgreSQL pool: no ping on checkout, a dead connection fails one request with a 503."""
+
 from __future__ import annotations
 
 import psycopg2
@@ -36,6 +37,7 @@ def _spy(method, calls):
         result = method(conn)
         calls.append(result)
         return result
+
     return wrapped
 
 
@@ -108,12 +110,19 @@ def test_each_app_keeps_its_own_database_redis_and_settings(settings_overrides, 
 
     apps = {}
     for name in ("a", "b"):
-        apps[name] = create_app({**settings_overrides, "database_url": f"sqlite:///{tmp_path / name}.db",
-                                 "result_ttl": 100 + len(apps)})
+        apps[name] = create_app(
+            {**settings_overrides, "database_url": f"sqlite:///{tmp_path / name}.db", "result_ttl": 100 + len(apps)}
+        )
         with apps[name].app_context(), db_session():
             create_tables()
-            JobRun.create(id=f"run-of-{name}", job_name="cleanup", queue="maintenance", trigger="manual",
-                          status="queued", enqueued_at=utcnow())
+            JobRun.create(
+                id=f"run-of-{name}",
+                job_name="cleanup",
+                queue="maintenance",
+                trigger="manual",
+                status="queued",
+                enqueued_at=utcnow(),
+            )
     try:
         for name, app in apps.items():
             with app.app_context():

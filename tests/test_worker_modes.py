@@ -4,6 +4,7 @@ In-process runs must keep what the work-horse gave: fresh heartbeats while they 
 are not taken for abandoned), a working stop, and a worker that survives both. Delayed retries
 are moved back to their queues by the scheduler process, not by a scheduler child per worker.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,9 @@ def test_fork_queues_fork_and_the_others_run_in_the_worker(app, redis, run_worke
 class TestLongInProcessRun:
     @pytest.fixture
     def settings_overrides(self, settings_overrides):
-        return use(settings_overrides, worker_heartbeat_interval=1, worker_abandoned_after=1,
-                   worker_maintenance_interval=1)
+        return use(
+            settings_overrides, worker_heartbeat_interval=1, worker_abandoned_after=1, worker_maintenance_interval=1
+        )
 
     def test_heartbeats_keep_it_from_being_taken_for_abandoned(self, redis, start_process):
         job = Queue("default", connection=redis).enqueue("tests.jobs.sleep_for", 5, retry=Retry(2))
@@ -48,8 +50,12 @@ class TestStopInProcessRun:
     def settings_overrides(self, settings_overrides):
         # No fork queue: the forecast run executes inside the worker process. A short shutdown
         # grace: at teardown the second run is requeued at once instead of being waited for.
-        return use(settings_overrides, forecast_pipeline="tests.pipelines:sleepy", worker_fork_queues="",
-                   worker_shutdown_grace=0.5)
+        return use(
+            settings_overrides,
+            forecast_pipeline="tests.pipelines:sleepy",
+            worker_fork_queues="",
+            worker_shutdown_grace=0.5,
+        )
 
     def test_stop_interrupts_the_run_and_the_worker_goes_on(self, client, auth, start_process):
         job_id = trigger(client, auth).get_json()["job_id"]
@@ -57,7 +63,9 @@ class TestStopInProcessRun:
         wait_for(lambda: client.get(f"/api/jobs/forecast/{job_id}").get_json()["status"] == "started")
         response = client.post(f"/api/jobs/forecast/{job_id}/cancel", headers=auth)
         assert response.status_code == 202
-        body = wait_for(lambda: (b := client.get(f"/api/jobs/forecast/{job_id}").get_json())["status"] == "stopped" and b)
+        body = wait_for(
+            lambda: (b := client.get(f"/api/jobs/forecast/{job_id}").get_json())["status"] == "stopped" and b
+        )
         assert body["attempts"] == 1 and "stopped" in (body["error"] or "")
         assert worker.poll() is None  # RQ's kill_horse would have signalled the worker's own group
         second = trigger(client, auth).get_json()["job_id"]

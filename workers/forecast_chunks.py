@@ -7,6 +7,7 @@ here. How a run is fanned out, leased, fenced and ended is the run lifecycle's p
 for the line-level capacity rule, store the alerts. A chunk that fails is retried alone (same
 Retry policy as runs); a chunk that fails for good fails the run, named in its error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,10 +68,18 @@ def run_forecast(run_id: str, settings: Settings, job: Job | None) -> dict[str, 
             lifecycle.check_attempt(run_id, attempt)  # a replaced attempt stores nothing
         outcome = store_alerts(alerts, job_id=run_id)
     notify.notify_high_alerts(settings, outcome.created)  # after the commit, as for any pipeline
-    timings = {"plan": round(planned, 4), **stats.get("timings", {}),
-               "store": round(time.perf_counter() - stored_from, 4)}
-    return run_result(outcome, series=stats.get("series", 0), timings=timings,
-                      peak_rss_mb=stats.get("peak_rss_mb"), **stats.get("result", {}))
+    timings = {
+        "plan": round(planned, 4),
+        **stats.get("timings", {}),
+        "store": round(time.perf_counter() - stored_from, 4),
+    }
+    return run_result(
+        outcome,
+        series=stats.get("series", 0),
+        timings=timings,
+        peak_rss_mb=stats.get("peak_rss_mb"),
+        **stats.get("result", {}),
+    )
 
 
 def _planned_fault(settings: Settings, job: Job | None, index: int) -> None:
@@ -94,8 +103,14 @@ def run_chunk(run_id: str, index: int, start: str, end: str, keys: list[tuple[st
     plan = pipeline.Plan(date.fromisoformat(start), date.fromisoformat(end), [(k[0], int(k[1])) for k in keys])
     history = pipeline.load_history(plan_=plan)
     part = pipeline.forecast_part(history, settings, load_seconds=time.perf_counter() - began)
-    log.info("forecast chunk %d of run %s: %d series, %d spike(s) in %.2fs", index, run_id, part.series,
-             len(part.spikes), time.perf_counter() - began)
+    log.info(
+        "forecast chunk %d of run %s: %d series, %d spike(s) in %.2fs",
+        index,
+        run_id,
+        part.series,
+        len(part.spikes),
+        time.perf_counter() - began,
+    )
     return part.as_dict()
 
 
@@ -108,20 +123,29 @@ def gather(run_id: str, chunk_ids: list[str], horizon_start: str, plan_seconds: 
     attempt = fanout.attempt_of_run(job)
     fanout.hold_run(connection, run_id, settings)
     try:
-        return _gather(run_id, chunk_ids, date.fromisoformat(horizon_start), plan_seconds, connection, settings,
-                       attempt)
+        return _gather(
+            run_id, chunk_ids, date.fromisoformat(horizon_start), plan_seconds, connection, settings, attempt
+        )
     except StaleAttempt:
         log.warning("forecast gather of run %s: attempt %s was replaced; nothing stored", run_id, attempt)
         return {"status": "stale", "attempt": attempt}
     except Exception as exc:
         if not job.retries_left:  # the last attempt: the run fails with it
-            fanout.end_run(connection, run_id, RunStatus.FAILED, attempt,
-                     error=f"gather failed: {type(exc).__name__}: {exc}")
+            fanout.end_run(
+                connection, run_id, RunStatus.FAILED, attempt, error=f"gather failed: {type(exc).__name__}: {exc}"
+            )
         raise
 
 
-def _gather(run_id: str, chunk_ids: list[str], horizon_start: date, plan_seconds: float,
-            connection: Redis, settings: Settings, attempt: int | None) -> dict[str, Any]:
+def _gather(
+    run_id: str,
+    chunk_ids: list[str],
+    horizon_start: date,
+    plan_seconds: float,
+    connection: Redis,
+    settings: Settings,
+    attempt: int | None,
+) -> dict[str, Any]:
     chunks = Job.fetch_many(chunk_ids, connection=connection)
     failures = [reason for cid, chunk in zip(chunk_ids, chunks) if (reason := fanout.chunk_failure(cid, chunk))]
     if failures:
@@ -145,16 +169,28 @@ def _gather(run_id: str, chunk_ids: list[str], horizon_start: date, plan_seconds
         timings = {"plan": plan_seconds, **merged.timings, "store": round(stored - ruled, 4)}
         timings["rules"] = round(timings.get("rules", 0.0) + ruled - began, 4)
         result = run_result(
-            outcome, series=merged.series, timings=timings, peak_rss_mb=merged.peak_rss_mb,
-            fanout={"chunks": len(chunk_ids), "chunk_size": settings.forecast_chunk_size,
-                    "retried_chunks": [c.id for c in chunks if fanout.attempt_of(c) > 1],
-                    "workers": sorted({c.worker_name for c in chunks if c.worker_name})},
+            outcome,
+            series=merged.series,
+            timings=timings,
+            peak_rss_mb=merged.peak_rss_mb,
+            fanout={
+                "chunks": len(chunk_ids),
+                "chunk_size": settings.forecast_chunk_size,
+                "retried_chunks": [c.id for c in chunks if fanout.attempt_of(c) > 1],
+                "workers": sorted({c.worker_name for c in chunks if c.worker_name}),
+            },
             duration_seconds=round(duration, 3) if duration is not None else None,
             **pipeline.run_summary(merged),
         )
     if not fanout.end_run(connection, run_id, RunStatus.FINISHED, attempt, result=result):
         return {"status": "stale", "attempt": attempt}
     notify.notify_high_alerts(settings, outcome.created)
-    log.info("completed forecast run %s: %d series in %d chunks, %d alert(s) (%d new)", run_id, merged.series,
-             len(chunk_ids), result["alerts_generated"], outcome.new)
+    log.info(
+        "completed forecast run %s: %d series in %d chunks, %d alert(s) (%d new)",
+        run_id,
+        merged.series,
+        len(chunk_ids),
+        result["alerts_generated"],
+        outcome.new,
+    )
     return result

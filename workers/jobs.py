@@ -1,4 +1,5 @@
 """The job functions RQ runs (enqueued by dotted path from the catalogue)."""
+
 from __future__ import annotations
 
 import importlib
@@ -89,8 +90,12 @@ def summarise_day(day: date) -> dict:
         runs.setdefault(job_name, {})[status] = count
     return {
         "date": day.isoformat(),
-        "alerts": {"total": sum(by["severity"].values()), "by_type": by["type"],
-                   "by_severity": by["severity"], "by_source": by["source"]},
+        "alerts": {
+            "total": sum(by["severity"].values()),
+            "by_type": by["type"],
+            "by_severity": by["severity"],
+            "by_source": by["source"],
+        },
         "runs": runs,
     }
 
@@ -150,7 +155,13 @@ def cleanup_old_alerts(job_id: str, settings: Settings) -> dict:
     )
     # What past forecast runs predicted (scored for accuracy) lives as long as the run history.
     deleted_forecasts = accuracy.delete_before(run_cutoff, settings.cleanup_batch_size)
-    log.info("cleanup deleted %d alerts, %d runs and %d recorded forecasts", deleted_alerts, deleted_runs,
-             deleted_forecasts)
-    return {"status": "completed", "deleted_alerts": deleted_alerts, "deleted_runs": deleted_runs,
-            "deleted_forecasts": deleted_forecasts, "alert_cutoff": alert_cutoff.isoformat() + "Z"}
+    log.info(
+        "cleanup deleted %d alerts, %d runs and %d recorded forecasts", deleted_alerts, deleted_runs, deleted_forecasts
+    )
+    return {
+        "status": "completed",
+        "deleted_alerts": deleted_alerts,
+        "deleted_runs": deleted_runs,
+        "deleted_forecasts": deleted_forecasts,
+        "alert_cutoff": alert_cutoff.isoformat() + "Z",
+    }

@@ -25,6 +25,7 @@ WORKER_SHUTDOWN_GRACE seconds to finish (warm shutdown), then is interrupted and
 same way. The database is bound in the worker's own start-up, so `rq worker -w
 workers.worker.ServiceWorker` works as `python -m workers` does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -153,8 +154,9 @@ class ServiceWorker(Worker):
         self.prepare_execution(job)
         self._reuse_database()
         done = threading.Event()
-        beat = threading.Thread(target=self._beat_while_running, args=(job, done), daemon=True,
-                                name=f"heartbeat-{job.id}")
+        beat = threading.Thread(
+            target=self._beat_while_running, args=(job, done), daemon=True, name=f"heartbeat-{job.id}"
+        )
         self._in_process_job_id = job.id
         beat.start()
         try:
@@ -254,8 +256,12 @@ class ServiceWorker(Worker):
             from app.connections import db_session
 
             with db_session():
-                runs.end_attempt(job.id, attempt, runs.RunStatus.QUEUED,
-                                 error="interrupted: its worker shut down (SIGTERM); requeued")
+                runs.end_attempt(
+                    job.id,
+                    attempt,
+                    runs.RunStatus.QUEUED,
+                    error="interrupted: its worker shut down (SIGTERM); requeued",
+                )
         log.warning("run %s requeued: its worker is shutting down", job.id)
 
     def kill_horse(self, sig=SHUTDOWN_SIGNAL):
@@ -312,8 +318,13 @@ class ServiceWorker(Worker):
     # waits on a pipe; a run hands it the job id. It still serves exactly one run.
 
     def _start_standby(self) -> None:
-        if (not self.standby_horse or self._burst or self._stop_requested or self._standby is not None
-                or not self.fork_queues & set(self.queue_names())):
+        if (
+            not self.standby_horse
+            or self._burst
+            or self._stop_requested
+            or self._standby is not None
+            or not self.fork_queues & set(self.queue_names())
+        ):
             return
         _close_database()  # the work-horse opens its own; a shared socket would corrupt both
         read_fd, write_fd = os.pipe()
@@ -472,8 +483,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("worker %s listening on %s", worker.name, ", ".join(q.name for q in worker.queues))
     # Delayed retries wait in RQ's ScheduledJobRegistry: the scheduler process moves them back
     # (scheduler.py), or RQ's scheduler child of each worker with WORKER_RQ_SCHEDULER=1.
-    worker.work(with_scheduler=settings.worker_rq_scheduler, burst=args.burst,
-                logging_level=settings.log_level.upper())
+    worker.work(with_scheduler=settings.worker_rq_scheduler, burst=args.burst, logging_level=settings.log_level.upper())
     if not args.burst and worker._shutdown_requested_date is None:
         log.error("worker loop ended unexpectedly; exiting so the process manager restarts it")
         sys.exit(1)

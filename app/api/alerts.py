@@ -1,4 +1,5 @@
 """Alerts raised by the forecast pipeline, newest first, filtered and keyset-paginated."""
+
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request

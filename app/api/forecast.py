@@ -3,6 +3,7 @@
 The service scores its own forecasts (app/forecast/accuracy.py); this route serves the scored
 runs (or one line's scores), newest horizon first, for the dashboard's chart and anyone else.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
@@ -17,8 +18,9 @@ bp = Blueprint("forecast", __name__, url_prefix="/api/forecast")
 
 class AccuracyQuery(Strict):
     limit: int = Field(100, ge=1, le=1000, description="scored runs to return, newest horizon first")
-    line: str | None = Field(None, min_length=1, max_length=64,
-                             description="one production line's scores instead of the runs'")
+    line: str | None = Field(
+        None, min_length=1, max_length=64, description="one production line's scores instead of the runs'"
+    )
 
 
 @bp.get("/accuracy")

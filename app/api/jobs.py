@@ -3,6 +3,7 @@
 A thin adapter over the service layer (`app.core.jobs`): it parses the request, calls the use
 case and shapes the JSON; refusals are domain errors that `app.errors` maps to HTTP answers.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request, url_for

@@ -3,6 +3,7 @@
 Query parameters and request bodies come from the same pydantic models that validate them,
 so the document cannot drift from what the routes accept.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
@@ -32,17 +33,28 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
 
 
 def _error(description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _ok(description: str, ref: str, status: str = "200") -> dict:
-    return {status: {"description": description,
-                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}}
+    return {
+        status: {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+        }
+    }
 
 
 JOB_NAME = {"name": "job_name", "in": "path", "required": True, "schema": {"type": "string", "enum": list(JOBS)}}
-RUN_ID = {"name": "run_id", "in": "path", "required": True,
-          "schema": {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": 64}}
+RUN_ID = {
+    "name": "run_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": 64},
+}
 BEARER = [{"bearer": []}]
 READ = [{"bearer": []}, {}]  # reads need the token when API_READ_AUTH=on, or by default in production
 
@@ -50,12 +62,20 @@ RUN = {
     "type": "object",
     "required": ["job_id", "status", "attempts"],
     "properties": {
-        "job_id": {"type": "string"}, "job_name": {"type": "string"},
-        "status": {"type": "string", "enum": ["queued", "scheduled", "started", "finished", "failed",
-                                               "canceled", "stopped", "skipped"]},
-        "trigger": {"type": "string", "enum": ["scheduled", "manual"]}, "queue": {"type": "string"},
-        "result": {"type": ["object", "null"]}, "error": {"type": ["string", "null"]},
-        "enqueued_at": ISO_TIME, "started_at": ISO_TIME, "ended_at": ISO_TIME, "slot": ISO_TIME,
+        "job_id": {"type": "string"},
+        "job_name": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": ["queued", "scheduled", "started", "finished", "failed", "canceled", "stopped", "skipped"],
+        },
+        "trigger": {"type": "string", "enum": ["scheduled", "manual"]},
+        "queue": {"type": "string"},
+        "result": {"type": ["object", "null"]},
+        "error": {"type": ["string", "null"]},
+        "enqueued_at": ISO_TIME,
+        "started_at": ISO_TIME,
+        "ended_at": ISO_TIME,
+        "slot": ISO_TIME,
         "attempts": {"type": "integer", "minimum": 0},
     },
 }
@@ -63,12 +83,19 @@ ALERT = {
     "type": "object",
     "required": ["id", "type", "severity", "source", "subject", "created_at"],
     "properties": {
-        "id": {"type": "integer"}, "type": {"type": "string"},
+        "id": {"type": "integer"},
+        "type": {"type": "string"},
         "severity": {"type": "string", "enum": ["high", "medium", "low"]},
-        "title": {"type": "string"}, "message": {"type": "string"}, "source": {"type": "string"},
-        "job_id": {"type": ["string", "null"]}, "subject": {"type": "string"}, "figures": {"type": "object"},
-        "occurrences": {"type": "integer"}, "resolved": {"type": "boolean"},
-        "created_at": ISO_TIME, "last_seen_at": ISO_TIME,
+        "title": {"type": "string"},
+        "message": {"type": "string"},
+        "source": {"type": "string"},
+        "job_id": {"type": ["string", "null"]},
+        "subject": {"type": "string"},
+        "figures": {"type": "object"},
+        "occurrences": {"type": "integer"},
+        "resolved": {"type": "boolean"},
+        "created_at": ISO_TIME,
+        "last_seen_at": ISO_TIME,
     },
 }
 
@@ -78,11 +105,16 @@ SCHEDULE = {
     "type": "object",
     "required": ["name", "cron", "queue", "paused", "next_run", "last_run", "last_status"],
     "properties": {
-        "name": {"type": "string"}, "cron": {"type": "string"}, "timezone": {"type": "string"},
-        "queue": {"type": "string"}, "task": {"type": "string"},
+        "name": {"type": "string"},
+        "cron": {"type": "string"},
+        "timezone": {"type": "string"},
+        "queue": {"type": "string"},
+        "task": {"type": "string"},
         "registered": {"type": "boolean", "description": "the scheduler has registered its template"},
         "paused": {"type": "boolean", "description": "paused: its slots are skipped until resumed"},
-        "next_run": ISO_TIME, "last_run": ISO_TIME, "last_run_id": {"type": ["string", "null"]},
+        "next_run": ISO_TIME,
+        "last_run": ISO_TIME,
+        "last_run_id": {"type": ["string", "null"]},
         "last_status": {"type": ["string", "null"]},
         "changed": {"type": "boolean", "description": "pause/resume only: whether the state changed"},
         "message": {"type": "string"},
@@ -91,57 +123,105 @@ SCHEDULE = {
 
 
 def _schedule_action(summary: str, ok: dict) -> dict:
-    return {"post": {"summary": summary, "security": BEARER, "parameters": [SCHEDULE_NAME],
-                     "responses": {**ok, "401": _error("no or wrong token"), "404": _error("unknown schedule"),
-                                   "503": _error("Redis or database down")}}}
+    return {
+        "post": {
+            "summary": summary,
+            "security": BEARER,
+            "parameters": [SCHEDULE_NAME],
+            "responses": {
+                **ok,
+                "401": _error("no or wrong token"),
+                "404": _error("unknown schedule"),
+                "503": _error("Redis or database down"),
+            },
+        }
+    }
 
 
 SCHEDULE_PATHS = {
-    "/api/schedules": {"get": {
-        "summary": "The cron schedules: next run, last run and its status, paused", "security": READ,
-        "responses": {**_ok("schedules", "ScheduleList"), "401": _error("no or wrong token"),
-                      "503": _error("Redis or database down")}}},
+    "/api/schedules": {
+        "get": {
+            "summary": "The cron schedules: next run, last run and its status, paused",
+            "security": READ,
+            "responses": {
+                **_ok("schedules", "ScheduleList"),
+                "401": _error("no or wrong token"),
+                "503": _error("Redis or database down"),
+            },
+        }
+    },
     "/api/schedules/{name}/pause": _schedule_action(
-        "Pause a schedule (idempotent; kept across scheduler restarts)", _ok("the schedule", "Schedule")),
-    "/api/schedules/{name}/resume": _schedule_action("Resume a paused schedule (idempotent)",
-                                                     _ok("the schedule", "Schedule")),
+        "Pause a schedule (idempotent; kept across scheduler restarts)", _ok("the schedule", "Schedule")
+    ),
+    "/api/schedules/{name}/resume": _schedule_action(
+        "Resume a paused schedule (idempotent)", _ok("the schedule", "Schedule")
+    ),
     "/api/schedules/{name}/run": _schedule_action(
         "Run the schedule's job now, as a manual trigger",
-        {**_ok("queued", "Triggered", "202"), "409": _error("a run is queued or running")}),
-    "/metrics": {"get": {
-        "summary": "Prometheus text format: runs, durations, queues, workers, schedules", "security": READ,
-        "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                      "401": _error("no or wrong token")}}},
+        {**_ok("queued", "Triggered", "202"), "409": _error("a run is queued or running")},
+    ),
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus text format: runs, durations, queues, workers, schedules",
+            "security": READ,
+            "responses": {
+                "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "401": _error("no or wrong token"),
+            },
+        }
+    },
 }
 
 REPORT = {
     "type": "object",
     "required": ["kind", "date", "report", "created_at"],
     "properties": {
-        "kind": {"type": "string", "enum": ["daily"]}, "date": {"type": "string", "format": "date"},
-        "job_id": {"type": ["string", "null"]}, "created_at": ISO_TIME,
+        "kind": {"type": "string", "enum": ["daily"]},
+        "date": {"type": "string", "format": "date"},
+        "job_id": {"type": ["string", "null"]},
+        "created_at": ISO_TIME,
         "report": {"type": "object", "description": "alerts by type, severity and source; runs by job and status"},
     },
 }
 REPORT_PATHS = {
-    "/api/reports/daily": {"get": {
-        "summary": "The daily report of one UTC day (the latest when no date is given)", "security": READ,
-        "parameters": _query_parameters(DailyReportQuery),
-        "responses": {**_ok("the report", "Report"), "400": _error("bad date"), "401": _error("no or wrong token"),
-                      "404": _error("no report for that day"), "503": _error("database down")}}},
-    "/api/reports": {"get": {
-        "summary": "Daily reports, newest day first", "security": READ,
-        "parameters": _query_parameters(ReportPageQuery),
-        "responses": {**_ok("a page of reports", "ReportPage"), "400": _error("bad limit or cursor"),
-                      "401": _error("no or wrong token"), "503": _error("database down")}}},
+    "/api/reports/daily": {
+        "get": {
+            "summary": "The daily report of one UTC day (the latest when no date is given)",
+            "security": READ,
+            "parameters": _query_parameters(DailyReportQuery),
+            "responses": {
+                **_ok("the report", "Report"),
+                "400": _error("bad date"),
+                "401": _error("no or wrong token"),
+                "404": _error("no report for that day"),
+                "503": _error("database down"),
+            },
+        }
+    },
+    "/api/reports": {
+        "get": {
+            "summary": "Daily reports, newest day first",
+            "security": READ,
+            "parameters": _query_parameters(ReportPageQuery),
+            "responses": {
+                **_ok("a page of reports", "ReportPage"),
+                "400": _error("bad limit or cursor"),
+                "401": _error("no or wrong token"),
+                "503": _error("database down"),
+            },
+        }
+    },
 }
 
 ACCURACY_RUN = {
     "type": "object",
     "required": ["horizon_start", "horizon_days", "mase", "coverage", "points"],
     "properties": {
-        "run_id": {"type": ["string", "null"]}, "horizon_start": {"type": "string", "format": "date"},
-        "horizon_days": {"type": "integer"}, "created_at": ISO_TIME, "scored_at": ISO_TIME,
+        "run_id": {"type": ["string", "null"]},
+        "horizon_start": {"type": "string", "format": "date"},
+        "horizon_days": {"type": "integer"},
+        "created_at": ISO_TIME,
+        "scored_at": ISO_TIME,
         "lines": {"type": "integer", "description": "lines forecast (run scores only)"},
         "line": {"type": "string", "description": "the line (line scores only)"},
         "mase": {"type": ["number", "null"], "description": "MASE of the P50 (mean over lines for a run)"},
@@ -150,11 +230,19 @@ ACCURACY_RUN = {
     },
 }
 FORECAST_PATHS = {
-    "/api/forecast/accuracy": {"get": {
-        "summary": "How past forecast runs scored against the actuals (MASE, P10-P90 coverage), newest first",
-        "security": READ, "parameters": _query_parameters(AccuracyQuery),
-        "responses": {**_ok("scored runs", "AccuracyPage"), "400": _error("bad limit or line"),
-                      "401": _error("no or wrong token"), "503": _error("database down")}}},
+    "/api/forecast/accuracy": {
+        "get": {
+            "summary": "How past forecast runs scored against the actuals (MASE, P10-P90 coverage), newest first",
+            "security": READ,
+            "parameters": _query_parameters(AccuracyQuery),
+            "responses": {
+                **_ok("scored runs", "AccuracyPage"),
+                "400": _error("bad limit or line"),
+                "401": _error("no or wrong token"),
+                "503": _error("database down"),
+            },
+        }
+    },
 }
 
 
@@ -163,87 +251,194 @@ def build_document() -> dict:
     trigger_body.pop("title", None)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Forecast job service", "version": "1.0.0",
-                 "description": "Trigger, watch and cancel forecast jobs; read their alerts."},
+        "info": {
+            "title": "Forecast job service",
+            "version": "1.0.0",
+            "description": "Trigger, watch and cancel forecast jobs; read their alerts.",
+        },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                    "type": "object", "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        }
+                    },
+                },
                 "Run": RUN,
                 "Alert": ALERT,
-                "Triggered": {"type": "object", "required": ["job_id", "status", "message"],
-                              "properties": {"job_id": {"type": "string"}, "job_name": {"type": "string"},
-                                             "status": {"type": "string"}, "message": {"type": "string"},
-                                             "waits_for": {"type": "string"}}},
-                "Canceled": {"type": "object", "required": ["job_id", "status"],
-                             "properties": {"job_id": {"type": "string"},
-                                            "status": {"type": "string", "enum": ["canceled", "stopping"]},
-                                            "message": {"type": "string"}}},
-                "RunPage": {"type": "object", "required": ["runs", "next_cursor"],
-                            "properties": {"runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
-                                           "next_cursor": {"type": ["string", "null"]}}},
-                "AlertPage": {"type": "object", "required": ["alerts", "next_cursor"],
-                              "properties": {"alerts": {"type": "array",
-                                                        "items": {"$ref": "#/components/schemas/Alert"}},
-                                             "next_cursor": {"type": ["string", "null"]}}},
+                "Triggered": {
+                    "type": "object",
+                    "required": ["job_id", "status", "message"],
+                    "properties": {
+                        "job_id": {"type": "string"},
+                        "job_name": {"type": "string"},
+                        "status": {"type": "string"},
+                        "message": {"type": "string"},
+                        "waits_for": {"type": "string"},
+                    },
+                },
+                "Canceled": {
+                    "type": "object",
+                    "required": ["job_id", "status"],
+                    "properties": {
+                        "job_id": {"type": "string"},
+                        "status": {"type": "string", "enum": ["canceled", "stopping"]},
+                        "message": {"type": "string"},
+                    },
+                },
+                "RunPage": {
+                    "type": "object",
+                    "required": ["runs", "next_cursor"],
+                    "properties": {
+                        "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+                        "next_cursor": {"type": ["string", "null"]},
+                    },
+                },
+                "AlertPage": {
+                    "type": "object",
+                    "required": ["alerts", "next_cursor"],
+                    "properties": {
+                        "alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}},
+                        "next_cursor": {"type": ["string", "null"]},
+                    },
+                },
                 "Object": {"type": "object"},
                 "Report": REPORT,
-                "ReportPage": {"type": "object", "required": ["reports", "next_cursor"], "properties": {
-                    "reports": {"type": "array", "items": {"$ref": "#/components/schemas/Report"}},
-                    "next_cursor": {"type": ["string", "null"]}}},
+                "ReportPage": {
+                    "type": "object",
+                    "required": ["reports", "next_cursor"],
+                    "properties": {
+                        "reports": {"type": "array", "items": {"$ref": "#/components/schemas/Report"}},
+                        "next_cursor": {"type": ["string", "null"]},
+                    },
+                },
                 "AccuracyRun": ACCURACY_RUN,
-                "AccuracyPage": {"type": "object", "required": ["runs"], "properties": {
-                    "line": {"type": ["string", "null"]},
-                    "runs": {"type": "array", "items": {"$ref": "#/components/schemas/AccuracyRun"}}}},
+                "AccuracyPage": {
+                    "type": "object",
+                    "required": ["runs"],
+                    "properties": {
+                        "line": {"type": ["string", "null"]},
+                        "runs": {"type": "array", "items": {"$ref": "#/components/schemas/AccuracyRun"}},
+                    },
+                },
                 "Schedule": SCHEDULE,
-                "ScheduleList": {"type": "object", "required": ["schedules"], "properties": {
-                    "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}}},
+                "ScheduleList": {
+                    "type": "object",
+                    "required": ["schedules"],
+                    "properties": {"schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}},
+                },
             },
         },
         "paths": {
-            "/api/jobs": {"get": {"summary": "The job catalogue", "security": READ,
-                                  "responses": {**_ok("jobs", "Object"), "401": _error("no or wrong token")}}},
-            "/api/jobs/{job_name}/trigger": {"post": {
-                "summary": "Trigger a run", "security": BEARER, "parameters": [JOB_NAME],
-                "requestBody": {"required": False, "content": {"application/json": {"schema": trigger_body}}},
-                "responses": {**_ok("queued", "Triggered", "202"), "400": _error("bad body"),
-                              "401": _error("no or wrong token"), "404": _error("unknown job"),
-                              "409": _error("a run is queued or running"), "413": _error("body too large"),
-                              "503": _error("Redis or database down")}}},
-            "/api/jobs/{job_name}/history": {"get": {
-                "summary": "Runs, newest first", "security": READ,
-                "parameters": [JOB_NAME, *_query_parameters(HistoryQuery)],
-                "responses": {**_ok("a page of runs", "RunPage"), "400": _error("bad filter or cursor"),
-                              "401": _error("no or wrong token"), "404": _error("unknown job"),
-                              "503": _error("database down")}}},
-            "/api/jobs/{job_name}/{run_id}": {"get": {
-                "summary": "Run status", "security": READ, "parameters": [JOB_NAME, RUN_ID],
-                "responses": {**_ok("the run", "Run"), "400": _error("invalid id"), "401": _error("no or wrong token"),
-                              "404": _error("unknown job or run"), "503": _error("database down")}}},
-            "/api/jobs/{job_name}/{run_id}/cancel": {"post": {
-                "summary": "Cancel a queued run or stop a running one", "security": BEARER,
-                "parameters": [JOB_NAME, RUN_ID],
-                "responses": {**_ok("canceled", "Canceled"), **_ok("stop requested", "Canceled", "202"),
-                              "400": _error("invalid id"), "401": _error("no or wrong token"),
-                              "404": _error("unknown job or run"), "409": _error("already ended"),
-                              "503": _error("Redis or database down")}}},
-            "/api/jobs/stats": {"get": {
-                "summary": "Workers, queues, tasks, schedules and last-24 h figures", "security": READ,
-                "responses": {**_ok("stats", "Object"), "401": _error("no or wrong token"),
-                              "503": _error("Redis or database down")}}},
-            "/api/alerts": {"get": {
-                "summary": "Alerts, newest first", "security": READ, "parameters": _query_parameters(AlertQuery),
-                "responses": {**_ok("a page of alerts", "AlertPage"), "400": _error("bad filter or cursor"),
-                              "401": _error("no or wrong token"), "503": _error("database down")}}},
+            "/api/jobs": {
+                "get": {
+                    "summary": "The job catalogue",
+                    "security": READ,
+                    "responses": {**_ok("jobs", "Object"), "401": _error("no or wrong token")},
+                }
+            },
+            "/api/jobs/{job_name}/trigger": {
+                "post": {
+                    "summary": "Trigger a run",
+                    "security": BEARER,
+                    "parameters": [JOB_NAME],
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": trigger_body}}},
+                    "responses": {
+                        **_ok("queued", "Triggered", "202"),
+                        "400": _error("bad body"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("unknown job"),
+                        "409": _error("a run is queued or running"),
+                        "413": _error("body too large"),
+                        "503": _error("Redis or database down"),
+                    },
+                }
+            },
+            "/api/jobs/{job_name}/history": {
+                "get": {
+                    "summary": "Runs, newest first",
+                    "security": READ,
+                    "parameters": [JOB_NAME, *_query_parameters(HistoryQuery)],
+                    "responses": {
+                        **_ok("a page of runs", "RunPage"),
+                        "400": _error("bad filter or cursor"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("unknown job"),
+                        "503": _error("database down"),
+                    },
+                }
+            },
+            "/api/jobs/{job_name}/{run_id}": {
+                "get": {
+                    "summary": "Run status",
+                    "security": READ,
+                    "parameters": [JOB_NAME, RUN_ID],
+                    "responses": {
+                        **_ok("the run", "Run"),
+                        "400": _error("invalid id"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("unknown job or run"),
+                        "503": _error("database down"),
+                    },
+                }
+            },
+            "/api/jobs/{job_name}/{run_id}/cancel": {
+                "post": {
+                    "summary": "Cancel a queued run or stop a running one",
+                    "security": BEARER,
+                    "parameters": [JOB_NAME, RUN_ID],
+                    "responses": {
+                        **_ok("canceled", "Canceled"),
+                        **_ok("stop requested", "Canceled", "202"),
+                        "400": _error("invalid id"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("unknown job or run"),
+                        "409": _error("already ended"),
+                        "503": _error("Redis or database down"),
+                    },
+                }
+            },
+            "/api/jobs/stats": {
+                "get": {
+                    "summary": "Workers, queues, tasks, schedules and last-24 h figures",
+                    "security": READ,
+                    "responses": {
+                        **_ok("stats", "Object"),
+                        "401": _error("no or wrong token"),
+                        "503": _error("Redis or database down"),
+                    },
+                }
+            },
+            "/api/alerts": {
+                "get": {
+                    "summary": "Alerts, newest first",
+                    "security": READ,
+                    "parameters": _query_parameters(AlertQuery),
+                    "responses": {
+                        **_ok("a page of alerts", "AlertPage"),
+                        "400": _error("bad filter or cursor"),
+                        "401": _error("no or wrong token"),
+                        "503": _error("database down"),
+                    },
+                }
+            },
             **SCHEDULE_PATHS,
             **REPORT_PATHS,
             **FORECAST_PATHS,
-            "/healthz": {"get": {"summary": "Liveness", "security": [],
-                                 "responses": _ok("alive", "Object")}},
-            "/readyz": {"get": {"summary": "Readiness: Redis and database", "security": [],
-                                "responses": {**_ok("ready", "Object"), "503": {"description": "not ready"}}}},
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": _ok("alive", "Object")}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: Redis and database",
+                    "security": [],
+                    "responses": {**_ok("ready", "Object"), "503": {"description": "not ready"}},
+                }
+            },
         },
     }
 

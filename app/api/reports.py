@@ -2,6 +2,7 @@
 
 Refusals are domain errors that `app.errors` maps to HTTP answers.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,12 @@ DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
 
 class DailyReportQuery(Strict):
-    date: str | None = Field(None, pattern=DATE_PATTERN, json_schema_extra={"format": "date"},
-                             description="UTC day (YYYY-MM-DD); the latest report when absent")
+    date: str | None = Field(
+        None,
+        pattern=DATE_PATTERN,
+        json_schema_extra={"format": "date"},
+        description="UTC day (YYYY-MM-DD); the latest report when absent",
+    )
 
     @field_validator("date")
     @classmethod

@@ -3,6 +3,7 @@
 A thin adapter over the service layer (`app.core.schedules`, which also explains the pause
 state); refusals are domain errors that `app.errors` maps to HTTP answers.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, url_for
@@ -55,8 +56,9 @@ def resume(name: str):
 def run(name: str):
     name = schedules.schedule_name(name)
     outcome = schedules.run_now(_redis(), _settings(), name)
-    response = jsonify(job_id=outcome.run_id, job_name=name, status=outcome.status.value,
-                       message=f"{name} run queued (manual trigger)")
+    response = jsonify(
+        job_id=outcome.run_id, job_name=name, status=outcome.status.value, message=f"{name} run queued (manual trigger)"
+    )
     response.status_code = 202
     response.headers["Location"] = url_for("jobs.status", job_name=name, run_id=outcome.run_id)
     return response

@@ -5,6 +5,7 @@ leave the datetime range once converted to UTC, NUL characters anywhere in a URL
 bodies nested past the interpreter's recursion limit or with numbers Python will not
 convert. Cursors are checked in `app.pagination` (integer ids in 64 bits, storable text).
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,9 @@ MAX_MESSAGE_NAME = 50  # characters of a client-chosen field name quoted back in
 def quoted(name: object) -> str:
     """A client-chosen name as an error message may show it: shortened, and every character that
     is not printable (controls, NUL, bidi overrides, lone surrogates) written as its escape."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in str(name)[:MAX_MESSAGE_NAME])
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(name)[:MAX_MESSAGE_NAME]
+    )
 
 
 def _message(exc: ValidationError) -> str:

@@ -5,13 +5,26 @@ so SQLite and PostgreSQL give the same values) instead of model instances: build
 objects per page was most of a history or alerts request. `run_json`/`alert_json` (a model
 instance, for the dashboard and the CLI) go through the same row functions.
 """
+
 from __future__ import annotations
 
 from app.models import Alert, DailySummary, JobRun, iso
 
 # Column order of the tuples `run_row_json` reads; enqueued_at and id stay first (the cursor's).
-RUN_COLUMNS = (JobRun.enqueued_at, JobRun.id, JobRun.job_name, JobRun.status, JobRun.trigger, JobRun.queue,
-               JobRun.result, JobRun.error, JobRun.started_at, JobRun.ended_at, JobRun.attempts, JobRun.slot)
+RUN_COLUMNS = (
+    JobRun.enqueued_at,
+    JobRun.id,
+    JobRun.job_name,
+    JobRun.status,
+    JobRun.trigger,
+    JobRun.queue,
+    JobRun.result,
+    JobRun.error,
+    JobRun.started_at,
+    JobRun.ended_at,
+    JobRun.attempts,
+    JobRun.slot,
+)
 
 
 def run_row_json(row: tuple) -> dict:
@@ -33,13 +46,39 @@ def run_row_json(row: tuple) -> dict:
 
 
 # Column order of the tuples `alert_row_json` reads; created_at and id stay first (the cursor's).
-ALERT_COLUMNS = (Alert.created_at, Alert.id, Alert.type, Alert.severity, Alert.title, Alert.message, Alert.source,
-                 Alert.job_id, Alert.subject, Alert.figures, Alert.occurrences, Alert.resolved, Alert.last_seen_at)
+ALERT_COLUMNS = (
+    Alert.created_at,
+    Alert.id,
+    Alert.type,
+    Alert.severity,
+    Alert.title,
+    Alert.message,
+    Alert.source,
+    Alert.job_id,
+    Alert.subject,
+    Alert.figures,
+    Alert.occurrences,
+    Alert.resolved,
+    Alert.last_seen_at,
+)
 
 
 def alert_row_json(row: tuple) -> dict:
-    (created_at, alert_id, type_, severity, title, message, source, job_id, subject, figures, occurrences,
-     resolved, last_seen_at) = row
+    (
+        created_at,
+        alert_id,
+        type_,
+        severity,
+        title,
+        message,
+        source,
+        job_id,
+        subject,
+        figures,
+        occurrences,
+        resolved,
+        last_seen_at,
+    ) = row
     return {
         "id": alert_id,
         "type": type_,

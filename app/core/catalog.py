@@ -5,6 +5,7 @@ Everything that names a job reads it here: the API and CLI (which jobs exist), t
 settings, whose `*_CRON` variables only override a job's default cron. It imports nothing of
 the project, so any layer may read it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -3,6 +3,7 @@
 Each adapter (API, dashboard, CLI) has one table mapping these to its own responses; nothing
 here knows HTTP status codes or click. `message` is for people, `details` for machines.
 """
+
 from __future__ import annotations
 
 from typing import Any

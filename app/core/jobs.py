@@ -3,6 +3,7 @@
 Written once for the API, the dashboard and the CLI, which differ only in how they answer;
 refusals are domain exceptions (`app.core.errors`), mapped by each adapter's own table.
 """
+
 from __future__ import annotations
 
 import enum
@@ -42,8 +43,10 @@ def run_id(value: str) -> str:
 
 
 def list_jobs(settings: Settings) -> list[dict[str, str]]:
-    return [{"name": spec.name, "task": spec.func, "queue": spec.queue, "cron": spec.cron(settings)}
-            for spec in JOBS.values()]
+    return [
+        {"name": spec.name, "task": spec.func, "queue": spec.queue, "cron": spec.cron(settings)}
+        for spec in JOBS.values()
+    ]
 
 
 def trigger(redis: Redis, settings: Settings, name: str, *, force: bool = False) -> runs.EnqueueOutcome:
@@ -88,4 +91,3 @@ def cancel_by_id(redis: Redis, run: str) -> tuple[str, CancelOutcome]:
         return row.job_name, cancel(redis, row.job_name, run)
     except RunMissing:
         raise RunMissing(run) from None
-

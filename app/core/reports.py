@@ -3,6 +3,7 @@
 The reports outlive Redis results and run history, so they are read from `daily_summaries`,
 never from a run's result.
 """
+
 from __future__ import annotations
 
 import base64

@@ -4,6 +4,7 @@ Pause state is a Redis set (`app.scheduling.PAUSED_KEY`) that the scheduler read
 firing: a paused schedule's slots are claimed and skipped, its template keeps moving to the
 next slot, and the pause survives scheduler restarts.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Operational figures (the stats use case): shared by `/api/jobs/stats`, `/metrics` and the dashboard."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -20,18 +21,25 @@ def worker_stats(redis: Redis) -> dict[str, Any]:
     workers = Worker.all(connection=redis)
     listed = []
     for worker in workers:
-        listed.append({
-            "name": worker.name,
-            "state": worker.get_state(),
-            "current_job": worker.get_current_job_id(),
-            "queues": worker.queue_names(),
-            "last_heartbeat": iso(worker.last_heartbeat),
-            "hostname": worker.hostname,
-            "pid": worker.pid,
-        })
+        listed.append(
+            {
+                "name": worker.name,
+                "state": worker.get_state(),
+                "current_job": worker.get_current_job_id(),
+                "queues": worker.queue_names(),
+                "last_heartbeat": iso(worker.last_heartbeat),
+                "hostname": worker.hostname,
+                "pid": worker.pid,
+            }
+        )
     busy = sum(1 for w in listed if w["state"] == "busy")
-    return {"active": len(listed), "busy": busy, "idle": len(listed) - busy, "workers": listed,
-            "active_tasks": {w["name"]: w["current_job"] for w in listed if w["current_job"]}}
+    return {
+        "active": len(listed),
+        "busy": busy,
+        "idle": len(listed) - busy,
+        "workers": listed,
+        "active_tasks": {w["name"]: w["current_job"] for w in listed if w["current_job"]},
+    }
 
 
 def queue_stats(redis: Redis) -> dict[str, Any]:
@@ -47,7 +55,7 @@ def queue_stats(redis: Redis) -> dict[str, Any]:
     width = 1 + len(registries)
     out = {}
     for index, queue in enumerate(queues):
-        row = counts[index * width:(index + 1) * width]
+        row = counts[index * width : (index + 1) * width]
         out[queue.name] = {"queued": row[0], **dict(zip(registries, row[1:]))}
     return out
 
@@ -62,8 +70,12 @@ def run_stats(hours: int = 24) -> dict[str, Any]:
             "success": by_status.get("finished", 0),
             "failure": by_status.get("failed", 0) + by_status.get("stopped", 0),
             "by_status": by_status,
-            "duration_seconds": {"count": durations["count"], "mean": _round(durations["mean"]),
-                                 "p50": _round(durations["p50"]), "max": _round(durations["max"])},
+            "duration_seconds": {
+                "count": durations["count"],
+                "mean": _round(durations["mean"]),
+                "p50": _round(durations["p50"]),
+                "max": _round(durations["max"]),
+            },
         }
     return {"window_hours": hours, "jobs": out}
 
@@ -120,15 +132,27 @@ def run_figures(names: list[str], since: datetime) -> dict[str, dict[str, Any]]:
     window holds much of the job's history, else over the window's rows sorted (`_sqlite_quantiles`).
     """
     postgres = is_postgres()
-    columns = [JobRun.job_name, JobRun.status, fn.COUNT(SQL("*")), fn.COUNT(JobRun.duration_s),
-               fn.AVG(JobRun.duration_s), fn.MAX(JobRun.duration_s)]
+    columns = [
+        JobRun.job_name,
+        JobRun.status,
+        fn.COUNT(SQL("*")),
+        fn.COUNT(JobRun.duration_s),
+        fn.AVG(JobRun.duration_s),
+        fn.MAX(JobRun.duration_s),
+    ]
     if postgres:
         array = ", ".join(str(q) for q in QUANTILES.values())
-        columns.append(SQL(f"percentile_cont(ARRAY[{array}]) WITHIN GROUP (ORDER BY \"duration_s\") "
-                           "FILTER (WHERE \"status\" = 'finished')"))
-    query = (JobRun.select(*columns)
-             .where(JobRun.job_name.in_(names) & JobRun.status.in_(STATUSES) & (JobRun.enqueued_at >= since))
-             .group_by(JobRun.job_name, JobRun.status))
+        columns.append(
+            SQL(
+                f'percentile_cont(ARRAY[{array}]) WITHIN GROUP (ORDER BY "duration_s") '
+                "FILTER (WHERE \"status\" = 'finished')"
+            )
+        )
+    query = (
+        JobRun.select(*columns)
+        .where(JobRun.job_name.in_(names) & JobRun.status.in_(STATUSES) & (JobRun.enqueued_at >= since))
+        .group_by(JobRun.job_name, JobRun.status)
+    )
     out = {name: {"by_status": {}, "durations": _durations(0, None, None, {})} for name in names}
     with database.atomic():  # SQLite: the OFFSET lookups see the rows that were counted
         for job_name, status, runs, count, mean, longest, *levels in database.execute(query).fetchall():
@@ -142,8 +166,12 @@ def run_figures(names: list[str], since: datetime) -> dict[str, dict[str, Any]]:
 
 def _durations(count: int, mean: float | None, longest: float | None, values: dict[str, Any]) -> dict[str, Any]:
     floats = {key: None if values.get(key) is None else float(values[key]) for key in QUANTILES}
-    return {"count": count, "mean": None if mean is None else float(mean),
-            "max": None if longest is None else float(longest), **floats}
+    return {
+        "count": count,
+        "mean": None if mean is None else float(mean),
+        "max": None if longest is None else float(longest),
+        **floats,
+    }
 
 
 def _sqlite_quantiles(job_name: str, since: datetime, count: int) -> dict[str, Any]:
@@ -154,24 +182,32 @@ def _sqlite_quantiles(job_name: str, since: datetime, count: int) -> dict[str, A
     evenly in time). Otherwise the window's durations are read by time and sorted (SORT_COST).
     """
     now = utcnow()
-    oldest = (JobRun.select(fn.MIN(JobRun.enqueued_at))
-              .where((JobRun.job_name == job_name) & (JobRun.status == "finished")).scalar())
+    oldest = (
+        JobRun.select(fn.MIN(JobRun.enqueued_at))
+        .where((JobRun.job_name == job_name) & (JobRun.status == "finished"))
+        .scalar()
+    )
     spread = max(1.0, (now - oldest).total_seconds() / max((now - since).total_seconds(), 1.0)) if oldest else 1.0
-    sql = ('SELECT "duration_s" FROM "{table}" INDEXED BY "{index}" WHERE "job_name" = ? AND "status" = \'finished\' '
-           'AND "enqueued_at" >= ? AND "duration_s" IS NOT NULL ORDER BY "duration_s" LIMIT 2 OFFSET ?')
+    sql = (
+        'SELECT "duration_s" FROM "{table}" INDEXED BY "{index}" WHERE "job_name" = ? AND "status" = \'finished\' '
+        'AND "enqueued_at" >= ? AND "duration_s" IS NOT NULL ORDER BY "duration_s" LIMIT 2 OFFSET ?'
+    )
     out = {}
     for key, q in QUANTILES.items():
         position = (count - 1) * q
         low = int(position)
         index = BY_DURATION_INDEX if (low + 2) * spread <= SORT_COST * count else BY_TIME_INDEX
-        rows = database.execute_sql(sql.format(table=JobRun._meta.table_name, index=index),
-                                    (job_name, JobRun.enqueued_at.db_value(since), low)).fetchall()  # type: ignore[no-untyped-call]
+        since_value = JobRun.enqueued_at.db_value(since)  # type: ignore[no-untyped-call]
+        rows = database.execute_sql(
+            sql.format(table=JobRun._meta.table_name, index=index), (job_name, since_value, low)
+        ).fetchall()
         # No rows: deleted since they were counted (cleanup on another connection).
         out[key] = rows[0][0] + (rows[-1][0] - rows[0][0]) * (position - low) if rows else None
     return out
 
 
 # --- helpers for the dashboard's data endpoint and /metrics (aggregates computed in SQL) -------
+
 
 def is_postgres() -> bool:
     return isinstance(database.obj, PostgresqlDatabase)

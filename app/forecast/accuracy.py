@@ -11,6 +11,7 @@ without a complete actual (missing, or a stale series carried at its level) is n
 Read by /metrics (`forecast_mase`, `forecast_interval_coverage`), GET /api/forecast/accuracy and
 the dashboard. The weekly cleanup deletes old snapshots with `delete_before`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,7 @@ MAX_SCORED_PER_RUN = 500  # snapshots scored by one run (a backlog is worked off
 
 def _scale(history: np.ndarray) -> float | None:
     """Mean |y_t - y_{t-7}| over the last year where both days are observed (None: undefined)."""
-    y = np.asarray(history, dtype=np.float64)[-(SCALE_DAYS + SEASON):]
+    y = np.asarray(history, dtype=np.float64)[-(SCALE_DAYS + SEASON) :]
     if y.size <= SEASON:
         return None
     diff = np.abs(y[SEASON:] - y[:-SEASON])
@@ -46,8 +47,13 @@ def _rounded(values: np.ndarray) -> list[float]:
     return [round(float(v), 3) for v in values]
 
 
-def record(run_id: str | None, horizon_start: date, horizon: int, totals: LineTotals,
-           bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> ForecastSnapshot:
+def record(
+    run_id: str | None,
+    horizon_start: date,
+    horizon: int,
+    totals: LineTotals,
+    bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> ForecastSnapshot:
     """Store the run's line forecasts; a retry of the same run replaces its earlier record."""
     with database.atomic():
         if run_id:
@@ -55,13 +61,28 @@ def record(run_id: str | None, horizon_start: date, horizon: int, totals: LineTo
             if old:
                 ForecastLine.delete().where(ForecastLine.snapshot.in_(old)).execute()
                 ForecastSnapshot.delete().where(ForecastSnapshot.id.in_(old)).execute()
-        snapshot = ForecastSnapshot.create(run_id=run_id, horizon_start=horizon_start, horizon_days=horizon,
-                                           created_at=utcnow(), lines=len(bands), scored_points=0)
-        rows = [{"snapshot": snapshot.id, "line": code, "scale": _scale(totals.actuals(code)),
-                 "p10": _rounded(p10), "p50": _rounded(p50), "p90": _rounded(p90), "scored_points": 0}
-                for code, (p10, p50, p90) in sorted(bands.items())]
+        snapshot = ForecastSnapshot.create(
+            run_id=run_id,
+            horizon_start=horizon_start,
+            horizon_days=horizon,
+            created_at=utcnow(),
+            lines=len(bands),
+            scored_points=0,
+        )
+        rows = [
+            {
+                "snapshot": snapshot.id,
+                "line": code,
+                "scale": _scale(totals.actuals(code)),
+                "p10": _rounded(p10),
+                "p50": _rounded(p50),
+                "p90": _rounded(p90),
+                "scored_points": 0,
+            }
+            for code, (p10, p50, p90) in sorted(bands.items())
+        ]
         for i in range(0, len(rows), 200):
-            ForecastLine.insert_many(rows[i:i + 200]).execute()
+            ForecastLine.insert_many(rows[i : i + 200]).execute()
     return snapshot
 
 
@@ -95,15 +116,20 @@ def score_due(horizon_start: date, totals: LineTotals, wait_days: int) -> list[i
             mases, inside, points = [], 0, 0
             for row in lines_by_snapshot.get(snapshot.id, []):
                 line_mase, line_inside, line_points = _score_line(row, actuals.get(row.line), offset)
-                ForecastLine.update(mase=line_mase, coverage=(line_inside / line_points) if line_points else None,
-                                    scored_points=line_points).where(ForecastLine.id == row.id).execute()
+                ForecastLine.update(
+                    mase=line_mase,
+                    coverage=(line_inside / line_points) if line_points else None,
+                    scored_points=line_points,
+                ).where(ForecastLine.id == row.id).execute()
                 if line_mase is not None:
                     mases.append(line_mase)
                 inside += line_inside
                 points += line_points
             ForecastSnapshot.update(
-                mase=float(np.mean(mases)) if mases else None, coverage=(inside / points) if points else None,
-                scored_points=points, scored_at=now,
+                mase=float(np.mean(mases)) if mases else None,
+                coverage=(inside / points) if points else None,
+                scored_points=points,
+                scored_at=now,
             ).where(ForecastSnapshot.id == snapshot.id).execute()
     log.info("forecast accuracy: scored %d earlier run(s)", len(due))
     return [s.id for s in due]
@@ -114,7 +140,7 @@ def _score_line(row: ForecastLine, actual: np.ndarray | None, offset: int) -> tu
     if actual is None or offset < 0:
         return None, 0, 0
     p10, p50, p90 = (np.asarray(v, dtype=np.float64) for v in (row.p10, row.p50, row.p90))
-    a = actual[offset:offset + p50.size]
+    a = actual[offset : offset + p50.size]
     n = a.size
     ok = np.isfinite(a)
     if not ok.any():
@@ -127,9 +153,14 @@ def _score_line(row: ForecastLine, actual: np.ndarray | None, offset: int) -> tu
     return mase, inside, int(ok.sum())
 
 
-def record_and_score(run_id: str | None, horizon_start: date, horizon: int, totals: LineTotals,
-                     bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                     wait_days: int = 3) -> dict[str, Any]:
+def record_and_score(
+    run_id: str | None,
+    horizon_start: date,
+    horizon: int,
+    totals: LineTotals,
+    bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    wait_days: int = 3,
+) -> dict[str, Any]:
     """Both steps of a run (the caller holds a connection); returns what the run's result shows."""
     scored = score_due(horizon_start, totals, wait_days)
     snapshot = record(run_id, horizon_start, horizon, totals, bands)
@@ -147,32 +178,64 @@ def _iso(value: datetime | None) -> str | None:
 def history(limit: int = 100, line: str | None = None) -> list[dict[str, Any]]:
     """Scored runs, newest horizon first: per run, or one line's scores when `line` is given."""
     if line is None:
-        rows = (ForecastSnapshot.select()
-                .where(ForecastSnapshot.scored_at.is_null(False))
-                .order_by(ForecastSnapshot.horizon_start.desc(), ForecastSnapshot.id.desc()).limit(limit))
-        return [{"run_id": s.run_id, "horizon_start": _as_date(s.horizon_start).isoformat(),
-                 "horizon_days": s.horizon_days, "created_at": _iso(s.created_at), "scored_at": _iso(s.scored_at),
-                 "lines": s.lines, "mase": s.mase, "coverage": s.coverage, "points": s.scored_points}
-                for s in rows]
-    rows = (ForecastLine.select(ForecastLine, ForecastSnapshot)
-            .join(ForecastSnapshot)
-            .where((ForecastLine.line == line) & ForecastSnapshot.scored_at.is_null(False))
-            .order_by(ForecastSnapshot.horizon_start.desc(), ForecastSnapshot.id.desc()).limit(limit))
-    return [{"run_id": r.snapshot.run_id, "horizon_start": _as_date(r.snapshot.horizon_start).isoformat(),
-             "horizon_days": r.snapshot.horizon_days, "created_at": _iso(r.snapshot.created_at),
-             "scored_at": _iso(r.snapshot.scored_at), "line": r.line, "mase": r.mase, "coverage": r.coverage,
-             "points": r.scored_points} for r in rows]
+        rows = (
+            ForecastSnapshot.select()
+            .where(ForecastSnapshot.scored_at.is_null(False))
+            .order_by(ForecastSnapshot.horizon_start.desc(), ForecastSnapshot.id.desc())
+            .limit(limit)
+        )
+        return [
+            {
+                "run_id": s.run_id,
+                "horizon_start": _as_date(s.horizon_start).isoformat(),
+                "horizon_days": s.horizon_days,
+                "created_at": _iso(s.created_at),
+                "scored_at": _iso(s.scored_at),
+                "lines": s.lines,
+                "mase": s.mase,
+                "coverage": s.coverage,
+                "points": s.scored_points,
+            }
+            for s in rows
+        ]
+    rows = (
+        ForecastLine.select(ForecastLine, ForecastSnapshot)
+        .join(ForecastSnapshot)
+        .where((ForecastLine.line == line) & ForecastSnapshot.scored_at.is_null(False))
+        .order_by(ForecastSnapshot.horizon_start.desc(), ForecastSnapshot.id.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "run_id": r.snapshot.run_id,
+            "horizon_start": _as_date(r.snapshot.horizon_start).isoformat(),
+            "horizon_days": r.snapshot.horizon_days,
+            "created_at": _iso(r.snapshot.created_at),
+            "scored_at": _iso(r.snapshot.scored_at),
+            "line": r.line,
+            "mase": r.mase,
+            "coverage": r.coverage,
+            "points": r.scored_points,
+        }
+        for r in rows
+    ]
 
 
 def latest() -> tuple[ForecastSnapshot | None, list[ForecastLine]]:
     """The most recent scored run with actuals, and its lines' scores (for /metrics)."""
-    snapshot = (ForecastSnapshot.select()
-                .where(ForecastSnapshot.scored_at.is_null(False) & (ForecastSnapshot.scored_points > 0))
-                .order_by(ForecastSnapshot.horizon_start.desc(), ForecastSnapshot.id.desc()).first())
+    snapshot = (
+        ForecastSnapshot.select()
+        .where(ForecastSnapshot.scored_at.is_null(False) & (ForecastSnapshot.scored_points > 0))
+        .order_by(ForecastSnapshot.horizon_start.desc(), ForecastSnapshot.id.desc())
+        .first()
+    )
     if snapshot is None:
         return None, []
-    lines = list(ForecastLine.select().where((ForecastLine.snapshot == snapshot.id) & (ForecastLine.scored_points > 0))
-                 .order_by(ForecastLine.line))
+    lines = list(
+        ForecastLine.select()
+        .where((ForecastLine.snapshot == snapshot.id) & (ForecastLine.scored_points > 0))
+        .order_by(ForecastLine.line)
+    )
     return snapshot, lines
 
 
@@ -182,9 +245,13 @@ def delete_before(cutoff: datetime, batch_size: int = 20_000) -> int:
     deleted = 0
     while True:
         with database.atomic():
-            ids = [s.id for s in ForecastSnapshot.select(ForecastSnapshot.id)
-                   .where(ForecastSnapshot.created_at < cutoff).order_by(ForecastSnapshot.id)
-                   .limit(max(1, batch_size // 50))]
+            ids = [
+                s.id
+                for s in ForecastSnapshot.select(ForecastSnapshot.id)
+                .where(ForecastSnapshot.created_at < cutoff)
+                .order_by(ForecastSnapshot.id)
+                .limit(max(1, batch_size // 50))
+            ]
             if not ids:
                 return deleted
             ForecastLine.delete().where(ForecastLine.snapshot.in_(ids)).execute()

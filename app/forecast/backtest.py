@@ -19,6 +19,7 @@ before the origin and is scored on what followed:
 `run_backtest(path, horizon, origins, progress=callable)` returns a `BacktestResult`; `str()` of
 it is the printable table. The CLI (`flask --app app backtest FILE.csv`) calls it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -94,8 +95,14 @@ class _Grid:
             off += pad
         rows, cols = self.values.shape
         if row >= rows or off >= cols:
-            grown = np.full((max(rows, 2 * rows if row >= rows else rows, row + 1),
-                             max(cols, 2 * cols if off >= cols else cols, off + 1, 8)), np.nan, np.float32)
+            grown = np.full(
+                (
+                    max(rows, 2 * rows if row >= rows else rows, row + 1),
+                    max(cols, 2 * cols if off >= cols else cols, off + 1, 8),
+                ),
+                np.nan,
+                np.float32,
+            )
             grown[:rows, :cols] = self.values
             self.values = grown
         self.values[row, off] = value
@@ -151,7 +158,9 @@ def read_long_csv(path: str, *, datasets: Iterable[str] | None = None) -> list[D
         raise BacktestError(f"{path}: cannot read: {exc}") from None
     out = []
     for name, grid in grids.items():
-        values = np.ascontiguousarray(grid.values[:len(grid.series), grid.lo:grid.last + 1])  # float32: half the memory
+        values = np.ascontiguousarray(
+            grid.values[: len(grid.series), grid.lo : grid.last + 1]
+        )  # float32: half the memory
         out.append(Dataset(name, list(grid.series), grid.lines, date.fromordinal(grid.first + grid.lo), values))
     if not out:
         raise BacktestError(f"{path}: no data rows")
@@ -159,6 +168,7 @@ def read_long_csv(path: str, *, datasets: Iterable[str] | None = None) -> list[D
 
 
 # --- methods ---------------------------------------------------------------------------------------
+
 
 def engine_forecaster(history: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     p = predict(history, horizon, quantiles=(0.1, 0.9))
@@ -186,6 +196,7 @@ METHODS: dict[str, Forecaster] = {"engine": engine_forecaster, "seasonal_naive":
 
 
 # --- metrics ---------------------------------------------------------------------------------------
+
 
 def snaive_scale(history: np.ndarray) -> np.ndarray:
     """In-sample MAE of the 7-day seasonal naive forecast per series (NaN pairs skipped)."""
@@ -242,7 +253,8 @@ class Scores:
             "recall": tp / (tp + fn) if tp + fn else None,
             "precision": tp / (tp + fp) if tp + fp else None,
             "brier": float(np.mean((np.array(self.probs) - np.array(self.events, dtype=float)) ** 2))
-            if self.events else None,
+            if self.events
+            else None,
         }
 
 
@@ -271,18 +283,24 @@ def format_table(result: BacktestResult) -> str:
     lines = []
     for name, methods in result.datasets.items():
         info = result.info.get(name, {})
-        lines.append(f"\n{name}: {info.get('series')} series x {info.get('days')} days, "
-                     f"{info.get('origins')} origin(s), horizon {result.horizon}, {info.get('lines')} line(s)")
-        lines.append(f"{'method':<18}{'MASE':>8}{'rel':>7}{'sMAPE':>8}{'P10-P90':>9}{'s/series':>11}"
-                     f"{'recall':>8}{'prec':>7}{'Brier':>7}{'overloads':>11}")
+        lines.append(
+            f"\n{name}: {info.get('series')} series x {info.get('days')} days, "
+            f"{info.get('origins')} origin(s), horizon {result.horizon}, {info.get('lines')} line(s)"
+        )
+        lines.append(
+            f"{'method':<18}{'MASE':>8}{'rel':>7}{'sMAPE':>8}{'P10-P90':>9}{'s/series':>11}"
+            f"{'recall':>8}{'prec':>7}{'Brier':>7}{'overloads':>11}"
+        )
         base = methods.get("seasonal_naive", {}).get("mase")
         for meth, s in methods.items():
             rel = s["mase"] / base if s.get("mase") is not None and base else None
-            lines.append(f"{meth:<18}{_fmt(s.get('mase'), '8.3f')}{_fmt(rel, '7.3f')}{_fmt(s.get('smape'), '8.2f')}"
-                         f"{_fmt(s.get('coverage'), '9.3f')}{_fmt(s.get('seconds_per_series'), '11.2e')}"
-                         f"{_fmt(s.get('recall'), '8.2f')}{_fmt(s.get('precision'), '7.2f')}"
-                         f"{_fmt(s.get('brier'), '7.3f')}"
-                         f"{s.get('overloads', 0):>5}/{s.get('line_origins', 0):<5}")
+            lines.append(
+                f"{meth:<18}{_fmt(s.get('mase'), '8.3f')}{_fmt(rel, '7.3f')}{_fmt(s.get('smape'), '8.2f')}"
+                f"{_fmt(s.get('coverage'), '9.3f')}{_fmt(s.get('seconds_per_series'), '11.2e')}"
+                f"{_fmt(s.get('recall'), '8.2f')}{_fmt(s.get('precision'), '7.2f')}"
+                f"{_fmt(s.get('brier'), '7.3f')}"
+                f"{s.get('overloads', 0):>5}/{s.get('line_origins', 0):<5}"
+            )
     return "\n".join(lines)
 
 
@@ -292,16 +310,28 @@ def origin_cuts(days: int, horizon: int, origins: int, step: int = ORIGIN_STEP) 
     return [c for c in cuts if c >= MIN_HISTORY_DAYS]
 
 
-def backtest_dataset(ds: Dataset, horizon: int, origins: int, methods: dict[str, Forecaster] | None = None,
-                     progress: Progress | None = None, capacity: bool = True) -> tuple[dict[str, dict], dict]:
+def backtest_dataset(
+    ds: Dataset,
+    horizon: int,
+    origins: int,
+    methods: dict[str, Forecaster] | None = None,
+    progress: Progress | None = None,
+    capacity: bool = True,
+) -> tuple[dict[str, dict], dict]:
     """Scores of every method on one data set, and facts about the data set."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return _backtest_dataset(ds, horizon, origins, methods, progress, capacity)
 
 
-def _backtest_dataset(ds: Dataset, horizon: int, origins: int, methods: dict[str, Forecaster] | None,
-                      progress: Progress | None, capacity: bool) -> tuple[dict[str, dict], dict]:
+def _backtest_dataset(
+    ds: Dataset,
+    horizon: int,
+    origins: int,
+    methods: dict[str, Forecaster] | None,
+    progress: Progress | None,
+    capacity: bool,
+) -> tuple[dict[str, dict], dict]:
     methods = METHODS if methods is None else methods
     values = ds.values
     n, days = values.shape
@@ -313,15 +343,18 @@ def _backtest_dataset(ds: Dataset, horizon: int, origins: int, methods: dict[str
     done = 0
     for cut in cuts:
         hist = values[:, :cut]
-        actual = values[:, cut:cut + horizon]
+        actual = values[:, cut : cut + horizon]
         scale = snaive_scale(hist)
         cap = over = None
         if capacity:
-            lh = loads[:, max(0, cut - CAPACITY_DAYS):cut]
+            lh = loads[:, max(0, cut - CAPACITY_DAYS) : cut]
             with np.errstate(all="ignore"):
-                cap = np.where(np.isfinite(lh).sum(axis=1) >= 28, np.nanquantile(lh, CAPACITY_QUANTILE, axis=1)
-                               if lh.shape[1] else np.nan, np.nan)
-            la = loads[:, cut:cut + horizon]
+                cap = np.where(
+                    np.isfinite(lh).sum(axis=1) >= 28,
+                    np.nanquantile(lh, CAPACITY_QUANTILE, axis=1) if lh.shape[1] else np.nan,
+                    np.nan,
+                )
+            la = loads[:, cut : cut + horizon]
             over = (la > cap[:, None]).any(axis=1)
             judged = np.isfinite(cap) & np.isfinite(la).any(axis=1) & (cap > 0)
         for name, fn in methods.items():
@@ -348,9 +381,16 @@ def _backtest_dataset(ds: Dataset, horizon: int, origins: int, methods: dict[str
     return {m: s.summary() for m, s in scores.items()}, info
 
 
-def run_backtest(path: str, horizon: int = 14, origins: int = 6, progress: Progress | None = None,
-                 *, methods: dict[str, Forecaster] | None = None, datasets: Iterable[str] | None = None,
-                 capacity: bool = True) -> BacktestResult:
+def run_backtest(
+    path: str,
+    horizon: int = 14,
+    origins: int = 6,
+    progress: Progress | None = None,
+    *,
+    methods: dict[str, Forecaster] | None = None,
+    datasets: Iterable[str] | None = None,
+    capacity: bool = True,
+) -> BacktestResult:
     """Backtest every data set of the long CSV at `path`; `progress(done, total)` per method-origin."""
     if not isinstance(horizon, int) or not 1 <= horizon <= 366:
         raise BacktestError("horizon must be an integer from 1 to 366")
@@ -362,8 +402,10 @@ def run_backtest(path: str, horizon: int = 14, origins: int = 6, progress: Progr
     for k, ds in enumerate(sets):
         cb = None
         if progress is not None:
+
             def cb(done: int, total: int, _k: int = k) -> None:
                 progress(_k * 1000 + int(1000 * done / max(total, 1)), 1000 * len(sets))
+
         result[ds.name], info[ds.name] = backtest_dataset(ds, horizon, origins, methods, cb, capacity)
         base = result[ds.name].get("seasonal_naive", {}).get("mase")
         for s in result[ds.name].values():
@@ -374,8 +416,11 @@ def run_backtest(path: str, horizon: int = 14, origins: int = 6, progress: Progr
 def _main() -> None:  # pragma: no cover - a convenience for developers
     import sys
 
-    print(run_backtest(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 14,
-                       int(sys.argv[3]) if len(sys.argv) > 3 else 6))
+    print(
+        run_backtest(
+            sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 14, int(sys.argv[3]) if len(sys.argv) > 3 else 6
+        )
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ returned as labels for the tests and the precision/recall benchmark:
 - spiking series: two days in the last week between the spike rule's medium and high
   thresholds (-> medium `demand_spike`), placed mid-week so the forecast has settled again.
 """
+
 from __future__ import annotations
 
 import csv
@@ -114,8 +115,9 @@ def generate_demo(items: int = 12, days: int = 180, seed: int = 7, end: date | N
     )
 
 
-def seed_demo(items: int = 12, days: int = 180, seed: int = 7, replace: bool = True,
-              end: date | None = None) -> dict[str, Any]:
+def seed_demo(
+    items: int = 12, days: int = 180, seed: int = 7, replace: bool = True, end: date | None = None
+) -> dict[str, Any]:
     """Write the demo data set (ending yesterday, UTC) and return its summary and anomaly labels.
 
     `replace` first deletes all production lines and demand history; without it the demo
@@ -131,8 +133,9 @@ def seed_demo(items: int = 12, days: int = 180, seed: int = 7, replace: bool = T
             ProductionLine.delete().execute()
         elif ProductionLine.select().where(ProductionLine.code.in_([c for c, _, _ in data.lines])).exists():
             raise ValueError("demo production lines exist already (seed with replace=True)")
-        ProductionLine.insert_many(data.lines, fields=[ProductionLine.code, ProductionLine.name,
-                                                       ProductionLine.daily_capacity]).execute()
+        ProductionLine.insert_many(
+            data.lines, fields=[ProductionLine.code, ProductionLine.name, ProductionLine.daily_capacity]
+        ).execute()
         line_ids = dict(ProductionLine.select(ProductionLine.code, ProductionLine.id).tuples())
         rows: list[tuple] = []
         for (item, line), row in zip(data.series, data.values):
@@ -189,7 +192,7 @@ def insert_demand(rows: Sequence[tuple[str, int, str, float]]) -> None:
     head = f"INSERT INTO {meta.table_name} ({columns}) VALUES "
     sql: dict[int, str] = {}
     for i in range(0, len(rows), chunk):
-        part = rows[i:i + chunk]
+        part = rows[i : i + chunk]
         if len(part) not in sql:
             sql[len(part)] = head + ", ".join([f"({p}, {p}, {p}, {p})"] * len(part))
         database.execute_sql(sql[len(part)], list(chain.from_iterable(part)))

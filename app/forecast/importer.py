@@ -15,6 +15,7 @@ has no row for is missing, unless the file is declared zero-filled (`zero_fill`,
 row to the file's last date that has no row is imported as an explicit 0 (a filled day never
 overwrites a stored row, and a day declared missing stays missing).
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,7 +54,8 @@ class ImportFailed(ValueError):
         listed = errors[:MAX_LISTED]
         more = len(errors) - len(listed)
         super().__init__(
-            f"{len(errors)} problem(s) found, nothing imported:\n  " + "\n  ".join(listed)
+            f"{len(errors)} problem(s) found, nothing imported:\n  "
+            + "\n  ".join(listed)
             + (f"\n  ... and {more} more" if more else "")
         )
 
@@ -79,8 +81,9 @@ class _Line:
     where: str  # where it was given, for conflict messages
 
 
-def _rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
-          errors: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
+def _rows(
+    path: Path, required: tuple[str, ...], optional: tuple[str, ...], errors: list[str]
+) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row by column) of a CSV file whose header has the required columns."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
@@ -96,11 +99,15 @@ def _rows(path: Path, required: tuple[str, ...], optional: tuple[str, ...],
         unknown = [c for c in header if c not in required + optional]
         doubled = sorted({c for c in header if header.count(c) > 1})
         if missing or unknown or doubled:
-            problems = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + \
-                       ([f"unknown column(s) {', '.join(unknown)}"] if unknown else []) + \
-                       ([f"repeated column(s) {', '.join(doubled)}"] if doubled else [])
-            errors.append(f"{path.name} line 1: {'; '.join(problems)} "
-                          f"(expected {','.join(required)}" + (f", optionally {','.join(optional)})" if optional else ")"))
+            problems = (
+                ([f"missing column(s) {', '.join(missing)}"] if missing else [])
+                + ([f"unknown column(s) {', '.join(unknown)}"] if unknown else [])
+                + ([f"repeated column(s) {', '.join(doubled)}"] if doubled else [])
+            )
+            errors.append(
+                f"{path.name} line 1: {'; '.join(problems)} "
+                f"(expected {','.join(required)}" + (f", optionally {','.join(optional)})" if optional else ")")
+            )
             return
         try:
             for values in reader:
@@ -164,8 +171,9 @@ def read_capacity_file(path: Path, errors: list[str]) -> dict[str, _Line]:
     return lines
 
 
-def read_demand_file(path: Path, errors: list[str], capacities: dict[str, _Line]
-                     ) -> tuple[list[tuple[str, str, str, float | None]], list[int], bool]:
+def read_demand_file(
+    path: Path, errors: list[str], capacities: dict[str, _Line]
+) -> tuple[list[tuple[str, str, str, float | None]], list[int], bool]:
     """Rows (item, line, ISO day, quantity; None: declared missing) with their file line numbers;
     capacity columns go to `capacities`. Returns (rows, line numbers, whether capacity columns were present)."""
     rows: list[tuple[str, str, str, float | None]] = []
@@ -231,13 +239,17 @@ def _stored_duplicates(rows: list[tuple[str, int, str, float]]) -> set[tuple[str
     days = sorted({day for _, _, day, _ in rows})
     overlap = database.execute_sql(
         f"SELECT 1 FROM demand_history WHERE line_id IN ({', '.join([p] * len(line_ids))}) "
-        f"AND day BETWEEN {p} AND {p} LIMIT 1", [*line_ids, days[0], days[-1]]).fetchone()
+        f"AND day BETWEEN {p} AND {p} LIMIT 1",
+        [*line_ids, days[0], days[-1]],
+    ).fetchone()
     if overlap is None:  # the usual case, a new period or new lines: one query
         return set()
     found: set[tuple[str, int, str]] = set()
     for i in range(0, len(rows), CHECK_BATCH):
-        batch = rows[i:i + CHECK_BATCH]
-        sql = f"SELECT item, line_id, day FROM demand_history WHERE (item, line_id, day) IN ({_triples_sql(len(batch))})"
+        batch = rows[i : i + CHECK_BATCH]
+        sql = (
+            f"SELECT item, line_id, day FROM demand_history WHERE (item, line_id, day) IN ({_triples_sql(len(batch))})"
+        )
         params = [v for item, line_id, day, _ in batch for v in (item, line_id, day)]
         for item, line_id, day in database.execute_sql(sql, params).fetchall():
             found.add((item, int(line_id), str(day)[:10]))
@@ -248,10 +260,11 @@ def _delete(triples: Iterable[tuple[str, int, str]]) -> int:
     deleted = 0
     triples = list(triples)
     for i in range(0, len(triples), CHECK_BATCH):
-        batch = triples[i:i + CHECK_BATCH]
+        batch = triples[i : i + CHECK_BATCH]
         cursor = database.execute_sql(
             f"DELETE FROM demand_history WHERE (item, line_id, day) IN ({_triples_sql(len(batch))})",
-            [v for triple in batch for v in triple])
+            [v for triple in batch for v in triple],
+        )
         deleted += cursor.rowcount
     return deleted
 
@@ -277,8 +290,9 @@ def _zero_fill(rows: list[tuple[str, str, str, float | None]]) -> list[tuple[str
     return filled
 
 
-def import_demand(demand_path: str | Path, capacity_path: str | Path | None = None,
-                  replace: bool = False, zero_fill: bool = False) -> ImportSummary:
+def import_demand(
+    demand_path: str | Path, capacity_path: str | Path | None = None, replace: bool = False, zero_fill: bool = False
+) -> ImportSummary:
     """Validate the files, then write lines and demand in one transaction (or raise ImportFailed).
 
     Rows whose (date, item, line) the database holds already are errors, unless `replace`:
@@ -296,8 +310,10 @@ def import_demand(demand_path: str | Path, capacity_path: str | Path | None = No
         stored = {line.code: line for line in ProductionLine.select()}
         unknown = [(n, row[1]) for n, row in zip(numbers, rows) if row[1] not in capacities and row[1] not in stored]
         for number, line in unknown:
-            errors.append(f"{demand_path.name} line {number}: unknown line {line!r} "
-                          f"(not in the database; give its capacity{' in the capacity file' if given_in_file else ''})")
+            errors.append(
+                f"{demand_path.name} line {number}: unknown line {line!r} "
+                f"(not in the database; give its capacity{' in the capacity file' if given_in_file else ''})"
+            )
         if errors:
             raise ImportFailed(_by_line(errors))
         if not rows:
@@ -319,9 +335,12 @@ def import_demand(demand_path: str | Path, capacity_path: str | Path | None = No
             records = [(item, line_ids[line], day, quantity) for item, line, day, quantity in rows]
             duplicates = _stored_duplicates(records)
             if duplicates and not replace:
-                where = [f"{demand_path.name} line {n}: date, item and line already in the database "
-                         f"(use --replace to overwrite)"
-                         for n, (item, line_id, day, _) in zip(numbers, records) if (item, line_id, day) in duplicates]
+                where = [
+                    f"{demand_path.name} line {n}: date, item and line already in the database "
+                    f"(use --replace to overwrite)"
+                    for n, (item, line_id, day, _) in zip(numbers, records)
+                    if (item, line_id, day) in duplicates
+                ]
                 raise ImportFailed(where)  # leaving the block rolls the line changes back
             missing = {(item, line_id, day) for item, line_id, day, quantity in records if quantity is None}
             deleted = _delete(duplicates) if duplicates else 0
@@ -336,7 +355,7 @@ def import_demand(demand_path: str | Path, capacity_path: str | Path | None = No
                 stored_rows += fill
             summary.declared_missing = len(missing)
             for i in range(0, len(stored_rows), 100_000):
-                insert_demand(stored_rows[i:i + 100_000])
+                insert_demand(stored_rows[i : i + 100_000])
     if isinstance(database.obj, peewee.PostgresqlDatabase):
         with db_session():
             database.execute_sql("ANALYZE demand_history")  # fresh statistics for the forecast's queries
@@ -344,13 +363,20 @@ def import_demand(demand_path: str | Path, capacity_path: str | Path | None = No
     summary.rows = len(rows) - summary.declared_missing + summary.zero_filled
     summary.items = len({(item, line) for item, line, _, _ in rows})
     summary.start, summary.end = days[0], days[-1]
-    log.info("imported %d demand rows of %d series (%s..%s) from %s", summary.rows, summary.items,
-             summary.start, summary.end, demand_path.name)
+    log.info(
+        "imported %d demand rows of %d series (%s..%s) from %s",
+        summary.rows,
+        summary.items,
+        summary.start,
+        summary.end,
+        demand_path.name,
+    )
     return summary
 
 
 def _by_line(errors: list[str]) -> list[str]:
     """Errors in file order: file-level messages first, then by file and line number."""
+
     def key(message: str) -> tuple[str, int]:
         match = re.match(r"(\S+) line (\d+):", message)
         return (match.group(1), int(match.group(2))) if match else ("", -1)

@@ -17,6 +17,7 @@ that is late: it is forecast from its own last observed day (the engine reads it
 as missing) and its line gets a `stale_data` alert. A feed that is late for every series moves
 the horizon start back with it; the run's result shows `forecast.horizon_start`.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,8 +49,17 @@ SeriesKey = tuple[str, int]  # (item, production line id), the table's own key
 _PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 # One binary COPY tuple of (int4 series index, int4 day, float8 quantity): field count, then
 # each field's length and value, big-endian.
-_PG_ROW = np.dtype([("fields", ">i2"), ("len_idx", ">i4"), ("idx", ">i4"), ("len_day", ">i4"),
-                    ("day", ">i4"), ("len_qty", ">i4"), ("qty", ">f8")])
+_PG_ROW = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("len_idx", ">i4"),
+        ("idx", ">i4"),
+        ("len_day", ">i4"),
+        ("day", ">i4"),
+        ("len_qty", ">i4"),
+        ("qty", ">f8"),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -92,9 +102,16 @@ class Part:
     summary: dict[str, Any] = field(default_factory=dict)  # set by `finish`: what the run's result shows
 
     def as_dict(self) -> dict[str, Any]:
-        return {"series": self.series, "spikes": self.spikes, "loads": self.loads, "counts": self.counts,
-                "timings": self.timings, "peak_rss_mb": self.peak_rss_mb, "lines": self.lines.as_dict(),
-                "stale_series": self.stale_series}
+        return {
+            "series": self.series,
+            "spikes": self.spikes,
+            "loads": self.loads,
+            "counts": self.counts,
+            "timings": self.timings,
+            "peak_rss_mb": self.peak_rss_mb,
+            "lines": self.lines.as_dict(),
+            "stale_series": self.stale_series,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Part":
@@ -133,8 +150,9 @@ SELECT k.item, k.line_id,
     (SELECT MAX(d.day) FROM demand_history d WHERE d.item = k.item AND d.line_id = k.line_id)
 FROM k ORDER BY k.item, k.line_id
 """
-_SQLITE_KEYS = ("SELECT item, line_id, MIN(day), MAX(day) FROM demand_history "
-                "GROUP BY item, line_id ORDER BY item, line_id")
+_SQLITE_KEYS = (
+    "SELECT item, line_id, MIN(day), MAX(day) FROM demand_history GROUP BY item, line_id ORDER BY item, line_id"
+)
 
 
 def plan(lookback_days: int | None = LOOKBACK_DAYS) -> Plan | None:
@@ -172,8 +190,9 @@ def _load(plan_: Plan | None) -> History:
         capacities = {code: float(cap) for _, code, _, cap in lines}
         names = {code: name for _, code, name, _ in lines}
         if plan_ is None:
-            return History(np.zeros((0, 0), dtype=np.float32), [], date(1970, 1, 1), date(1970, 1, 1),
-                           capacities, names)
+            return History(
+                np.zeros((0, 0), dtype=np.float32), [], date(1970, 1, 1), date(1970, 1, 1), capacities, names
+            )
         days = (plan_.end - plan_.start).days + 1
         values = np.full((len(plan_.keys), days), np.nan, dtype=np.float32)
         if plan_.keys:
@@ -185,8 +204,9 @@ def _load(plan_: Plan | None) -> History:
     missing = {line_id for _, line_id in plan_.keys} - codes.keys()
     if missing:
         raise RuntimeError("production lines were deleted while the history was read; run again")
-    return History(values, [(item, codes[line_id]) for item, line_id in plan_.keys],
-                   plan_.start, plan_.end, capacities, names)
+    return History(
+        values, [(item, codes[line_id]) for item, line_id in plan_.keys], plan_.start, plan_.end, capacities, names
+    )
 
 
 def _lines() -> list[tuple[int, str, str, float]]:
@@ -227,19 +247,27 @@ def _parse_pg_binary(data: memoryview) -> np.ndarray:
     if body % _PG_ROW.itemsize or bytes(data[-2:]) != b"\xff\xff":
         raise RuntimeError("unexpected COPY output (truncated, or a NULL in the demand rows)")
     rows = np.frombuffer(data, dtype=_PG_ROW, count=body // _PG_ROW.itemsize, offset=offset)
-    if rows.size and not ((rows["fields"] == 3).all() and (rows["len_idx"] == 4).all()
-                          and (rows["len_day"] == 4).all() and (rows["len_qty"] == 8).all()):
+    if rows.size and not (
+        (rows["fields"] == 3).all()
+        and (rows["len_idx"] == 4).all()
+        and (rows["len_day"] == 4).all()
+        and (rows["len_qty"] == 8).all()
+    ):
         raise RuntimeError("unexpected COPY output (a NULL in the demand rows)")
     return rows
 
 
 def _load_sqlite(plan_: Plan, values: np.ndarray, chunk: int = 200_000) -> None:
-    database.execute_sql("CREATE TEMP TABLE IF NOT EXISTS forecast_keys "
-                         "(idx INTEGER PRIMARY KEY, item TEXT NOT NULL, line_id INTEGER NOT NULL)")
+    database.execute_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS forecast_keys "
+        "(idx INTEGER PRIMARY KEY, item TEXT NOT NULL, line_id INTEGER NOT NULL)"
+    )
     database.execute_sql("DELETE FROM forecast_keys")
     try:
-        database.cursor().executemany("INSERT INTO forecast_keys (idx, item, line_id) VALUES (?, ?, ?)",
-                                      [(i, item, line_id) for i, (item, line_id) in enumerate(plan_.keys)])
+        database.cursor().executemany(
+            "INSERT INTO forecast_keys (idx, item, line_id) VALUES (?, ?, ?)",
+            [(i, item, line_id) for i, (item, line_id) in enumerate(plan_.keys)],
+        )
         first = plan_.start.toordinal()
         cursor = database.execute_sql(
             "SELECT k.idx, CAST(julianday(d.day) - ? AS INTEGER), d.quantity FROM forecast_keys k "
@@ -272,11 +300,15 @@ def forecast_part(history: History, settings: Settings, load_seconds: float = 0.
     spikes = rules.demand_spikes(history.values, mean, history.series, history.end + timedelta(days=1), settings)
     lines = [line for _, line in history.series]
     loads, counts = rules.line_loads(mean, lines)
-    totals = rules.line_totals(history.values, history.series, settings.forecast_stale_days) if n and days \
+    totals = (
+        rules.line_totals(history.values, history.series, settings.forecast_stale_days)
+        if n and days
         else rules.LineTotals()
+    )
     t2 = time.perf_counter()
-    log.info("forecast: fitted %d series x %d days in %.2fs, %d spike(s), %d stale", n, days, t1 - t0,
-             len(spikes), stale)
+    log.info(
+        "forecast: fitted %d series x %d days in %.2fs, %d spike(s), %d stale", n, days, t1 - t0, len(spikes), stale
+    )
     return Part(
         series=n,
         spikes=spikes,
@@ -307,20 +339,32 @@ def merge_parts(parts: Sequence[Part]) -> Part:
     return merged
 
 
-def line_forecasts(totals: rules.LineTotals, horizon: int, stale_days: int
-                   ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def line_forecasts(
+    totals: rules.LineTotals, horizon: int, stale_days: int
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each line total forecast as its own series: (P10, P50, P90) per day, all lines in one call."""
     codes = [code for code in sorted(totals.sums) if totals.live.get(code)]
     if not codes:
         return {}
-    prediction = predict(np.vstack([totals.history(code) for code in codes]), horizon,
-                         quantiles=(0.1, 0.5, 0.9), stale_days=stale_days)
-    return {code: (prediction.quantiles[0, i], prediction.quantiles[1, i], prediction.quantiles[2, i])
-            for i, code in enumerate(codes)}
+    prediction = predict(
+        np.vstack([totals.history(code) for code in codes]), horizon, quantiles=(0.1, 0.5, 0.9), stale_days=stale_days
+    )
+    return {
+        code: (prediction.quantiles[0, i], prediction.quantiles[1, i], prediction.quantiles[2, i])
+        for i, code in enumerate(codes)
+    }
 
 
-def finish(part: Part, horizon_start: date, capacities: dict[str, float], line_names: dict[str, str],
-           settings: Settings, *, run_id: str | None = None, record: bool = True) -> list[dict[str, Any]]:
+def finish(
+    part: Part,
+    horizon_start: date,
+    capacities: dict[str, float],
+    line_names: dict[str, str],
+    settings: Settings,
+    *,
+    run_id: str | None = None,
+    record: bool = True,
+) -> list[dict[str, Any]]:
     """The run's alerts: capacity warnings and stale-data alerts from the line totals, plus the parts' spikes.
 
     With `record` (the default), the line forecasts are kept for the accuracy score and earlier
@@ -330,8 +374,16 @@ def finish(part: Part, horizon_start: date, capacities: dict[str, float], line_n
 
     horizon = settings.forecast_horizon_days
     bands = line_forecasts(part.lines, horizon, settings.forecast_stale_days)
-    alerts = rules.capacity_warnings(part.lines, capacities, horizon, horizon_start, line_names, bands,
-                                     counts=part.counts, levels=rules.capacity_levels(settings))
+    alerts = rules.capacity_warnings(
+        part.lines,
+        capacities,
+        horizon,
+        horizon_start,
+        line_names,
+        bands,
+        counts=part.counts,
+        levels=rules.capacity_levels(settings),
+    )
     stale = rules.stale_alerts(part.lines, horizon_start, settings.forecast_stale_days, line_names)
     part.summary = {
         "horizon_start": horizon_start.isoformat(),
@@ -342,7 +394,8 @@ def finish(part: Part, horizon_start: date, capacities: dict[str, float], line_n
     if record and bands:
         with db_session():
             part.summary["accuracy"] = accuracy.record_and_score(
-                run_id, horizon_start, horizon, part.lines, bands, wait_days=settings.forecast_stale_days)
+                run_id, horizon_start, horizon, part.lines, bands, wait_days=settings.forecast_stale_days
+            )
     return rules.sort_alerts(alerts + stale + part.spikes)
 
 
@@ -351,8 +404,9 @@ def run_summary(part: Part) -> dict[str, Any]:
     return {"forecast": part.summary} if part.summary else {}
 
 
-def run_builtin(settings: Settings, plan_: Plan | None = None, stats: dict[str, Any] | None = None, *,
-                run_id: str | None = None) -> list[dict[str, Any]]:
+def run_builtin(
+    settings: Settings, plan_: Plan | None = None, stats: dict[str, Any] | None = None, *, run_id: str | None = None
+) -> list[dict[str, Any]]:
     """The whole pipeline in this process; `stats` (if given) receives series count, timings and summary."""
     t0 = time.perf_counter()
     history = _load(plan() if plan_ is None else plan_)
@@ -363,8 +417,7 @@ def run_builtin(settings: Settings, plan_: Plan | None = None, stats: dict[str, 
         alerts: list[dict[str, Any]] = []
         part = Part(timings={"load": round(t1 - t0, 4), "fit": 0.0, "rules": 0.0}, peak_rss_mb=peak_rss_mb())
     else:
-        log.info("forecast: loaded %d series x %d days (%s..%s) in %.2fs",
-                 n, days, history.start, history.end, t1 - t0)
+        log.info("forecast: loaded %d series x %d days (%s..%s) in %.2fs", n, days, history.start, history.end, t1 - t0)
         part = forecast_part(history, settings, load_seconds=t1 - t0)
         horizon_start, capacities, names = history.end + timedelta(days=1), history.capacities, history.line_names
         del history  # the line totals are in the part; free the array before the line forecasts
@@ -374,8 +427,7 @@ def run_builtin(settings: Settings, plan_: Plan | None = None, stats: dict[str, 
     counts = {s: sum(a["severity"] == s for a in alerts) for s in ("high", "medium", "low")}
     log.info("forecast: rules raised %d alert(s) %s (total %.2fs)", len(alerts), counts, time.perf_counter() - t0)
     if stats is not None:
-        stats.update(series=part.series, timings=part.timings, peak_rss_mb=part.peak_rss_mb,
-                     result=run_summary(part))
+        stats.update(series=part.series, timings=part.timings, peak_rss_mb=part.peak_rss_mb, result=run_summary(part))
     return alerts
 
 

@@ -15,6 +15,7 @@ Three rules:
 - `stale_data` (one per line): some of the line's series end more than FORECAST_STALE_DAYS
   before the horizon start. Their days are missing, never zero: see `line_totals`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -62,8 +63,11 @@ class Thresholds(Protocol):
 
 def capacity_levels(thresholds: Thresholds) -> tuple[float, float, float]:
     """(high, medium, low) probabilities of exceeding capacity from the settings."""
-    return (thresholds.capacity_high_probability, thresholds.capacity_medium_probability,
-            thresholds.capacity_low_probability)
+    return (
+        thresholds.capacity_high_probability,
+        thresholds.capacity_medium_probability,
+        thresholds.capacity_low_probability,
+    )
 
 
 def window_id(horizon_start: date) -> str:
@@ -120,7 +124,7 @@ class LineTotals:
         for code, count in other.stale_count.items():
             self.stale_count[code] = self.stale_count.get(code, 0) + count
             listed = self.stale_items.setdefault(code, [])
-            listed.extend(other.stale_items.get(code, [])[:max(0, STALE_ITEMS_LISTED - len(listed))])
+            listed.extend(other.stale_items.get(code, [])[: max(0, STALE_ITEMS_LISTED - len(listed))])
             self.stale_from[code] = min(self.stale_from.get(code, 1 << 30), other.stale_from[code])
         self.ended += other.ended
 
@@ -131,13 +135,20 @@ class LineTotals:
     def actuals(self, code: str) -> np.ndarray:
         """The line's observed daily totals: also NaN where a stale series is carried at its level."""
         out = self.history(code)
-        out[self.stale_from.get(code, out.size):] = np.nan
+        out[self.stale_from.get(code, out.size) :] = np.nan
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sums": self.sums, "incomplete": self.incomplete, "live": self.live, "last": self.last,
-                "stale_count": self.stale_count, "stale_items": self.stale_items, "stale_from": self.stale_from,
-                "ended": self.ended}
+        return {
+            "sums": self.sums,
+            "incomplete": self.incomplete,
+            "live": self.live,
+            "last": self.last,
+            "stale_count": self.stale_count,
+            "stale_items": self.stale_items,
+            "stale_from": self.stale_from,
+            "ended": self.ended,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "LineTotals":
@@ -168,8 +179,7 @@ def line_totals(values: np.ndarray, series: Sequence[tuple[str, str]], stale_day
     contrib = np.where(observed, values, np.float32(0.0))
     if stale.any():
         rows = np.flatnonzero(stale)
-        contrib[rows] = np.where(trailing[rows], _weekday_levels(values[rows], last[rows])[:, col % 7],
-                                 contrib[rows])
+        contrib[rows] = np.where(trailing[rows], _weekday_levels(values[rows], last[rows])[:, col % 7], contrib[rows])
     contrib[ended] = 0.0
     incomplete[ended] = False
 
@@ -183,7 +193,7 @@ def line_totals(values: np.ndarray, series: Sequence[tuple[str, str]], stale_day
     gaps = np.logical_or.reduceat(incomplete[order], starts, axis=0)
     for j, start in enumerate(starts):
         code = codes[sorted_index[start]]
-        members = order[start:(starts[j + 1] if j + 1 < len(starts) else n)]
+        members = order[start : (starts[j + 1] if j + 1 < len(starts) else n)]
         out.sums[code] = sums[j]
         out.incomplete[code] = gaps[j]
         out.live[code] = int((~ended[members]).sum())
@@ -216,8 +226,7 @@ def _weekday_levels(values: np.ndarray, last: np.ndarray, weeks: int = 4) -> np.
 # --- capacity -------------------------------------------------------------------------------------
 
 
-def capacity_severity(probability: float,
-                      levels: tuple[float, float, float] = DEFAULT_CAPACITY_LEVELS) -> str | None:
+def capacity_severity(probability: float, levels: tuple[float, float, float] = DEFAULT_CAPACITY_LEVELS) -> str | None:
     """Severity of a line whose load exceeds capacity with `probability`; `levels` = (high, medium, low)."""
     p = round(float(probability), _ROUND)
     high, medium, low = levels
@@ -230,12 +239,19 @@ def capacity_severity(probability: float,
     return None
 
 
-def line_capacity_alerts(codes: Sequence[str], histories: np.ndarray, capacities: Sequence[float], horizon: int,
-                         horizon_start: date, *, items: Mapping[str, int] | None = None,
-                         bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
-                         line_names: Mapping[str, str] | None = None,
-                         stale: Sequence[str] = (),
-                         levels: tuple[float, float, float] = DEFAULT_CAPACITY_LEVELS) -> list[dict[str, Any]]:
+def line_capacity_alerts(
+    codes: Sequence[str],
+    histories: np.ndarray,
+    capacities: Sequence[float],
+    horizon: int,
+    horizon_start: date,
+    *,
+    items: Mapping[str, int] | None = None,
+    bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    line_names: Mapping[str, str] | None = None,
+    stale: Sequence[str] = (),
+    levels: tuple[float, float, float] = DEFAULT_CAPACITY_LEVELS,
+) -> list[dict[str, Any]]:
     """Capacity alerts of lines whose daily totals are the rows of `histories` (NaN = missing).
 
     One call of the engine's `exceedance_probability` for all the lines (it pools what it learns
@@ -253,8 +269,11 @@ def line_capacity_alerts(codes: Sequence[str], histories: np.ndarray, capacities
             continue
         fig = figures[i] if i < len(figures) else {}
         band = (bands or {}).get(code)
-        p10, p50, p90 = (np.asarray(b, dtype=np.float64) for b in band) if band is not None else \
-            (np.zeros(0), np.zeros(0), np.zeros(0))
+        p10, p50, p90 = (
+            (np.asarray(b, dtype=np.float64) for b in band)
+            if band is not None
+            else (np.zeros(0), np.zeros(0), np.zeros(0))
+        )
         peak_p50 = float(fig.get("peak_p50", p50.max() if p50.size else fig.get("peak_forecast", 0.0)))
         peak_p90 = float(fig.get("peak_p90", p90.max() if p90.size else peak_p50))
         peak = int(np.argmax(p50)) if p50.size else 0
@@ -292,28 +311,48 @@ def line_capacity_alerts(codes: Sequence[str], histories: np.ndarray, capacities
     return alerts
 
 
-def capacity_warnings(totals: LineTotals, capacities: Mapping[str, float], horizon: int, horizon_start: date,
-                      line_names: Mapping[str, str] | None = None,
-                      bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
-                      counts: Mapping[str, int] | None = None,
-                      levels: tuple[float, float, float] = DEFAULT_CAPACITY_LEVELS) -> list[dict[str, Any]]:
+def capacity_warnings(
+    totals: LineTotals,
+    capacities: Mapping[str, float],
+    horizon: int,
+    horizon_start: date,
+    line_names: Mapping[str, str] | None = None,
+    bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    counts: Mapping[str, int] | None = None,
+    levels: tuple[float, float, float] = DEFAULT_CAPACITY_LEVELS,
+) -> list[dict[str, Any]]:
     """One alert per line likely to exceed its capacity (lines without capacity or data are skipped)."""
-    codes = [code for code in sorted(capacities)
-             if float(capacities[code]) > 0 and code in totals.sums and totals.live.get(code)
-             and np.isfinite(totals.history(code)).any()]
+    codes = [
+        code
+        for code in sorted(capacities)
+        if float(capacities[code]) > 0
+        and code in totals.sums
+        and totals.live.get(code)
+        and np.isfinite(totals.history(code)).any()
+    ]
     if not codes:
         return []
     histories = np.vstack([totals.history(code) for code in codes])
-    return line_capacity_alerts(codes, histories, [float(capacities[c]) for c in codes], horizon, horizon_start,
-                                items=counts or totals.live, bands=bands, line_names=line_names,
-                                stale=[c for c in codes if c in totals.stale_count], levels=levels)
+    return line_capacity_alerts(
+        codes,
+        histories,
+        [float(capacities[c]) for c in codes],
+        horizon,
+        horizon_start,
+        items=counts or totals.live,
+        bands=bands,
+        line_names=line_names,
+        stale=[c for c in codes if c in totals.stale_count],
+        levels=levels,
+    )
 
 
 # --- stale data -----------------------------------------------------------------------------------
 
 
-def stale_alerts(totals: LineTotals, horizon_start: date, stale_days: int,
-                 line_names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+def stale_alerts(
+    totals: LineTotals, horizon_start: date, stale_days: int, line_names: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """One `stale_data` alert per line with stale series (or no live series at all)."""
     alerts = []
     end = horizon_start - timedelta(days=1)
@@ -325,8 +364,9 @@ def stale_alerts(totals: LineTotals, horizon_start: date, stale_days: int,
         if not count and not dead:
             continue
         items = sorted(totals.stale_items.get(code, []), key=lambda pair: (pair[1], pair[0]))
-        listed = [{"item": item, "last_observed": (first_day + timedelta(days=int(col))).isoformat()}
-                  for item, col in items]
+        listed = [
+            {"item": item, "last_observed": (first_day + timedelta(days=int(col))).isoformat()} for item, col in items
+        ]
         line_last = totals.last.get(code, -1)
         last_day = (first_day + timedelta(days=line_last)).isoformat() if line_last >= 0 else None
         oldest = listed[0]["last_observed"] if listed else last_day
@@ -346,16 +386,20 @@ def stale_alerts(totals: LineTotals, horizon_start: date, stale_days: int,
         }
         if dead:
             title = f"Line {code}: no current data"
-            message = (f"No series of line {label} has data after {last_day}; its load is not forecast "
-                       f"(the horizon starts {horizon_start.isoformat()}).")
+            message = (
+                f"No series of line {label} has data after {last_day}; its load is not forecast "
+                f"(the horizon starts {horizon_start.isoformat()})."
+            )
         else:
             title = f"Line {code}: {count} series with stale data"
             shown = ", ".join(f"{i['item']} (last {i['last_observed']})" for i in listed[:5])
             more = f" and {count - min(count, 5)} more" if count > 5 else ""
-            message = (f"{count} series of line {label} have no data for more than {stale_days} day(s) before "
-                       f"the horizon start {horizon_start.isoformat()}: {shown}{more}. Their missing days are "
-                       f"not read as zero; they are forecast from their last data and carried in the line's "
-                       f"load at their recent level.")
+            message = (
+                f"{count} series of line {label} have no data for more than {stale_days} day(s) before "
+                f"the horizon start {horizon_start.isoformat()}: {shown}{more}. Their missing days are "
+                f"not read as zero; they are forecast from their last data and carried in the line's "
+                f"load at their recent level."
+            )
         alerts.append(_alert(AlertType.STALE, "medium", title, message, f"line:{code}", figures, horizon_start))
     return alerts
 
@@ -372,7 +416,7 @@ def _day_thresholds(history: np.ndarray, k: int, levels: Sequence[float]) -> lis
     """Thresholds at `levels` for recent day k of each row, from the 8 weeks before that day."""
     days = history.shape[1]
     cut = days - SPIKE_RECENT_DAYS + k
-    window = history[:, max(0, cut - SPIKE_BASELINE_DAYS):cut]
+    window = history[:, max(0, cut - SPIKE_BASELINE_DAYS) : cut]
     enough = (~np.isnan(window)).sum(axis=1) >= SPIKE_MIN_BASELINE_DAYS
     out = []
     for level in levels:
@@ -404,12 +448,18 @@ def spike_thresholds(history: np.ndarray, thresholds: Thresholds) -> tuple[np.nd
 
 def _baseline_median(history: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
-        return np.nan_to_num(np.nanmedian(
-            history[:, -(SPIKE_RECENT_DAYS + SPIKE_BASELINE_DAYS):-SPIKE_RECENT_DAYS], axis=1))
+        return np.nan_to_num(
+            np.nanmedian(history[:, -(SPIKE_RECENT_DAYS + SPIKE_BASELINE_DAYS) : -SPIKE_RECENT_DAYS], axis=1)
+        )
 
 
-def demand_spikes(history: np.ndarray, forecast: np.ndarray, series: Sequence[tuple[str, str]],
-                  horizon_start: date, thresholds: Thresholds) -> list[dict[str, Any]]:
+def demand_spikes(
+    history: np.ndarray,
+    forecast: np.ndarray,
+    series: Sequence[tuple[str, str]],
+    horizon_start: date,
+    thresholds: Thresholds,
+) -> list[dict[str, Any]]:
     """One alert per (item, line) whose recent raw demand or forecast exceeds its count thresholds.
 
     A day is a spike when it is at or above its threshold (see `spike_thresholds`) and above every
@@ -422,7 +472,7 @@ def demand_spikes(history: np.ndarray, forecast: np.ndarray, series: Sequence[tu
     n, days = history.shape
     if n == 0 or days < SPIKE_RECENT_DAYS + SPIKE_MIN_BASELINE_DAYS:
         return []
-    common = history[:, max(0, days - SPIKE_BASELINE_DAYS):days - SPIKE_RECENT_DAYS]
+    common = history[:, max(0, days - SPIKE_BASELINE_DAYS) : days - SPIKE_RECENT_DAYS]
     observed = ~np.isnan(common)
     gate = np.where(observed, common, -np.inf).max(axis=1)
     gate = np.where(observed.sum(axis=1) > 0, gate, np.inf)  # nothing before: nothing to compare with
@@ -484,8 +534,7 @@ def demand_spikes(history: np.ndarray, forecast: np.ndarray, series: Sequence[tu
             f"{severity} threshold of {threshold:,.1f} from its count distribution over the 8 weeks before "
             f"(median {baseline[b]:,.0f}; highest of the 7 weeks before the last one: {gate[i]:,.0f})."
         )
-        alerts.append(_alert(AlertType.SPIKE, severity, title, message, f"item:{item}@{line}", figures,
-                             horizon_start))
+        alerts.append(_alert(AlertType.SPIKE, severity, title, message, f"item:{item}@{line}", figures, horizon_start))
     return alerts
 
 
@@ -506,15 +555,23 @@ def line_loads(forecast: np.ndarray, series_lines: Sequence[str]) -> tuple[dict[
     return {code: load[i] for i, code in enumerate(codes)}, {code: int(counts[i]) for i, code in enumerate(codes)}
 
 
-def evaluate(history: np.ndarray, forecast: np.ndarray, series: Sequence[tuple[str, str]],
-             capacities: Mapping[str, float], horizon_start: date, thresholds: Thresholds,
-             line_names: Mapping[str, str] | None = None, stale_days: int = 3) -> list[dict[str, Any]]:
+def evaluate(
+    history: np.ndarray,
+    forecast: np.ndarray,
+    series: Sequence[tuple[str, str]],
+    capacities: Mapping[str, float],
+    horizon_start: date,
+    thresholds: Thresholds,
+    line_names: Mapping[str, str] | None = None,
+    stale_days: int = 3,
+) -> list[dict[str, Any]]:
     """All rules on in-memory arrays, most severe first (`series` rows are (item, line code))."""
     totals = line_totals(history, series, stale_days)
     horizon = int(np.asarray(forecast).shape[1])
     _, counts = line_loads(forecast, [line for _, line in series])
-    alerts = capacity_warnings(totals, capacities, horizon, horizon_start, line_names, counts=counts,
-                               levels=capacity_levels(thresholds))
+    alerts = capacity_warnings(
+        totals, capacities, horizon, horizon_start, line_names, counts=counts, levels=capacity_levels(thresholds)
+    )
     alerts += stale_alerts(totals, horizon_start, stale_days, line_names)
     alerts += demand_spikes(history, forecast, series, horizon_start, thresholds)
     return sort_alerts(alerts)
@@ -525,8 +582,15 @@ def sort_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(alerts, key=lambda a: (_SEVERITY_ORDER[a["severity"]], a["type"], a["subject"]))
 
 
-def _alert(alert_type: AlertType, severity: str, title: str, message: str, subject: str,
-           figures: dict[str, Any], horizon_start: date) -> dict[str, Any]:
+def _alert(
+    alert_type: AlertType,
+    severity: str,
+    title: str,
+    message: str,
+    subject: str,
+    figures: dict[str, Any],
+    horizon_start: date,
+) -> dict[str, Any]:
     return {
         "type": alert_type.value,
         "severity": severity,

@@ -5,6 +5,7 @@ creates the same tables whatever app/models.py says later (later changes are lat
 `safe=True` creates only what is missing: a database made earlier by `create_tables()`
 is adopted unchanged.
 """
+
 from __future__ import annotations
 
 import peewee

@@ -6,6 +6,7 @@ The duration is now written with `ended_at`; this step backfills the rows that e
 Written with raw expressions per database (SQLite's `julianday` keeps milliseconds: rounded
 to them), so it does not depend on what app/models.py says later.
 """
+
 from __future__ import annotations
 
 import peewee
@@ -23,8 +24,10 @@ def upgrade(ctx) -> None:
         ctx.run(ctx.migrator.add_column(TABLE, COLUMN, peewee.FloatField(null=True)))
     real = getattr(ctx.db, "obj", None) or ctx.db
     seconds = SQLITE_SECONDS if isinstance(real, peewee.SqliteDatabase) else POSTGRES_SECONDS
-    ctx.db.execute_sql(f'UPDATE "{TABLE}" SET "{COLUMN}" = {seconds} '
-                       f'WHERE "started_at" IS NOT NULL AND "ended_at" IS NOT NULL AND "{COLUMN}" IS NULL')
+    ctx.db.execute_sql(
+        f'UPDATE "{TABLE}" SET "{COLUMN}" = {seconds} '
+        f'WHERE "started_at" IS NOT NULL AND "ended_at" IS NOT NULL AND "{COLUMN}" IS NULL'
+    )
     for columns in INDEXES:
         if not ctx.has_index(TABLE, "_".join((TABLE, *columns))):
             ctx.run(ctx.migrator.add_index(TABLE, columns, False))

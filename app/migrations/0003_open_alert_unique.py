@@ -6,6 +6,7 @@ and both inserted one. The index makes the second insert fail; the store then re
 row the first inserted. Open duplicates made before this step are resolved (all but the oldest
 of each fingerprint), never deleted. Raw SQL, so the step does not depend on app/models.py.
 """
+
 from __future__ import annotations
 
 TABLE = "alerts"

@@ -5,6 +5,7 @@ a recent forecast was deleted, then raised and notified again as new. It now del
 not seen for ALERT_RETENTION_DAYS, in batches of CLEANUP_BATCH_SIZE; without this index each
 batch would scan the table (on PostgreSQL past every row the previous batches left dead).
 """
+
 from __future__ import annotations
 
 TABLE = "alerts"

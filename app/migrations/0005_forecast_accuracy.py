@@ -5,6 +5,7 @@ that later runs can score it against the actuals that arrived (MASE and P10-P90 
 run and per line; app/forecast/accuracy.py). A frozen copy of the models as this step made
 them, created with `safe=True`, so the step is idempotent and independent of later models.
 """
+
 from __future__ import annotations
 
 import peewee

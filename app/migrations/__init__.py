@@ -12,6 +12,7 @@ step. The pending list is read under the lock, so each step runs exactly once.
 0001 is the schema as it was before migrations existed; a database created then by
 `create_tables()` is adopted by running 0001, which only creates what is missing.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -177,8 +178,9 @@ def _apply(db, step: Step) -> None:
     module = step.load()
     module.upgrade(MigrationContext(db=db, migrator=SchemaMigrator.from_database(_real(db))))
     with db.bind_ctx([SchemaMigration]):
-        SchemaMigration.create(version=step.version, name=step.name,
-                               applied_at=datetime.now(timezone.utc).replace(tzinfo=None))
+        SchemaMigration.create(
+            version=step.version, name=step.name, applied_at=datetime.now(timezone.utc).replace(tzinfo=None)
+        )
     log.info("migration %s applied", step.name)
 
 
@@ -195,12 +197,16 @@ def _next_pending(db, steps: list[Step], target: str | None) -> Step | None:
 def _warn_unknown(db, steps: list[Step]) -> None:
     unknown = sorted(set(applied(db)) - {s.version for s in steps})
     if unknown:
-        log.warning("the database has migrations this release does not know (%s): is an older release "
-                    "running against a newer database?", ", ".join(unknown))
+        log.warning(
+            "the database has migrations this release does not know (%s): is an older release "
+            "running against a newer database?",
+            ", ".join(unknown),
+        )
 
 
-def migrate(db, *, directory: Path = MIGRATIONS_DIR, target: str | None = None,
-            lock_timeout: float = 300.0) -> list[str]:
+def migrate(
+    db, *, directory: Path = MIGRATIONS_DIR, target: str | None = None, lock_timeout: float = 300.0
+) -> list[str]:
     """Apply pending steps (up to `target` inclusive) under the lock; return the names applied.
 
     `db` must be connected (a `db_session()`), and not inside a transaction.

@@ -9,6 +9,7 @@ its rows. Its modules import only downward, never this facade:
 The names below are the package's interface for the service layer, the scheduler and the
 worker; code inside the package imports the module that defines a name.
 """
+
 from __future__ import annotations
 
 from app.runs.cancel import cancel_run
@@ -53,11 +54,48 @@ from app.runs.status import (
 from app.runs.tracking import end_stopped_attempt
 
 __all__ = [
-    "ACTIVE_KEY", "ATTEMPT_KEY", "ATTEMPT_KEY_TTL", "DELETED_REASON", "FROM_RQ", "NOT_STARTABLE_VALUES",
-    "PENDING_TTL", "RQ_ENDED", "STOP_KEY", "TERMINAL", "TERMINAL_VALUES", "VANISHED_GRACE_SECONDS",
-    "WAITING_VALUES", "EnqueueOutcome", "RunAlreadyEnded", "RunConflict", "RunNotFound", "RunNotStartable",
-    "RunStatus", "StaleAttempt", "_create_row", "active_run_id", "cancel_run", "cancel_vanished", "check_attempt",
-    "end_attempt", "end_if", "end_stopped_attempt", "enqueue_run", "exception_summary", "get_run", "job_vanished",
-    "mark_ended", "mark_started", "new_run_id", "reconcile", "record_failure", "record_skipped_slot",
-    "release_slot", "report_attempt", "reported_attempt", "stop_requested", "taken_attempt", "take_slot",
+    "ACTIVE_KEY",
+    "ATTEMPT_KEY",
+    "ATTEMPT_KEY_TTL",
+    "DELETED_REASON",
+    "FROM_RQ",
+    "NOT_STARTABLE_VALUES",
+    "PENDING_TTL",
+    "RQ_ENDED",
+    "STOP_KEY",
+    "TERMINAL",
+    "TERMINAL_VALUES",
+    "VANISHED_GRACE_SECONDS",
+    "WAITING_VALUES",
+    "EnqueueOutcome",
+    "RunAlreadyEnded",
+    "RunConflict",
+    "RunNotFound",
+    "RunNotStartable",
+    "RunStatus",
+    "StaleAttempt",
+    "_create_row",
+    "active_run_id",
+    "cancel_run",
+    "cancel_vanished",
+    "check_attempt",
+    "end_attempt",
+    "end_if",
+    "end_stopped_attempt",
+    "enqueue_run",
+    "exception_summary",
+    "get_run",
+    "job_vanished",
+    "mark_ended",
+    "mark_started",
+    "new_run_id",
+    "reconcile",
+    "record_failure",
+    "record_skipped_slot",
+    "release_slot",
+    "report_attempt",
+    "reported_attempt",
+    "stop_requested",
+    "taken_attempt",
+    "take_slot",
 ]

@@ -4,6 +4,7 @@
 compare-and-set, and an attempt takes a run with a conditional UPDATE that refuses a canceled
 row, so whichever comes first wins. A fanned-out run is canceled with its chunks (`fanout`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,12 @@ def cancel_run(job_name: str, run_id: str, *, redis: Redis) -> RunStatus:
         if run.status == RunStatus.STARTED.value and rq_status == JobStatus.FINISHED:
             # The run's own job is done but its row is open: a fanned-out forecast in its chunks.
             if cancel_fanout(redis, run_id):
-                log.info("%s run %s canceled with its chunks", job_name, run_id,
-                         extra={"job_id": run_id, "job_name": job_name})
+                log.info(
+                    "%s run %s canceled with its chunks",
+                    job_name,
+                    run_id,
+                    extra={"job_id": run_id, "job_name": job_name},
+                )
                 return RunStatus.CANCELED
             if stop_gather(redis, run_id):
                 return RunStatus.STARTED

@@ -4,6 +4,7 @@ A run's id is its RQ job id and its `job_runs` row's id; retries keep it. The ro
 before the job reaches Redis, so a worker never runs a job without a row; the overlap lock
 (`lock`) is taken first, pending, and confirmed once the job is queued.
 """
+
 from __future__ import annotations
 
 import logging
@@ -90,16 +91,27 @@ def enqueue_run(
         log.error("enqueue of %s run %s failed: %s", job_name, run_id, type(exc).__name__)
         try:
             with db_session():  # unless a worker took it (the job reached Redis after all)
-                end_if(run_id, RunStatus.QUEUED.value, 0, RunStatus.FAILED,
-                       error=f"could not enqueue: {type(exc).__name__}")
+                end_if(
+                    run_id,
+                    RunStatus.QUEUED.value,
+                    0,
+                    RunStatus.FAILED,
+                    error=f"could not enqueue: {type(exc).__name__}",
+                )
         finally:
             try:
                 release_slot(redis, spec.name, run_id)
             except Exception:  # Redis is what failed; the lock frees itself (pending TTL)
                 pass
         raise
-    log.info("%s run %s queued (%s)%s", job_name, run_id, trigger, f" after {waits_for}" if waits_for else "",
-             extra={"job_id": run_id, "job_name": job_name})
+    log.info(
+        "%s run %s queued (%s)%s",
+        job_name,
+        run_id,
+        trigger,
+        f" after {waits_for}" if waits_for else "",
+        extra={"job_id": run_id, "job_name": job_name},
+    )
     return EnqueueOutcome(run_id, RunStatus.QUEUED, waits_for=waits_for)
 
 
@@ -113,6 +125,13 @@ def record_skipped_slot(job_name: str, slot: datetime, reason: str) -> str:
     return run_id
 
 
-def _create_row(run_id: str, spec: JobSpec, trigger: str, slot: datetime | None, status: RunStatus,
-                ended_at: datetime | None = None, error: str | None = None):
+def _create_row(
+    run_id: str,
+    spec: JobSpec,
+    trigger: str,
+    slot: datetime | None,
+    status: RunStatus,
+    ended_at: datetime | None = None,
+    error: str | None = None,
+):
     return create_row(run_id, spec.name, spec.queue, trigger, slot, status, ended_at=ended_at, error=error)

@@ -21,6 +21,7 @@ the row only while it is still the run's current attempt (`lifecycle.check_attem
 `lifecycle.end_attempt`). A repeated attempt of a run already fanned out hands the fan-out to
 itself by updating the gather's meta.
 """
+
 from __future__ import annotations
 
 import logging
@@ -89,14 +90,21 @@ def running_gather(connection: Redis, run_id: str) -> str | None:
     return gather_id if status is not None and status not in RQ_ENDED else None
 
 
-def fan_out(run_id: str, plan: Plan, settings: Settings, connection: Redis,
-             waits_for: str | None, planned: float) -> FinishedLater:
+def fan_out(
+    run_id: str, plan: Plan, settings: Settings, connection: Redis, waits_for: str | None, planned: float
+) -> FinishedLater:
     """Enqueue the chunk jobs and the gather job; the run's row and lock pass to the gather."""
     gather_id = gather_job_id(run_id)
     size = settings.forecast_chunk_size
-    slices = [plan.keys[i:i + size] for i in range(0, len(plan.keys), size)]
-    info = {"status": "fanned_out", "series": len(plan.keys), "chunks": len(slices), "gather_job": gather_id,
-            "waits_for": waits_for, "plan_seconds": round(planned, 4)}
+    slices = [plan.keys[i : i + size] for i in range(0, len(plan.keys), size)]
+    info = {
+        "status": "fanned_out",
+        "series": len(plan.keys),
+        "chunks": len(slices),
+        "gather_job": gather_id,
+        "waits_for": waits_for,
+        "plan_seconds": round(planned, 4),
+    }
     attempt = taken_attempt(run_id)
     status = _job_status(connection, gather_id)
     if status is not None and status not in RQ_ENDED:  # a repeated attempt of a run already fanned out
@@ -112,17 +120,25 @@ def fan_out(run_id: str, plan: Plan, settings: Settings, connection: Redis,
     hold_run(connection, run_id, settings)
     queue = Queue(QUEUE, connection=connection)
     retry = Retry(max=settings.job_max_retries, interval=settings.job_retry_delay) if settings.job_max_retries else None
-    common = {"retry": retry, "timeout": settings.job_timeout, "failure_ttl": max(lease, 24 * 3600),
-              "meta": {"job_name": JOB_NAME, "run_id": run_id, "max_retries": settings.job_max_retries,
-                       "attempt": attempt}}
+    common = {
+        "retry": retry,
+        "timeout": settings.job_timeout,
+        "failure_ttl": max(lease, 24 * 3600),
+        "meta": {"job_name": JOB_NAME, "run_id": run_id, "max_retries": settings.job_max_retries, "attempt": attempt},
+    }
     chunk_ids: list[str] = []
     try:
         for index, keys in enumerate(slices):
             chunk_ids.append(chunk_job_id(run_id, index))
             queue.enqueue_call(
                 CHUNK_FUNC,
-                kwargs={"run_id": run_id, "index": index, "start": plan.start.isoformat(),
-                        "end": plan.end.isoformat(), "keys": keys},
+                kwargs={
+                    "run_id": run_id,
+                    "index": index,
+                    "start": plan.start.isoformat(),
+                    "end": plan.end.isoformat(),
+                    "keys": keys,
+                },
                 job_id=chunk_ids[-1],
                 result_ttl=lease,  # the gather reads it
                 depends_on=Dependency(jobs=[waits_for], allow_failure=True) if waits_for else None,
@@ -131,8 +147,12 @@ def fan_out(run_id: str, plan: Plan, settings: Settings, connection: Redis,
             )
         queue.enqueue_call(
             GATHER_FUNC,
-            kwargs={"run_id": run_id, "chunk_ids": chunk_ids, "horizon_start": plan.horizon_start.isoformat(),
-                    "plan_seconds": round(planned, 4)},
+            kwargs={
+                "run_id": run_id,
+                "chunk_ids": chunk_ids,
+                "horizon_start": plan.horizon_start.isoformat(),
+                "plan_seconds": round(planned, 4),
+            },
             job_id=gather_id,
             result_ttl=settings.result_ttl,
             depends_on=Dependency(jobs=chunk_ids, allow_failure=True, enqueue_at_front=True),
@@ -142,8 +162,14 @@ def fan_out(run_id: str, plan: Plan, settings: Settings, connection: Redis,
     except BaseException:
         _discard(connection, chunk_ids + [gather_id])  # a retry of the run starts clean
         raise
-    log.info("forecast run %s: %d series fanned out in %d chunk(s) of %d%s", run_id, len(plan.keys),
-             len(slices), size, f", after {waits_for}" if waits_for else "")
+    log.info(
+        "forecast run %s: %d series fanned out in %d chunk(s) of %d%s",
+        run_id,
+        len(plan.keys),
+        len(slices),
+        size,
+        f", after {waits_for}" if waits_for else "",
+    )
     return FinishedLater(info)
 
 
@@ -179,8 +205,13 @@ def chunk_failure(chunk_id: str, chunk: Job | None) -> str | None:
     return f"chunk {chunk_id} {status.value}" + (f": {lines[-1].strip()}" if lines else "")
 
 
-def cancel_fanout(connection: Redis, run_id: str, run_status: RunStatus = RunStatus.CANCELED,
-                  error: str = "canceled by request", attempt: int | None = None) -> bool:
+def cancel_fanout(
+    connection: Redis,
+    run_id: str,
+    run_status: RunStatus = RunStatus.CANCELED,
+    error: str = "canceled by request",
+    attempt: int | None = None,
+) -> bool:
     """Cancel a fanned-out run whose chunks are still pending or running (False: none is).
 
     For `cancel.cancel_run`, which sees the run's own RQ job ended: the gather is canceled first
@@ -246,8 +277,14 @@ def end_stopped_job(connection: Redis, job: Job) -> bool:
     return cancel_fanout(connection, run_id, RunStatus.STOPPED, error=error, attempt=attempt)
 
 
-def end_run(connection: Redis, run_id: str, status: RunStatus, attempt: int | None,
-             result: dict | None = None, error: str | None = None) -> bool:
+def end_run(
+    connection: Redis,
+    run_id: str,
+    status: RunStatus,
+    attempt: int | None,
+    result: dict | None = None,
+    error: str | None = None,
+) -> bool:
     """Record the fanned-out attempt's outcome on its row, then free the job for new runs.
 
     False (nothing written, nothing freed): a newer attempt took the run, or it ended.
@@ -258,8 +295,9 @@ def end_run(connection: Redis, run_id: str, status: RunStatus, attempt: int | No
             ended = end_attempt(run_id, attempt, status, result=result, error=error)
         else:  # jobs enqueued by an older release carry no attempt
             row = JobRun.get_or_none(JobRun.id == run_id)
-            ended = row is not None and end_if(run_id, RunStatus.STARTED.value, row.attempts, status,
-                                                    result=result, error=error)
+            ended = row is not None and end_if(
+                run_id, RunStatus.STARTED.value, row.attempts, status, result=result, error=error
+            )
     if not ended:
         log.warning("forecast run %s: attempt %s no longer current; %s not recorded", run_id, attempt, status.value)
         return False

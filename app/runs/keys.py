@@ -3,6 +3,7 @@
 Whoever takes, renews or frees a lock goes through these names, so one module owns the
 format of each key and the one "release if owner" script (also used by the scheduler's lock).
 """
+
 from __future__ import annotations
 
 from redis import Redis

@@ -9,6 +9,7 @@ act on what they read (cancel, reconcile) compare-and-set the status and attempt
 read (`end_if`). Only the database and the attempt/stop keys are touched here; the overlap
 lock lives in `lock`.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -23,11 +24,26 @@ from app.runs.keys import ATTEMPT_KEY_TTL, attempt_key, stop_key
 from app.runs.status import NOT_STARTABLE_VALUES, TERMINAL, RunNotFound, RunNotStartable, RunStatus, StaleAttempt
 
 
-def create_row(run_id: str, job_name: str, queue: str, trigger: str, slot: datetime | None, status: RunStatus,
-               ended_at: datetime | None = None, error: str | None = None) -> JobRun:
+def create_row(
+    run_id: str,
+    job_name: str,
+    queue: str,
+    trigger: str,
+    slot: datetime | None,
+    status: RunStatus,
+    ended_at: datetime | None = None,
+    error: str | None = None,
+) -> JobRun:
     return JobRun.create(
-        id=run_id, job_name=job_name, queue=queue, trigger=trigger, status=status.value,
-        slot=slot, enqueued_at=utcnow(), ended_at=ended_at, error=error,
+        id=run_id,
+        job_name=job_name,
+        queue=queue,
+        trigger=trigger,
+        status=status.value,
+        slot=slot,
+        enqueued_at=utcnow(),
+        ended_at=ended_at,
+        error=error,
     )
 
 
@@ -43,8 +59,9 @@ def get_run(job_name: str, run_id: str) -> JobRun:
 _taken: tuple[str, int] | None = None
 
 
-def mark_started(run_id: str, job_name: str, queue: str, trigger: str = "manual",
-                 started_at: datetime | None = None) -> int:
+def mark_started(
+    run_id: str, job_name: str, queue: str, trigger: str = "manual", started_at: datetime | None = None
+) -> int:
     """Take the run for a new attempt: count it, mark the row started, return the attempt number.
 
     One conditional UPDATE, atomic with a concurrent cancel: a run that is canceled (or
@@ -55,8 +72,14 @@ def mark_started(run_id: str, job_name: str, queue: str, trigger: str = "manual"
     now = started_at or utcnow()
     with database.atomic():
         updated = (
-            JobRun.update(status=RunStatus.STARTED.value, started_at=now, ended_at=None, duration_s=None,
-                          attempts=JobRun.attempts + 1, error=None)
+            JobRun.update(
+                status=RunStatus.STARTED.value,
+                started_at=now,
+                ended_at=None,
+                duration_s=None,
+                attempts=JobRun.attempts + 1,
+                error=None,
+            )
             .where((JobRun.id == run_id) & JobRun.status.not_in(sorted(NOT_STARTABLE_VALUES)))
             .execute()
         )
@@ -70,8 +93,15 @@ def mark_started(run_id: str, job_name: str, queue: str, trigger: str = "manual"
             raise RunNotStartable(run_id, row.status)
     try:
         with database.atomic():
-            JobRun.create(id=run_id, job_name=job_name, queue=queue, trigger=trigger,
-                          status=RunStatus.STARTED.value, started_at=now, attempts=1)
+            JobRun.create(
+                id=run_id,
+                job_name=job_name,
+                queue=queue,
+                trigger=trigger,
+                status=RunStatus.STARTED.value,
+                started_at=now,
+                attempts=1,
+            )
     except peewee.IntegrityError:  # created concurrently: take it as any other row
         return mark_started(run_id, job_name, queue, trigger, started_at)
     _taken = (run_id, 1)
@@ -123,8 +153,9 @@ def end_attempt(run_id: str, attempt: int, status: RunStatus, result=None, error
     return bool(JobRun.update(**_ending_fields(status, result, error)).where(fence).execute())
 
 
-def end_if(run_id: str, seen_status: str, seen_attempts: int, status: RunStatus, result=None,
-           error: str | None = None) -> bool:
+def end_if(
+    run_id: str, seen_status: str, seen_attempts: int, status: RunStatus, result=None, error: str | None = None
+) -> bool:
     """Compare-and-set: record `status` only if the row is still as it was read."""
     fence = (JobRun.id == run_id) & (JobRun.status == seen_status) & (JobRun.attempts == seen_attempts)
     return bool(JobRun.update(**_ending_fields(status, result, error)).where(fence).execute())
@@ -140,7 +171,6 @@ def check_attempt(run_id: str, attempt: int) -> None:
     fence = (JobRun.id == run_id) & (JobRun.attempts == attempt) & (JobRun.status == RunStatus.STARTED.value)
     if not JobRun.update(attempts=JobRun.attempts).where(fence).execute():
         raise StaleAttempt(run_id, attempt)
-
 
 
 def stop_requested(redis: Redis, run_id: str) -> bool:

@@ -6,6 +6,7 @@ die), confirmed once the job reached its queue, released when the run ends, and 
 stale when the RQ job it names has ended or vanished, so a crashed worker never blocks a job.
 A fanned-out run keeps it under a lease (a TTL again) renewed by its chunks (`hold`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -87,8 +88,12 @@ def cancel_vanished(redis: Redis, row: JobRun, grace: float = VANISHED_GRACE_SEC
     if not end_if(row.id, row.status, row.attempts, RunStatus.CANCELED, error=DELETED_REASON):
         return False
     release_slot(redis, row.job_name, row.id)
-    log.warning("%s run %s canceled: its RQ job was deleted", row.job_name, row.id,
-                extra={"job_id": row.id, "job_name": row.job_name})
+    log.warning(
+        "%s run %s canceled: its RQ job was deleted",
+        row.job_name,
+        row.id,
+        extra={"job_id": row.id, "job_name": row.job_name},
+    )
     return True
 
 
@@ -119,7 +124,6 @@ def release_slot(redis: Redis, job_name: str, run_id: str) -> None:
 def active_run_id(redis: Redis, job_name: str) -> str | None:
     value = redis.get(active_key(job_name))
     return value.decode() if value else None
-
 
 
 def confirm_slot(redis: Redis, job_name: str, run_id: str) -> None:

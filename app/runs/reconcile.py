@@ -4,6 +4,7 @@ A worker records a failed, stopped or killed attempt once RQ has decided between
 failure (`record_failure`); `reconcile` (run by the scheduler) mends what no worker could
 report: killed workers, jobs deleted from Redis, runs that failed before any attempt took them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,7 +59,7 @@ def exception_summary(exc_string: str | None) -> str | None:
     if not lines:
         return None
     frames = [i for i, line in enumerate(lines) if line.startswith("  ")]  # "  File ...", "    code"
-    tail = lines[frames[-1] + 1:] if frames and frames[-1] + 1 < len(lines) else lines[-1:]
+    tail = lines[frames[-1] + 1 :] if frames and frames[-1] + 1 < len(lines) else lines[-1:]
     return " ".join(line.strip() for line in tail)[-4000:]
 
 
@@ -102,7 +103,9 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
             if row.status in WAITING_VALUES and job_vanished(redis, row.id, row.queue):
                 changed += cancel_vanished(redis, row)
             elif row.enqueued_at.timestamp() < lost_before:  # a horse may have run it: wait out its time limit
-                if end_if(row.id, row.status, row.attempts, RunStatus.FAILED, error="lost: the job vanished from Redis"):
+                if end_if(
+                    row.id, row.status, row.attempts, RunStatus.FAILED, error="lost: the job vanished from Redis"
+                ):
                     release_slot(redis, row.job_name, row.id)
                     changed += 1
             continue
@@ -128,4 +131,3 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
         log.warning("run %s reconciled: %s -> %s", row.id, row.status, target.value)
         changed += 1
     return changed
-

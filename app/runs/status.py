@@ -3,6 +3,7 @@
 Kept apart from the code that writes rows and locks, so that readers (listings, stats, the
 dashboard) can name a status without importing Redis or RQ machinery.
 """
+
 from __future__ import annotations
 
 import enum

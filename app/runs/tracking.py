@@ -10,6 +10,7 @@ let exceptions propagate so RQ records them and retries.
 Job functions bind the database themselves when the process has not (a plain `rq worker`),
 so they run under any RQ worker.
 """
+
 from __future__ import annotations
 
 import functools
@@ -74,8 +75,13 @@ def tracked(job_name: str):
             with db_session():  # one connection for the run (reused if the worker keeps one)
                 if job is not None:
                     try:
-                        attempt = mark_started(job_id, job_name, job.origin,
-                                                    (job.meta or {}).get("trigger", "manual"), started_at=started_at)
+                        attempt = mark_started(
+                            job_id,
+                            job_name,
+                            job.origin,
+                            (job.meta or {}).get("trigger", "manual"),
+                            started_at=started_at,
+                        )
                     except RunNotStartable as refused:
                         log.warning("%s", refused)
                         return {"status": "not_executed", "reason": str(refused)}
@@ -95,8 +101,12 @@ def tracked(job_name: str):
                     return result.result
                 result.setdefault("duration_seconds", round(time.monotonic() - began, 3))
                 if job is not None and not end_attempt(job_id, attempt, RunStatus.FINISHED, result=result):
-                    log.warning("%s run %s: attempt %s was replaced or the run ended; outcome not recorded",
-                                job_name, job_id, attempt)
+                    log.warning(
+                        "%s run %s: attempt %s was replaced or the run ended; outcome not recorded",
+                        job_name,
+                        job_id,
+                        attempt,
+                    )
                     return result
             if job is not None:
                 release_slot(job.connection, job_name, job_id)

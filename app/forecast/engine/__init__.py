@@ -7,6 +7,7 @@ on a common calendar whose last column is the day before the horizon; NaN marks 
 why) is in `core.py`; the capacity probability in `capacity.py`; the spike threshold in
 `spikes.py`.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -17,8 +18,18 @@ import numpy as np
 
 from app.forecast.engine import core
 
-__all__ = ["Prediction", "InvalidHistory", "predict", "DEFAULT_QUANTILES", "LOOKBACK_DAYS",
-           "exceedance_probability", "spike_threshold", "line_totals", "line_total_parts", "finish_line_totals"]
+__all__ = [
+    "Prediction",
+    "InvalidHistory",
+    "predict",
+    "DEFAULT_QUANTILES",
+    "LOOKBACK_DAYS",
+    "exceedance_probability",
+    "spike_threshold",
+    "line_totals",
+    "line_total_parts",
+    "finish_line_totals",
+]
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 LOOKBACK_DAYS = core.LOOKBACK_DAYS  # the engine reads at most this many trailing days: load no more
@@ -87,14 +98,20 @@ def _last_observed(values: np.ndarray, window: np.ndarray) -> np.ndarray:
     rest = np.flatnonzero(last < 0)
     if rest.size and days > wdays:
         for b in range(0, rest.size, 4096):
-            rows = rest[b:b + 4096]
-            o = np.isfinite(values[rows, :days - wdays])
+            rows = rest[b : b + 4096]
+            o = np.isfinite(values[rows, : days - wdays])
             last[rows] = np.where(o.any(axis=1), days - wdays - 1 - np.argmax(o[:, ::-1], axis=1), -1)
     return last
 
 
-def predict(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
-            stale_days: int = 3, progress: Callable[[int, int], None] | None = None) -> Prediction:
+def predict(
+    history: np.ndarray,
+    horizon: int,
+    *,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    stale_days: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+) -> Prediction:
     """Forecast `horizon` days after the last column for every row of `history`.
 
     Rows with no observed positive value forecast 0 (method "no_data" / "zero"); a stale row is
@@ -104,21 +121,46 @@ def predict(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = D
     return _fit(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress).prediction
 
 
-def _fit(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
-         stale_days: int = 3, progress: Callable[[int, int], None] | None = None,
-         origins: int | None = None, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
-         keep_paths: bool = False) -> Fitted:
+def _fit(
+    history: np.ndarray,
+    horizon: int,
+    *,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    stale_days: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+    origins: int | None = None,
+    spacing: int = core.PERIOD,
+    eval_horizon: int = core.EVAL_HORIZON,
+    keep_paths: bool = False,
+) -> Fitted:
     """`_fit_all` with NumPy's empty-slice warnings silenced (all-NaN rows are expected input)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _fit_all(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress,
-                        origins=origins, spacing=spacing, eval_horizon=eval_horizon, keep_paths=keep_paths)
+        return _fit_all(
+            history,
+            horizon,
+            quantiles=quantiles,
+            stale_days=stale_days,
+            progress=progress,
+            origins=origins,
+            spacing=spacing,
+            eval_horizon=eval_horizon,
+            keep_paths=keep_paths,
+        )
 
 
-def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = DEFAULT_QUANTILES,
-         stale_days: int = 3, progress: Callable[[int, int], None] | None = None,
-         origins: int | None = None, spacing: int = core.PERIOD, eval_horizon: int = core.EVAL_HORIZON,
-         keep_paths: bool = False) -> Fitted:
+def _fit_all(
+    history: np.ndarray,
+    horizon: int,
+    *,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    stale_days: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+    origins: int | None = None,
+    spacing: int = core.PERIOD,
+    eval_horizon: int = core.EVAL_HORIZON,
+    keep_paths: bool = False,
+) -> Fitted:
     values = _validate(history, horizon, quantiles)
     origins = core.ORIGINS if origins is None else origins
     n, days = values.shape
@@ -128,7 +170,7 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
     def window_of(rows: np.ndarray | slice) -> np.ndarray:
         """The look-back window of some rows as float64, non-finite -> NaN, negative -> 0."""
         with np.errstate(all="ignore"):
-            w = np.asarray(values[rows, days - wdays:], dtype=np.float64)
+            w = np.asarray(values[rows, days - wdays :], dtype=np.float64)
             w = np.where(np.isfinite(w), w, np.nan)
             return np.where(w < 0, 0.0, w)
 
@@ -153,7 +195,7 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
     active = np.flatnonzero(has_pos)
     total = len(active)
     for b0 in range(0, total, core.BLOCK_SERIES):
-        rows = active[b0:b0 + core.BLOCK_SERIES]
+        rows = active[b0 : b0 + core.BLOCK_SERIES]
         y = window_of(rows)
         pos = ~np.isnan(y) & (y > 0)
         first = np.argmax(pos, axis=1)
@@ -198,8 +240,9 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
         dof_all = np.concatenate(dofs) if dofs else np.zeros(0)
         dof = float(np.median(dof_all[dof_all > 0])) if (dof_all > 0).any() else float(np.inf)
         qz = core.standard_quantiles(z, levels, dof if T_FALLBACK else float(np.inf))
-        growth = np.where(hs <= eval_horizon, r_h[np.minimum(hs, eval_horizon) - 1],
-                          r_h[-1] * np.sqrt(hs / eval_horizon))
+        growth = np.where(
+            hs <= eval_horizon, r_h[np.minimum(hs, eval_horizon) - 1], r_h[-1] * np.sqrt(hs / eval_horizon)
+        )
         spread = spread_scale[members][:, None] * growth[None, :]  # (m, horizon)
         for k in range(len(levels)):
             quant[k][members] = mean[members] + qz[k] * spread
@@ -207,12 +250,19 @@ def _fit_all(history: np.ndarray, horizon: int, *, quantiles: Sequence[float] = 
     if len(levels) > 1:  # ordered in level even after clipping
         order = np.argsort(levels)
         quant[order] = np.maximum.accumulate(quant[order], axis=0)
-    prediction = Prediction(mean=mean, quantiles=quant, quantile_levels=levels, method=method, stale=stale,
-                            last_observed=last, intermittent=intermittent)
+    prediction = Prediction(
+        mean=mean,
+        quantiles=quant,
+        quantile_levels=levels,
+        method=method,
+        stale=stale,
+        last_observed=last,
+        intermittent=intermittent,
+    )
     paths = np.full((max(origins, 1), eval_horizon, n), np.nan, np.float32)
     if keep_paths:
         for part_rows, p in path_parts:
-            paths[:p.shape[0], :, part_rows] = p
+            paths[: p.shape[0], :, part_rows] = p
     return Fitted(prediction=prediction, scale=spread_scale, paths=paths)
 
 
@@ -238,8 +288,9 @@ def _monotone_ratio(r_h: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(r)
 
 
-def line_total_parts(history: np.ndarray, line_index: np.ndarray, lines: int | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def line_total_parts(
+    history: np.ndarray, line_index: np.ndarray, lines: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Additive pieces of the line loads of some item rows: (sum of observed values, items
     observed, items active) per line and day, each (lines x days). Pieces of the chunks of a
     fanned-out run add up; `finish_line_totals` turns the sums into loads."""
@@ -259,8 +310,9 @@ def line_total_parts(history: np.ndarray, line_index: np.ndarray, lines: int | N
     return total, seen, active
 
 
-def finish_line_totals(total: np.ndarray, seen: np.ndarray, active: np.ndarray, *,
-                       min_share: float = 0.9) -> np.ndarray:
+def finish_line_totals(
+    total: np.ndarray, seen: np.ndarray, active: np.ndarray, *, min_share: float = 0.9
+) -> np.ndarray:
     """Line loads from summed pieces: NaN on a day when fewer than `min_share` of the line's
     active items (those with data on or before that day) reported."""
     with np.errstate(all="ignore"):

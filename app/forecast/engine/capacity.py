@@ -12,6 +12,7 @@ handful of lines still gets hundreds of paths) is added to the line's mean forec
 probability is the share of paths whose maximum exceeds the capacity. Within-path correlation,
 skew and heavy tails come from the real errors, not from a normal assumption.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,14 +30,15 @@ LOW_PROBABILITY = 0.1
 
 
 def probability_severity(prob: float) -> str | None:
-    """"high" / "medium" / "low" for an exceedance probability, None below LOW_PROBABILITY or NaN."""
+    """ "high" / "medium" / "low" for an exceedance probability, None below LOW_PROBABILITY or NaN."""
     if not prob >= LOW_PROBABILITY:  # also NaN
         return None
     return "high" if prob >= HIGH_PROBABILITY else "medium" if prob >= MEDIUM_PROBABILITY else "low"
 
 
-def exceedance_probability(line_history: np.ndarray, capacity: np.ndarray, horizon: int
-                           ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def exceedance_probability(
+    line_history: np.ndarray, capacity: np.ndarray, horizon: int
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """(prob (lines,), figures per line) that each line's load exceeds `capacity` on some day of
     the next `horizon` days. `line_history` is (lines x days), NaN = missing (see `line_totals`).
     A line without a positive finite capacity gets NaN (no probability: no rule applies)."""
@@ -45,10 +47,14 @@ def exceedance_probability(line_history: np.ndarray, capacity: np.ndarray, horiz
     hist = np.asarray(line_history, dtype=np.float64)
     if hist.ndim == 1:
         hist = hist[None, :]
-    cap = np.broadcast_to(np.asarray(capacity, dtype=np.float64), (hist.shape[0],)).copy() \
-        if hist.ndim == 2 else np.zeros(0)
-    fitted = _fit(hist, horizon, eval_horizon=horizon, origins=EXCEEDANCE_ORIGINS, spacing=EXCEEDANCE_SPACING,
-                  keep_paths=True)
+    cap = (
+        np.broadcast_to(np.asarray(capacity, dtype=np.float64), (hist.shape[0],)).copy()
+        if hist.ndim == 2
+        else np.zeros(0)
+    )
+    fitted = _fit(
+        hist, horizon, eval_horizon=horizon, origins=EXCEEDANCE_ORIGINS, spacing=EXCEEDANCE_SPACING, keep_paths=True
+    )
     pred = fitted.prediction
     n = pred.mean.shape[0]
     prob = np.full(n, np.nan)
@@ -70,6 +76,7 @@ def exceedance_probability(line_history: np.ndarray, capacity: np.ndarray, horiz
             lo, hi = pred.quantiles[0, i], pred.quantiles[-1, i]
             sd = np.maximum((hi - lo) / 2.563, 1e-12)
             from statistics import NormalDist
+
             nd = NormalDist()
             p_day = np.array([1 - nd.cdf((cap[i] - m) / s) for m, s in zip(mean, sd)])
             prob[i] = float(1 - np.prod(1 - p_day))
@@ -78,15 +85,17 @@ def exceedance_probability(line_history: np.ndarray, capacity: np.ndarray, horiz
             source = "independent days (too little history for paths)"
         else:
             days_over, peak_p90, source = 0.0, float(pred.quantiles[-1, i].max()), "no capacity"
-        figures.append({
-            "probability": None if np.isnan(prob[i]) else round(float(prob[i]), 4),
-            "capacity": round(float(cap[i]), 3) if np.isfinite(cap[i]) else None,
-            "peak_forecast": round(float(mean.max()), 3),
-            "peak_p90": round(peak_p90, 3),
-            "expected_overloaded_days": round(days_over, 3),
-            "paths": int(z.shape[0]),
-            "method": str(pred.method[i]),
-            "stale": bool(pred.stale[i]),
-            "source": source,
-        })
+        figures.append(
+            {
+                "probability": None if np.isnan(prob[i]) else round(float(prob[i]), 4),
+                "capacity": round(float(cap[i]), 3) if np.isfinite(cap[i]) else None,
+                "peak_forecast": round(float(mean.max()), 3),
+                "peak_p90": round(peak_p90, 3),
+                "expected_overloaded_days": round(days_over, 3),
+                "paths": int(z.shape[0]),
+                "method": str(pred.method[i]),
+                "stale": bool(pred.stale[i]),
+                "source": source,
+            }
+        )
     return prob, figures

@@ -56,6 +56,7 @@ Why it is built this way:
   a yearly component needs two years per series, and over 14 days the level and weekly pattern
   follow the slow yearly swing. Holidays are the visible cost (bike, Christmas week).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -96,8 +97,9 @@ TREND_BETA_SHARE = 0.1  # trend smoothing as a share of alpha
 TREND_PHIS = (0.9, 0.98)  # trend damping: fades within about two weeks / persists over months
 SES_ALPHAS = (0.03, 0.1, 0.3, 0.6)  # no naive (alpha 1): it hands the last day's noise to all 14 days
 # multiplicative weekly season (the weekly swing scales with the level): (alpha, beta, gamma, phi)
-MULT_GRID = tuple((a, 0.0, g, 1.0) for a in (0.1, 0.25, 0.5) for g in (0.03, 0.1)) + \
-    tuple((a, a * 0.1, 0.1, phi) for a in (0.1, 0.25) for phi in (0.9, 0.98))
+MULT_GRID = tuple((a, 0.0, g, 1.0) for a in (0.1, 0.25, 0.5) for g in (0.03, 0.1)) + tuple(
+    (a, a * 0.1, 0.1, phi) for a in (0.1, 0.25) for phi in (0.9, 0.98)
+)
 SEASON_FACTOR_RANGE = (0.05, 20.0)  # multiplicative season factors stay in this range
 WDMEAN_RHOS = (0.1, 0.25)
 CROSTON_ALPHAS = (0.05, 0.15)
@@ -200,8 +202,13 @@ def _initial_state(y: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.nda
     return level, season, mae, cnt
 
 
-def clean(y: np.ndarray, first: np.ndarray, intermittent: np.ndarray | None = None,
-          vol: np.ndarray | None = None, vol_span: int = 0) -> np.ndarray:
+def clean(
+    y: np.ndarray,
+    first: np.ndarray,
+    intermittent: np.ndarray | None = None,
+    vol: np.ndarray | None = None,
+    vol_span: int = 0,
+) -> np.ndarray:
     """The history with each one-step error of a robust level + season filter clipped at CLEAN_K
     running mean-absolute errors (NaN stays NaN). y is scaled (series mean ~ 1), float32.
 
@@ -291,8 +298,15 @@ def nan_quantile_rows(x: np.ndarray, q: float) -> np.ndarray:
     return np.where(cnt > 0, out, np.nan)
 
 
-def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = ORIGINS,
-              eval_horizon: int = EVAL_HORIZON, spacing: int = PERIOD) -> BlockFit:
+def fit_block(
+    y: np.ndarray,
+    first: np.ndarray,
+    horizon: int,
+    *,
+    origins: int = ORIGINS,
+    eval_horizon: int = EVAL_HORIZON,
+    spacing: int = PERIOD,
+) -> BlockFit:
     """Fit the candidates of each series' class to every series of a block (y: n x days, scaled
     float32, NaN missing, leading zeros already cut) and combine the best ones per series.
     Smooth and intermittent series run separately, each only through its own families."""
@@ -306,14 +320,24 @@ def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = 
     for cls in (False, True):
         rows = np.flatnonzero(intermittent == cls)
         if rows.size:
-            parts.append((rows, _fit_class(y[rows], yc[rows], first[rows], adi[rows], cls, horizon,
-                                           origins, eval_horizon, spacing)))
+            parts.append(
+                (
+                    rows,
+                    _fit_class(y[rows], yc[rows], first[rows], adi[rows], cls, horizon, origins, eval_horizon, spacing),
+                )
+            )
     H = eval_horizon
     O = max([p.std_errors.shape[0] for _, p in parts] + [1])
     Op = max([p.paths.shape[0] for _, p in parts] + [1])
-    out = BlockFit(mean=np.zeros((n, horizon)), method=np.zeros(n, np.int64), intermittent=intermittent,
-                   err_scale=np.full(n, np.nan), step_ratio=np.full((n, H), np.nan),
-                   std_errors=np.full((O, H, n), np.nan, np.float32), paths=np.full((Op, H, n), np.nan, np.float32))
+    out = BlockFit(
+        mean=np.zeros((n, horizon)),
+        method=np.zeros(n, np.int64),
+        intermittent=intermittent,
+        err_scale=np.full(n, np.nan),
+        step_ratio=np.full((n, H), np.nan),
+        std_errors=np.full((O, H, n), np.nan, np.float32),
+        paths=np.full((Op, H, n), np.nan, np.float32),
+    )
     # a series noisier now than over the weeks its honest errors come from (a regime shock: a
     # lockdown, a feed change) gets a wider band: the geometric mean of the two noise levels
     mult = np.clip(vol, 1.0, VOLATILITY_MAX) ** VOLATILITY_WEIGHT
@@ -322,22 +346,31 @@ def fit_block(y: np.ndarray, first: np.ndarray, horizon: int, *, origins: int = 
         out.method[rows] = p.method
         out.err_scale[rows] = p.err_scale * mult[rows]
         out.step_ratio[rows] = p.step_ratio
-        out.std_errors[:p.std_errors.shape[0], :, rows] = p.std_errors
-        out.paths[:p.paths.shape[0], :, rows] = p.paths
+        out.std_errors[: p.std_errors.shape[0], :, rows] = p.std_errors
+        out.paths[: p.paths.shape[0], :, rows] = p.paths
     return out
 
 
-def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray, intermittent: bool,
-               horizon: int, origins: int, H: int, spacing: int) -> BlockFit:
+def _fit_class(
+    y: np.ndarray,
+    yc: np.ndarray,
+    first: np.ndarray,
+    adi: np.ndarray,
+    intermittent: bool,
+    horizon: int,
+    origins: int,
+    H: int,
+    spacing: int,
+) -> BlockFit:
     n, days = y.shape
     cands_all = [(i, c) for i, c in enumerate(CANDIDATES) if c.intermittent == intermittent]
     cands = [c for _, c in cands_all]
     C = len(cands)
     level0, season0, _mae, _cnt = _initial_state(yc, first)
     f32 = np.float32
+
     def col(vals: list[float]) -> np.ndarray:
         return np.asarray(vals, dtype=f32)[:, None]
-
 
     # trend candidates last, so the trend updates run on a slice
     ets = sorted((i for i, c in enumerate(cands) if c.kind == "ets"), key=lambda i: cands[i].beta > 0)
@@ -348,8 +381,11 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     profiled_of = {}
     for i, c in enumerate(cands):
         if c.intermittent and not c.profiled:
-            profiled_of[i] = next(j for j, d in enumerate(cands) if d.profiled and d.kind == c.kind
-                                  and d.alpha == c.alpha and d.beta == c.beta)
+            profiled_of[i] = next(
+                j
+                for j, d in enumerate(cands)
+                if d.profiled and d.kind == c.kind and d.alpha == c.alpha and d.beta == c.beta
+            )
     # ETS: additive level, damped trend, weekly season
     g = len(ets)
     e_alpha = col([cands[i].alpha for i in ets])
@@ -419,7 +455,7 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
             out[mets] = (mlvl[:, None, :] + mdsum[:, :steps, None] * mtrd[:, None, :]) * np.moveaxis(msea[ph], 0, 1)
         wdv = wd[ph]  # (steps, r, n)
         if wdm:
-            out[wdm] = np.moveaxis(wdv[:, :len(wdm), :], 0, 1)
+            out[wdm] = np.moveaxis(wdv[:, : len(wdm), :], 0, 1)
         if intermittent:
             prof_raw = wdv[:, -1, :]  # (steps, n)
             pm = wd[:, -1, :].mean(axis=0)
@@ -533,11 +569,13 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
     else:
         prior = np.full((C, n), np.inf)
         prior[next(i for i, c in enumerate(cands) if c.family == "ses" and c.alpha == 0.1)] = 1.0
-        prior[next(i for i, c in enumerate(cands) if c.family == "weekday_mean" and c.alpha == 0.25),
-              history_days >= MIN_SEASON_DAYS] = 0.0
+        prior[
+            next(i for i, c in enumerate(cands) if c.family == "weekday_mean" and c.alpha == 0.25),
+            history_days >= MIN_SEASON_DAYS,
+        ] = 0.0
     if O:
-        A_clean = np.stack([yc[:, t + 1:t + 1 + H].T for t in origin_days])  # (O, H, n)
-        A_raw = np.stack([y[:, t + 1:t + 1 + H].T for t in origin_days])
+        A_clean = np.stack([yc[:, t + 1 : t + 1 + H].T for t in origin_days])  # (O, H, n)
+        A_raw = np.stack([y[:, t + 1 : t + 1 + H].T for t in origin_days])
         dev = F[:, :O] - A_clean[None]
         # smooth: absolute error (robust; the MASE numerator); intermittent: squared error, since
         # absolute error favours forecasts biased towards zero
@@ -611,8 +649,15 @@ def _fit_class(y: np.ndarray, yc: np.ndarray, first: np.ndarray, adi: np.ndarray
         scale = np.where(scale > 0, scale, np.where(have >= 2 * PERIOD, mae, np.nan))
         step = np.stack([nan_quantile_rows(absE[:, h, :].T, 0.5) for h in range(H)], axis=1) / scale[:, None]
         std = _loo_standardise(E_h, absE, scale) if LOO_STANDARDISE else E_h / scale[None, None, :]
-    return BlockFit(mean=mean, method=method, intermittent=np.full(n, intermittent), err_scale=scale,
-                    step_ratio=step, std_errors=std, paths=E_h)
+    return BlockFit(
+        mean=mean,
+        method=method,
+        intermittent=np.full(n, intermittent),
+        err_scale=scale,
+        step_ratio=step,
+        std_errors=std,
+        paths=E_h,
+    )
 
 
 def _loo_standardise(E_h: np.ndarray, absE: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -627,7 +672,7 @@ def _loo_standardise(E_h: np.ndarray, absE: np.ndarray, scale: np.ndarray) -> np
         return std
     flat = absE.reshape(O, -1, n)
     for j in range(O):
-        others = np.concatenate([flat[:j], flat[j + 1:]]).reshape(-1, n).T
+        others = np.concatenate([flat[:j], flat[j + 1 :]]).reshape(-1, n).T
         have = (~np.isnan(others)).sum(axis=1)
         s_j = np.where(have >= 2 * PERIOD, nan_quantile_rows(others, 0.5), np.nan)
         s_j = np.where(s_j > 0, s_j, scale)
@@ -644,7 +689,7 @@ def student_t_quantile(q: float, dof: float) -> float:
     if not np.isfinite(dof) or dof <= 0:
         return zq
     v = float(dof)
-    return zq + (zq ** 3 + zq) / (4 * v) + (5 * zq ** 5 + 16 * zq ** 3 + 3 * zq) / (96 * v * v)
+    return zq + (zq**3 + zq) / (4 * v) + (5 * zq**5 + 16 * zq**3 + 3 * zq) / (96 * v * v)
 
 
 def standard_quantiles(z: np.ndarray, levels: tuple[float, ...], dof: float = np.inf) -> np.ndarray:

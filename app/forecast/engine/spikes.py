@@ -9,6 +9,7 @@ a robust spread. The spread is estimated from the baseline window with the singl
 winsorised, so a past spike does not hide the next one, and it is floored at a share of the
 baseline because real demand always varies more than a tiny MAD says (days of identical values).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -96,8 +97,9 @@ def _count_quantile(mu: np.ndarray, var: np.ndarray, level: float, z: float) -> 
     q = np.zeros_like(mu)
     sd = np.sqrt(var)
     with np.errstate(all="ignore"):
-        skew = np.where(mu > 0, (2 * var - mu) / (np.maximum(var, 1e-300) * sd) * np.sqrt(var) / np.maximum(sd, 1e-300)
-                        * 1.0, 0.0)
+        skew = np.where(
+            mu > 0, (2 * var - mu) / (np.maximum(var, 1e-300) * sd) * np.sqrt(var) / np.maximum(sd, 1e-300) * 1.0, 0.0
+        )
     # Cornish-Fisher for the big ones
     big = mu > EXACT_MAX_MEAN
     q[big] = np.ceil(mu[big] + sd[big] * (z + (z * z - 1) * skew[big] / 6))
