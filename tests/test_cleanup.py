@@ -12,18 +12,8 @@ from datetime import timedelta
 from app.alert_store import store_alerts
 from app.connections import database
 from app.models import Alert, utcnow
+from tests.test_job_effects import _alert
 from tests.test_jobs_api import trigger
-
-
-def _candidate(subject: str) -> dict:
-    return {
-        "type": "capacity_warning",
-        "severity": "high",
-        "title": "t",
-        "message": "m",
-        "subject": subject,
-        "fingerprint": f"capacity_warning|{subject}|w",
-    }
 
 
 def _run_cleanup(client, auth, run_worker) -> dict:
@@ -38,7 +28,7 @@ def test_an_old_alert_seen_again_recently_is_kept_and_not_raised_anew(client, au
     retention = app.config["SETTINGS"].alert_retention_days
     now = utcnow()
     with database.atomic():
-        store_alerts([_candidate("line:live"), _candidate("line:gone"), _candidate("line:edge")], job_id="first")
+        store_alerts([_alert("line:live"), _alert("line:gone"), _alert("line:edge")], job_id="first")
         # live: first raised 100+ days ago, seen again today; gone: not seen for longer than the retention;
         # edge: last seen a day inside the retention.
         Alert.update(created_at=now - timedelta(days=retention + 10), last_seen_at=now).where(
@@ -57,7 +47,7 @@ def test_an_old_alert_seen_again_recently_is_kept_and_not_raised_anew(client, au
     assert result["deleted_alerts"] == 1
     assert sorted(a.subject for a in Alert.select()) == ["line:edge", "line:live"]
     with database.atomic():  # the next forecast sees the condition again: it refreshes, nothing is new
-        outcome = store_alerts([_candidate("line:live")], job_id="next")
+        outcome = store_alerts([_alert("line:live")], job_id="next")
     assert (outcome.new, outcome.updated, outcome.created) == (0, 1, [])
     live = Alert.get_by_id(live_id)
     assert live.occurrences == 2 and live.job_id == "first"

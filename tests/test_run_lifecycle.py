@@ -33,6 +33,7 @@ from app.models import Alert, JobRun, utcnow
 from app.runs.fanout import chunk_job_id, gather_job_id
 from tests.test_job_policies import use, wait_for
 from tests.test_jobs_api import trigger
+from tests.test_worker_modes import _children
 from workers.worker import ServiceWorker, build_worker
 
 RQ_CLI = [str(Path(sys.executable).parent / "rq")]
@@ -52,19 +53,6 @@ def run_of(run_id: str) -> JobRun:
 def alerts_of(run_id: str) -> int:
     with db_session():
         return Alert.select().where(Alert.job_id == run_id).count()
-
-
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.add(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -254,7 +242,7 @@ class TestWorkerKilled:
         run_id = trigger(client, auth).get_json()["job_id"]
         first = start_process("-m", "workers", "forecast", env_extra={"TEST_PIPELINE_SLEEP": "8"})
         wait_for(lambda: run_of(run_id).status == "started")
-        horses = children(first.pid)
+        horses = _children(first.pid)
         assert horses
         os.kill(first.pid, signal.SIGKILL)  # the worker only, as the OOM killer does
         first.wait()

@@ -10,9 +10,11 @@ why) is in `core.py`; the capacity probability in `capacity.py`; the spike thres
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -121,35 +123,20 @@ def predict(
     return _fit(history, horizon, quantiles=quantiles, stale_days=stale_days, progress=progress).prediction
 
 
+def _quiet_numpy(fit: Callable[..., Fitted]) -> Callable[..., Fitted]:
+    """Run `fit` with NumPy's empty-slice warnings silenced (all-NaN rows are expected input)."""
+
+    @functools.wraps(fit)
+    def quiet(*args: Any, **kwargs: Any) -> Fitted:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return fit(*args, **kwargs)
+
+    return quiet
+
+
+@_quiet_numpy
 def _fit(
-    history: np.ndarray,
-    horizon: int,
-    *,
-    quantiles: Sequence[float] = DEFAULT_QUANTILES,
-    stale_days: int = 3,
-    progress: Callable[[int, int], None] | None = None,
-    origins: int | None = None,
-    spacing: int = core.PERIOD,
-    eval_horizon: int = core.EVAL_HORIZON,
-    keep_paths: bool = False,
-) -> Fitted:
-    """`_fit_all` with NumPy's empty-slice warnings silenced (all-NaN rows are expected input)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return _fit_all(
-            history,
-            horizon,
-            quantiles=quantiles,
-            stale_days=stale_days,
-            progress=progress,
-            origins=origins,
-            spacing=spacing,
-            eval_horizon=eval_horizon,
-            keep_paths=keep_paths,
-        )
-
-
-def _fit_all(
     history: np.ndarray,
     horizon: int,
     *,
