@@ -90,6 +90,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(forecast.bp)
 
+    from app.api import runs
+
+    app.register_blueprint(runs.bp)
+
     from app.api import schedules
     from app.metrics import init_metrics
 

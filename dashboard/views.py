@@ -103,6 +103,11 @@ def data():
 
 @bp.get("/runs")
 def search_runs():
+    """`?q=`: find runs by id or prefix (JSON); without `q`: the run list page (`dashboard.runs`)."""
+    if "q" not in request.args:
+        from dashboard.runs import run_list
+
+        return run_list()
     query = request.args.get("q", "").strip()
     if not query:
         raise BadRequest("give a run id (or its first characters) as ?q=")

@@ -13,6 +13,7 @@ from app.api.forecast import AccuracyQuery
 from app.api.reports import DailyReportQuery, ReportPageQuery
 from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, TriggerBody
 from app.core.catalog import JOBS
+from app.core.run_history import RunQuery
 
 bp = Blueprint("openapi", __name__)
 
@@ -77,6 +78,8 @@ RUN = {
         "ended_at": ISO_TIME,
         "slot": ISO_TIME,
         "attempts": {"type": "integer", "minimum": 0},
+        "duration_s": {"type": ["number", "null"], "description": "/api/runs: start to end of the last attempt"},
+        "active": {"type": "boolean", "description": "/api/runs: queued, waiting for a retry or running"},
     },
 }
 ALERT = {
@@ -246,6 +249,25 @@ FORECAST_PATHS = {
 }
 
 
+RUN_LIST_PATHS = {
+    "/api/runs": {
+        "get": {
+            "summary": "Runs of every job, newest first, filtered by job, status, trigger, time and error text",
+            "description": "Empty values mean no filter. `total` counts matching runs up to 1000 "
+            "(`total_capped`: more match). The dashboard's run list (/dashboard/runs) takes the same parameters.",
+            "security": READ,
+            "parameters": _query_parameters(RunQuery),
+            "responses": {
+                **_ok("a page of runs", "RunListPage"),
+                "400": _error("bad filter, limit or cursor"),
+                "401": _error("no or wrong token"),
+                "503": _error("database down"),
+            },
+        }
+    },
+}
+
+
 def build_document() -> dict:
     trigger_body = TriggerBody.model_json_schema()
     trigger_body.pop("title", None)
@@ -298,6 +320,16 @@ def build_document() -> dict:
                     "properties": {
                         "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
                         "next_cursor": {"type": ["string", "null"]},
+                    },
+                },
+                "RunListPage": {
+                    "type": "object",
+                    "required": ["runs", "next_cursor", "total", "total_capped"],
+                    "properties": {
+                        "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+                        "next_cursor": {"type": ["string", "null"]},
+                        "total": {"type": "integer", "minimum": 0, "description": "matching runs, at most 1000"},
+                        "total_capped": {"type": "boolean", "description": "more than 1000 runs match"},
                     },
                 },
                 "AlertPage": {
@@ -428,6 +460,7 @@ def build_document() -> dict:
                     },
                 }
             },
+            **RUN_LIST_PATHS,
             **SCHEDULE_PATHS,
             **REPORT_PATHS,
             **FORECAST_PATHS,
