@@ -100,7 +100,7 @@ class JobRun(BaseModel):
     id = peewee.CharField(max_length=64, primary_key=True)
     job_name = peewee.CharField(max_length=40)
     queue = peewee.CharField(max_length=40)
-    trigger = peewee.CharField(max_length=10)  # scheduled | manual
+    trigger = peewee.CharField(max_length=10)  # scheduled | manual | retry
     status = peewee.CharField(max_length=10)
     slot = peewee.DateTimeField(null=True)  # the cron fire time of a scheduled run
     enqueued_at = peewee.DateTimeField(default=utcnow)
@@ -111,6 +111,8 @@ class JobRun(BaseModel):
     attempts = peewee.IntegerField(default=0)
     result = JSONField(null=True)
     error = peewee.TextField(null=True)
+    # The run this one retries (trigger `retry`); that run keeps its own status, error and attempts.
+    retry_of = peewee.CharField(max_length=64, null=True, index=True)
 
     class Meta:
         table_name = "job_runs"
@@ -145,6 +147,32 @@ def duration_sql(ended: datetime) -> peewee.SQL:
     if isinstance(database.obj, peewee.PostgresqlDatabase):
         return peewee.SQL('EXTRACT(EPOCH FROM (GREATEST(%s, "started_at") - "started_at"))', [ended])
     return peewee.SQL('MAX(0.0, ROUND((julianday(?) - julianday("started_at")) * 86400.0, 3))', [ended.isoformat(" ")])
+
+
+TRACEBACK_MAX_CHARS = 64 * 1024  # a stored traceback keeps its end (the exception) when longer
+
+
+class RunAttempt(BaseModel):
+    """One attempt of a run: the worker that took it, when, and how it ended (kept for good).
+
+    Written when an attempt takes its run (`app.runs.lifecycle.mark_started`) and ended in the
+    same transaction as every write that ends that attempt, fenced by its number. RQ's own
+    retries are further attempts of the same run; an operator's retry is a new run (`retry_of`).
+    """
+
+    run = peewee.ForeignKeyField(JobRun, column_name="run_id", on_delete="CASCADE", index=False)
+    number = peewee.IntegerField()  # 1..n, the run's `attempts` when this attempt took it
+    worker = peewee.CharField(max_length=200, null=True)
+    started_at = peewee.DateTimeField(null=True)
+    ended_at = peewee.DateTimeField(null=True)
+    status = peewee.CharField(max_length=12)  # app.runs.status.AttemptStatus
+    error = peewee.TextField(null=True)  # the exception: type and message
+    traceback = peewee.TextField(null=True)  # at most TRACEBACK_MAX_CHARS
+    next_retry_at = peewee.DateTimeField(null=True)  # when RQ retries the run after this attempt
+
+    class Meta:
+        table_name = "run_attempts"
+        indexes = ((("run", "number"), True),)
 
 
 class DailySummary(BaseModel):
@@ -202,7 +230,7 @@ class ForecastLine(BaseModel):
         indexes = ((("snapshot", "line"), True),)
 
 
-ALL_MODELS = [ProductionLine, DemandHistory, Alert, JobRun, DailySummary, ForecastSnapshot, ForecastLine]
+ALL_MODELS = [ProductionLine, DemandHistory, Alert, JobRun, RunAttempt, DailySummary, ForecastSnapshot, ForecastLine]
 
 
 def create_tables() -> None:

@@ -136,6 +136,45 @@ def test_run_durations_are_backfilled(db):
     assert durations == {"done": pytest.approx(62.25), "skewed": 0.0, "never-started": None, "running": None}
 
 
+def test_run_attempts_are_backfilled_from_each_runs_last_attempt(db):
+    """0006 keeps what the runs' rows knew: one attempt per run that ran, with its error and status."""
+    migrate(db, target="0005")
+    rows = [  # id, status, attempts, started, ended, error
+        ("ok", "finished", 1, "'2024-05-01 10:00:01'", "'2024-05-01 10:00:09'", "NULL"),
+        ("boom", "failed", 3, "'2024-05-01 11:00:00'", "'2024-05-01 11:00:02'", "'ValueError: bad row'"),
+        ("dead", "failed", 1, "'2024-05-01 12:00:00'", "'2024-05-01 12:05:00'", "'abandoned: its worker died'"),
+        ("waiting", "scheduled", 1, "'2024-05-01 13:00:00'", "NULL", "'KeyError: x'"),
+        ("running", "started", 2, "'2024-05-01 14:00:00'", "NULL", "NULL"),
+        ("never", "queued", 0, "NULL", "NULL", "NULL"),
+        ("skipped", "skipped", 0, "NULL", "'2024-05-01 15:00:00'", "'skipped: run x still queued or running'"),
+    ]
+    for run_id, status_, attempts, started, ended, error in rows:
+        db.execute_sql(
+            "INSERT INTO job_runs (id, job_name, queue, trigger, status, enqueued_at, started_at, ended_at,"
+            f" attempts, error) VALUES ('{run_id}', 'forecast', 'forecast', 'manual', '{status_}',"
+            f" '2024-05-01 09:00:00', {started}, {ended}, {attempts}, {error})"
+        )
+    migrate(db)
+    from app.models import RunAttempt
+
+    got = {
+        a.run_id: (a.number, a.status, a.error, a.ended_at is None)
+        for a in RunAttempt.select().order_by(RunAttempt.run)
+    }
+    assert got == {
+        "ok": (1, "finished", None, False),
+        "boom": (3, "failed", "ValueError: bad row", False),
+        "dead": (1, "abandoned", "abandoned: its worker died", False),
+        "waiting": (1, "failed", "KeyError: x", False),
+        "running": (2, "started", None, True),
+    }
+    assert {r.id: r.retry_of for r in JobRun.select()} == {r[0]: None for r in rows}
+    # The runs' own rows are unchanged, and a run's attempts go with it (history retention).
+    assert JobRun.get_by_id("boom").status == "failed" and JobRun.get_by_id("boom").error == "ValueError: bad row"
+    JobRun.delete().where(JobRun.id == "boom").execute()
+    assert not RunAttempt.select().where(RunAttempt.run == "boom").exists()
+
+
 def test_database_made_before_migrations_is_adopted(db):
     create_tables()  # what `init-db` did before migrations existed
     ProductionLine.create(code="L1", name="Line 1", daily_capacity=5)

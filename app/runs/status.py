@@ -26,6 +26,18 @@ class RunStatus(str, enum.Enum):
     SKIPPED = "skipped"
 
 
+class AttemptStatus(str, enum.Enum):
+    """How one attempt of a run ended (`run_attempts.status`); `started` while it runs."""
+
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"  # raised, or hit its time limit (RQ may retry the run: `next_retry_at`)
+    STOPPED = "stopped"  # stopped by request
+    CANCELED = "canceled"  # the run was canceled while no worker executed this attempt
+    ABANDONED = "abandoned"  # its worker died (or a newer attempt took the run)
+    INTERRUPTED = "interrupted"  # its worker shut down (SIGTERM): the run was requeued
+
+
 TERMINAL = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.STOPPED, RunStatus.SKIPPED}
 TERMINAL_VALUES = {s.value for s in TERMINAL}
 # A run in one of these states never executes again. Failed and stopped runs may: an operator
