@@ -23,7 +23,7 @@ from app.core.catalog import JOBS
 from dashboard.views import bp
 
 STATUSES = ["queued", "scheduled", "started", "finished", "failed", "canceled", "stopped", "skipped"]
-TRIGGERS = ["scheduled", "manual"]
+TRIGGERS = ["scheduled", "manual", "retry"]
 LIST_LIMIT = 50
 
 

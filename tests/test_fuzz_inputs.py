@@ -288,7 +288,11 @@ LISTING_VALUES = {
     "source": texts(),
     "type": texts(),
     "q": st.one_of(st.sampled_from(RUN_IDS + ["seeded"]), texts()),
+    "job": st.one_of(st.sampled_from(["forecast", "cleanup", "", "nope"]), texts()),
+    "until": times(),
+    "error": texts(),
 }
+RUN_FILTERS = ["limit", "cursor", "job", "status", "trigger", "since", "until", "error"]
 
 # Every route the app serves outside rq-dashboard: (method, rule, strategies of its path arguments,
 # query parameter names, whether it takes a body, who may call it).
@@ -328,7 +332,9 @@ ROUTES = [
         "dashboard",
     ),
     ("GET", "/dashboard/data.json", {}, [], False, "dashboard"),
-    ("GET", "/dashboard/runs", {}, ["q"], False, "dashboard"),
+    ("GET", "/dashboard/runs", {}, ["q", *RUN_FILTERS], False, "dashboard"),
+    ("GET", "/dashboard/runs/<run_id>", {"run_id": RUN_IDS}, [], False, "dashboard"),
+    ("GET", "/api/runs", {}, RUN_FILTERS, False, "token"),
     ("POST", "/dashboard/schedules/<name>/pause", {"name": JOB_NAMES}, [], True, "dashboard"),
     ("POST", "/dashboard/schedules/<name>/resume", {"name": JOB_NAMES}, [], True, "dashboard"),
     ("POST", "/dashboard/schedules/<name>/run", {"name": JOB_NAMES}, [], True, "dashboard"),
@@ -451,6 +457,7 @@ def edge_requests() -> list[dict]:
         "since": TIME_EDGES,
         "date": TIME_EDGES + ["2026-11-01", "0001-01-01", "9999-12-31"],
         "q": TEXT_EDGES,
+        "until": TIME_EDGES,
     }
     body_edges = [
         b"[" * 5000 + b"]" * 5000,

@@ -34,7 +34,7 @@ from app.connections import db_session
 from app.core.catalog import JOBS
 from app.core.errors import InvalidInput, RunMissing
 from app.core.jobs import run_id as valid_run_id
-from app.models import Alert, JobRun, iso, run_duration
+from app.models import Alert, JobRun, RunAttempt, iso, run_duration
 from app.pagination import decode_cursor, encode_cursor
 from app.runs import fanout
 from app.runs.status import TERMINAL_VALUES
@@ -45,6 +45,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 COUNT_CAP = 1000  # the list's total is exact up to this many runs, then "1000+"
 MAX_ALERTS = 200  # alerts listed on a run's page (the total is always given)
+MAX_RETRIES_LISTED = 50  # runs that retry this one, linked from its page
 MAX_FILTER_TEXT = 200
 ERROR_PREVIEW = 300  # characters of a run's error in a list row
 
@@ -70,7 +71,7 @@ class RunQuery(BaseModel):
 
     job: str | None = Field(None, description="catalogue job name", json_schema_extra={"enum": list(JOBS)})
     status: RunStatusName | None = None
-    trigger: Literal["scheduled", "manual"] | None = None
+    trigger: Literal["scheduled", "manual", "retry"] | None = None
     since: datetime | None = Field(None, description="enqueued at or after (ISO 8601; no zone: UTC)")
     until: datetime | None = Field(None, description="enqueued before (ISO 8601; no zone: UTC)")
     error: str | None = Field(None, max_length=MAX_FILTER_TEXT, description="the run's error contains (any case)")
@@ -262,23 +263,22 @@ def _job_time(value: datetime | None) -> str | None:
 
 def chunk_progress(connection: Redis | None, run: JobRun) -> ChunkProgress | None:
     """The chunks of a fanned-out forecast run (None: this run did not fan out, as far as is known)."""
-    fanned = isinstance(run.result, dict) and isinstance(run.result.get("fanout"), dict)
     if run.job_name != fanout.JOB_NAME:
         return None
+    fanned = isinstance(run.result, dict) and isinstance(run.result.get("fanout"), dict)
+    planned = int(run.result["fanout"].get("chunks") or 0) if fanned else 0  # what the result records
+    unreadable = ChunkProgress(False, "Redis is unreachable: chunk progress cannot be read now", total=planned)
     if connection is None:
-        return ChunkProgress(False, "Redis is not configured") if fanned else None
+        return ChunkProgress(False, "Redis is not configured", total=planned) if fanned else None
     try:
         gather = Job.fetch(fanout.gather_job_id(run.id), connection=connection)
     except redis.exceptions.RedisError as exc:
         log.warning("run page: chunks of %s unreadable: %s", run.id, type(exc).__name__)
         if not fanned and run.status in TERMINAL_VALUES:
             return None  # ended without fanning out: there are no chunks to read
-        return ChunkProgress(False, "Redis is unreachable: chunk progress cannot be read now")
+        return unreadable
     except Exception:  # NoSuchJobError, or a job record this release cannot read
-        if fanned:
-            total = int(run.result["fanout"].get("chunks") or 0)
-            return ChunkProgress(False, "the chunk jobs have expired from Redis", total=total)
-        return None
+        return ChunkProgress(False, "the chunk jobs have expired from Redis", total=planned) if fanned else None
     try:
         chunk_ids = list((gather.kwargs or {}).get("chunk_ids") or [])
         jobs = Job.fetch_many(chunk_ids, connection=connection)
@@ -302,7 +302,7 @@ def chunk_progress(connection: Redis | None, run: JobRun) -> ChunkProgress | Non
         return progress
     except redis.exceptions.RedisError as exc:
         log.warning("run page: chunks of %s unreadable: %s", run.id, type(exc).__name__)
-        return ChunkProgress(False, "Redis is unreachable: chunk progress cannot be read now")
+        return unreadable
 
 
 def triggered_by(run: JobRun) -> str:
@@ -310,14 +310,33 @@ def triggered_by(run: JobRun) -> str:
     recorded = getattr(run, "triggered_by", None) if "triggered_by" in JobRun._meta.fields else None
     if recorded:
         return str(recorded)
-    return "scheduler" if run.trigger == "scheduled" else "manual (who is not recorded)"
+    if run.trigger == "scheduled":
+        return "scheduler"
+    return f"{run.trigger} (who is not recorded)"
 
 
 def attempts_of(run: JobRun) -> tuple[list[dict[str, Any]], bool]:
     """The run's attempts, oldest first, and whether they are recorded one by one.
 
-    Runs without per-attempt records show their row's last attempt only.
+    A run from before attempts were recorded (or whose records were lost) shows its row's last
+    attempt only, and says so.
     """
+    rows = list(RunAttempt.select().where(RunAttempt.run == run.id).order_by(RunAttempt.number))
+    if rows:
+        return [
+            {
+                "number": a.number,
+                "worker": a.worker,
+                "status": a.status,
+                "started_at": iso(a.started_at),
+                "ended_at": iso(a.ended_at),
+                "duration_s": run_duration(a.started_at, a.ended_at),
+                "error": a.error,
+                "traceback": a.traceback,
+                "next_retry_at": iso(a.next_retry_at),
+            }
+            for a in rows
+        ], True
     if run.attempts < 1 and run.started_at is None:
         return [], True
     last = {
@@ -357,6 +376,13 @@ def run_detail(run_id: str, connection: Redis | None = None) -> dict[str, Any]:
         attempts, recorded = attempts_of(run)
         alerts = Alert.select().where(Alert.job_id == run_id)
         alert_total = alerts.count()
+        retried_by = [
+            r.id
+            for r in JobRun.select(JobRun.id)
+            .where(JobRun.retry_of == run_id)
+            .order_by(JobRun.enqueued_at, JobRun.id)
+            .limit(MAX_RETRIES_LISTED)
+        ]
         alert_rows = list(alerts.order_by(Alert.created_at.desc(), peewee.SQL('"id" DESC')).limit(MAX_ALERTS))
     chunks = chunk_progress(connection, run)
     return {
@@ -364,6 +390,8 @@ def run_detail(run_id: str, connection: Redis | None = None) -> dict[str, Any]:
             **run_row(run),
             "result": run.result,
             "triggered_by": triggered_by(run),
+            "retry_of": run.retry_of,
+            "retried_by": retried_by,
         },
         "attempts": attempts,
         "attempts_recorded": recorded,

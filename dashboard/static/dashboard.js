@@ -116,9 +116,11 @@
     return h("span", { class: "muted no-rq-job", title: why }, "no rq job");
   }
 
+  // A run id anywhere on the page opens the run's own page (a URL that can be shared).
+  const runPage = (id) => `${urls.urlRuns}${encodeURIComponent(id)}`;
+
   function runLink(id) {
-    return h("a", { href: `#run-${encodeURIComponent(id)}`, class: "mono", dataset: { runId: id },
-                    onclick: (event) => { event.preventDefault(); search(id); } }, id);
+    return h("a", { href: runPage(id), class: "mono run-link", dataset: { runId: id } }, id);
   }
 
   // --- actions ---------------------------------------------------------------------------------
@@ -430,7 +432,8 @@
         field("duration", fmtDuration(runDuration(run))),
         run.error ? field("error", h("pre", { class: "error" }, run.error)) : null,
         run.result ? field("result", h("pre", null, JSON.stringify(run.result, null, 2))) : null),
-      h("p", null, cancelButton(run), " ", rqJobLink(run, "open in rq-dashboard →")));
+      h("p", null, cancelButton(run), " ", h("a", { href: runPage(run.job_id), class: "run-page-link" }, "open the run's page →"),
+        " ", rqJobLink(run, "open in rq-dashboard →")));
   }
 
   async function search(query) {
@@ -461,6 +464,13 @@
   document.getElementById("search-close").addEventListener("click", () => {
     document.getElementById("search-result").hidden = true;
   });
+
+  // Old `#run-<id>` links (bookmarks, chat messages) open the run's page.
+  const anchored = /^#run-([A-Za-z0-9_-]{1,64})$/.exec(window.location.hash);
+  if (anchored) {
+    window.location.replace(runPage(anchored[1]));
+    return;
+  }
 
   refresh();
   setInterval(() => { if (!document.hidden) refresh(); }, refreshMs);
