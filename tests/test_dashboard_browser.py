@@ -584,7 +584,8 @@ class TestEveryLink:
         )
         kinds = {"job": [h for h in hrefs if "/view/job/" in h], "jobs": [h for h in hrefs if "/view/jobs/" in h]}
         assert {f"/dashboard/rq/0/view/job/{first}", f"/dashboard/rq/0/view/job/{forced}"} <= set(kinds["job"])
-        assert not [h for h in hrefs if "skipped-run" in h or "expired-run" in h or "long-gone" in h]
+        gone = ("skipped-run", "expired-run", "long-gone")  # no rq-dashboard link; their run pages remain
+        assert not [h for h in hrefs if any(g in h for g in gone) and not h.startswith("/dashboard/runs/")]
         assert kinds["jobs"] and "/dashboard/rq/" in hrefs and "/dashboard/rq/0/view/workers" in hrefs
         viewer = open_page("/dashboard/")
         for href in hrefs:
@@ -608,3 +609,152 @@ class TestEveryLink:
             viewer.locator("#missing-job a", has_text="monitoring page").click()
             viewer.wait_for_url("**/dashboard/")
             wait_loaded(viewer)
+
+
+# --- issue 14 point 2: a page per run, and the run list ----------------------------------------------
+
+
+def _run_row(run_id: str, **fields) -> None:
+    from app.connections import db_session
+    from app.models import JobRun, utcnow
+
+    values = dict(job_name="forecast", queue="forecast", trigger="manual", status="finished", attempts=1)
+    values.update(fields)
+    values.setdefault("enqueued_at", utcnow())
+    with db_session():
+        JobRun.create(id=run_id, **values)
+
+
+def _no_sideways_scroll(page) -> None:
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
+
+
+def test_a_run_id_on_the_home_page_opens_the_run_page(open_page, client, auth, live_server):
+    from app.connections import db_session
+    from app.models import Alert
+
+    job_id = trigger(client, auth, "cleanup")  # queued: no worker here
+    with db_session():
+        Alert.create(
+            type="demand_spike",
+            severity="high",
+            title="spike",
+            message="m",
+            subject="s",
+            fingerprint="f",
+            job_id=job_id,
+        )
+    page = open_page()
+    wait_loaded(page)
+    page.locator(f"#card-runs tr[data-run='{job_id}'] a.run-link").first.click()
+    page.wait_for_url(f"**/dashboard/runs/{job_id}")
+    expect(page.locator("h1")).to_contain_text(job_id)
+    expect(page.locator("#run-status")).to_have_text("queued")
+    expect(page.locator("#run-alerts tr[data-alert]")).to_have_count(1)
+    page.go_back()
+    wait_loaded(page)
+    page.locator(f"#card-alerts a.run-link[data-run-id='{job_id}']").click()  # an alert's run link
+    page.wait_for_url(f"**/dashboard/runs/{job_id}")
+    anchored = open_page(f"/dashboard/#run-{job_id}")  # an old #run-<id> link
+    anchored.wait_for_url(f"**/dashboard/runs/{job_id}")
+    expect(anchored.locator("#run-status")).to_have_text("queued")
+
+
+def test_run_list_filters_and_pages_by_url(open_page, live_server):
+    from app.connections import db_session
+    from app.models import utcnow
+
+    with db_session():
+        _history(utcnow(), count_per_job=40)
+    for i in range(3):
+        _run_row(f"feed-timeout-{i}", status="failed", error="RuntimeError: upstream feed timed out")
+    page = open_page()
+    wait_loaded(page)
+    page.locator("#all-runs").click()
+    page.wait_for_url("**/dashboard/runs")
+    expect(page.locator("#run-count")).to_have_text("123 runs match")
+    expect(page.locator("#run-list tbody tr")).to_have_count(50)
+
+    page.select_option("select[name='job']", "forecast")
+    page.fill("input[name='error']", "TIMED OUT")
+    page.locator("#run-filters button[type='submit']").click()
+    page.wait_for_url("**/dashboard/runs?job=forecast&error=TIMED+OUT")  # empty filters stay out of the URL
+    failed = page.locator("#run-list tbody tr")
+    count = failed.count()
+    assert count >= 3 and all(failed.nth(i).get_attribute("data-status") == "failed" for i in range(count))
+    expect(page.locator("#run-count")).to_contain_text(f"{count} run")
+
+    page.goto(live_server + "/dashboard/runs?job=cleanup&limit=15")
+    seen = []
+    while True:
+        rows = page.locator("#run-list tbody tr")
+        seen += [rows.nth(i).get_attribute("data-run") for i in range(rows.count())]
+        if page.locator("#page-next").count() == 0:
+            break
+        page.locator("#page-next").click()
+        page.wait_for_url("**cursor=*")
+        shared = page.url
+    assert len(seen) == len(set(seen)) == 40 and all(s.startswith("cleanup-") for s in seen)
+    expect(page.locator("#page-end")).to_have_text("no older runs")
+    again = open_page(shared.removeprefix(live_server))  # the same URL, opened elsewhere: the same page
+    expect(again.locator("#run-list tbody tr")).to_have_count(40 - 15 * 2)
+
+
+def test_action_feedback_is_next_to_the_control_and_clears(open_page, client, auth):
+    job_id = trigger(client, auth, "cleanup")
+    page = open_page(f"/dashboard/runs/{job_id}")
+    button = page.locator("#run-action-buttons button[data-action='cancel']")
+    button.click()
+    feedback = page.locator("#run-feedback")
+    expect(feedback).to_have_text(f"Run {job_id}: run canceled")
+    near, control = feedback.bounding_box(), page.locator("#run-actions").bounding_box()
+    assert near["y"] >= control["y"] - 1 and near["y"] + near["height"] <= control["y"] + control["height"] + 1
+    expect(page.locator("#run-status")).to_have_text("canceled")  # the page re-read itself
+    assert run_status(client, job_id, "cleanup") == "canceled"
+    expect(feedback).to_be_hidden(timeout=12000)  # clears itself
+
+    # A refusal is shown there too, naming the run: the run ends before the operator clicks.
+    other = trigger(client, auth, "daily-summary")
+    page = open_page(f"/dashboard/runs/{other}")
+    client.post(f"/api/jobs/daily-summary/{other}/cancel", headers=auth)
+    page.locator("#run-action-buttons button[data-action='cancel']").click()
+    expect(page.locator("#run-feedback.error")).to_contain_text(
+        f"Run {other}: cancel refused: run {other} already ended"
+    )
+
+
+def test_markup_in_a_run_is_text_in_the_browser(open_page):
+    from app.connections import db_session
+    from app.models import RunAttempt
+
+    _run_row("xss-page", status="failed", error=f'RuntimeError: {PAYLOAD} it\'s "quoted"', result={"x": PAYLOAD})
+    with db_session():
+        RunAttempt.create(run="xss-page", number=1, worker=PAYLOAD, status="failed", error=PAYLOAD, traceback=PAYLOAD)
+    page = open_page("/dashboard/runs/xss-page")
+    expect(page.locator("#run-error")).to_have_text(f'RuntimeError: {PAYLOAD} it\'s "quoted"')
+    page.locator("details.traceback summary").click()
+    expect(page.locator("details.traceback pre")).to_have_text(PAYLOAD)
+    list_page = open_page("/dashboard/runs?error=onerror")
+    expect(list_page.locator("#run-list tbody tr")).to_have_count(1)
+    for p in (page, list_page):
+        assert p.locator("img").count() == 0
+        assert p.evaluate("window.__xss") is None
+
+
+def test_phone_width_keeps_run_actions_reachable(open_page, client, auth):
+    job_id = trigger(client, auth, "cleanup")
+    _run_row("phone-failed", status="failed", error="RuntimeError: " + "a-very-long-token-without-spaces" * 8)
+    page = open_page(f"/dashboard/runs/{job_id}", viewport=(390, 844))
+    _no_sideways_scroll(page)
+    button = page.locator("#run-action-buttons button[data-action='cancel']")
+    box = button.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 30
+    button.click()
+    expect(page.locator("#run-feedback")).to_contain_text(job_id)
+    assert page.locator("#run-feedback").bounding_box()["x"] + 10 <= 390
+    for path in ("/dashboard/runs/phone-failed", "/dashboard/runs"):
+        other = open_page(path, viewport=(390, 844))
+        _no_sideways_scroll(other)
+    link = other.locator("#run-list a.run-link").first
+    assert link.bounding_box()["x"] + link.bounding_box()["width"] <= 390

@@ -5,6 +5,19 @@
 "use strict";
 
 (() => {
+  // The run list's filters: fields left empty stay out of the URL, so a shared URL is short.
+  const filters = document.getElementById("run-filters");
+  if (filters) {
+    filters.addEventListener("submit", () => {
+      for (const field of filters.elements) if (field.name && !field.value.trim()) field.disabled = true;
+      // a page restored from the back/forward cache gets its fields back
+      window.addEventListener("pageshow", () => { for (const field of filters.elements) field.disabled = false; },
+                              { once: true });
+    });
+  }
+})();
+
+(() => {
   const root = document.getElementById("run-page");
   if (!root) return;
   const runId = root.dataset.runId;
