@@ -39,7 +39,7 @@ def _details(exc: ServiceError) -> str:
 
 
 def _run_active(exc: RunActive) -> click.ClickException:
-    if click.get_current_context().command.name == "trigger":
+    if click.get_current_context().command.name in ("trigger", "retry"):
         return click.ClickException(f"{exc.message} (use --force to queue behind it)")
     return click.ClickException(exc.message + _details(exc))
 
@@ -195,10 +195,55 @@ def cancel_command(job: str, run_id: str):
     click.echo(f"run {run_id} " + ("stop requested" if outcome == jobs.CancelOutcome.STOPPING else "canceled"))
 
 
+@click.command("retry")
+@click.argument("job")
+@click.argument("run_id", required=False)
+@click.option("--failed-since", default=None, metavar="TIME", help="retry the newest failed run since TIME (ISO 8601)")
+@click.option("--force", is_flag=True, help="queue behind the active run instead of refusing")
+@json_option
+@operator_errors
+def retry_command(job: str, run_id: str | None, failed_since: str | None, force: bool, as_json: bool):
+    """Retry an ended, unsuccessful run of JOB as a new run linked to it (the failed run keeps its record).
+
+    With --failed-since, retry the newest failed run since that time: one new run answers for
+    every failure since then (as POST /api/jobs/JOB/retry-failed).
+    """
+    from app.api.jobs import RetryFailedQuery
+
+    if (run_id is None) == (failed_since is None):
+        raise click.UsageError("give either RUN_ID or --failed-since TIME")
+    name = jobs.job_name(job)
+    if run_id is not None:
+        outcome = jobs.retry(_redis(), _settings(), name, run_id, force=force, actor="cli")
+    else:
+        since = _query(RetryFailedQuery, since=failed_since).since
+        outcome = jobs.retry_failed(_redis(), _settings(), name, since, force=force, actor="cli")
+    payload = {
+        "job_id": outcome.run_id,
+        "job_name": name,
+        "retry_of": outcome.retry_of,
+        "status": outcome.status.value if outcome.status else None,
+        "covers": outcome.covers,
+        "created": outcome.created,
+        "waits_for": outcome.waits_for,
+    }
+    if outcome.run_id is None:
+        line = f"no failed {name} run since {failed_since}"
+    elif not outcome.created:
+        line = f"run {outcome.retry_of} was retried already: run {outcome.run_id} ({payload['status']})"
+    else:
+        after = f"; it starts when {outcome.waits_for} ends" if outcome.waits_for else ""
+        line = f"{name} run {outcome.retry_of} retried as run {outcome.run_id} {payload['status']}{after}"
+    lines = [line]
+    if len(outcome.covers) > 1:
+        lines.append(f"covers {len(outcome.covers)} failed runs: {', '.join(outcome.covers)}")
+    _emit(payload, as_json, lines)
+
+
 @click.command("runs")
 @click.argument("job")
 @click.option("--status", default=None, help="queued, scheduled, started, finished, failed, canceled, stopped, skipped")
-@click.option("--trigger", default=None, help="scheduled or manual")
+@click.option("--trigger", default=None, help="scheduled, manual or retry")
 @click.option("--limit", default=None, type=str, help="rows per page (1-500, default 50)")
 @click.option("--cursor", default=None, help="the next_cursor of the previous page")
 @json_option
@@ -349,6 +394,7 @@ COMMANDS = [
     trigger_command,
     status_command,
     cancel_command,
+    retry_command,
     runs_command,
     schedules_group,
     alerts_command,

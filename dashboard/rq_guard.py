@@ -17,6 +17,14 @@ Replaced views (per app, through `app.view_functions`; the installed package is 
 every run queued with `force`), `list_workers` (one worker whose current job expired made the
 whole list a 404, so the workers page stayed empty), `requeue_job_view` (409 instead of 500 for a job that is not in
 the failed registry) and `compact_queue` (an empty queue has no list to compact: upstream 500).
+
+Requeue of a run this service tracks (a `job_runs` row) goes through the service's retry
+(`app.core.jobs.retry`): a new run linked to the failed one, which keeps its status, error
+and attempts. Upstream's requeue ran the failed RQ job again under the same id, and the run
+it belonged to became `finished` with no error (issue 14). The failed RQ job then leaves the
+failed registry (its record expires as RQ's failure TTL says). "Requeue all" retries the
+newest failed run of each job (one run answers for a job's failures: `retry_failed`'s rule);
+RQ jobs the service does not track keep upstream's behaviour.
 """
 
 from __future__ import annotations
@@ -33,9 +41,12 @@ from rq.job import Job
 from rq_dashboard import web as rq_web
 
 from app.connections import db_session
+from app.core import jobs
 from app.core.catalog import QUEUES
+from app.core.errors import Conflict, NotFound, ServiceError
 from app.errors import error_response
 from app.models import JobRun
+from app.runs.status import RETRYABLE_VALUES, TERMINAL_VALUES
 
 REGISTRIES = frozenset({"queued", "scheduled", "deferred", "started", "finished", "failed", "canceled"})
 ORDERS = frozenset({"asc", "dsc"})
@@ -176,7 +187,40 @@ def job_info(instance_number: int, job_id: str):
     return jsonify(info), {"Cache-Control": "no-store"}
 
 
+def _tracked_runs(job_ids: list[str]) -> dict[str, JobRun]:
+    """The runs this service tracks among these RQ job ids (fan-out chunks and untracked jobs have none)."""
+    if not job_ids:
+        return {}
+    with db_session():
+        return {run.id: run for run in JobRun.select().where(JobRun.id.in_(job_ids))}
+
+
+def _actor() -> str:
+    auth = request.authorization
+    return f"rq-dashboard:{auth.username if auth and auth.username else 'unknown'}"
+
+
+def _leave_failed_registry(redis: Redis, run: JobRun) -> None:
+    """The retried run's RQ job leaves the failed registry (its hash expires on its own)."""
+    Queue(run.queue, connection=redis).failed_job_registry.remove(run.id, delete_job=False)
+
+
+def _retry_tracked(redis: Redis, run: JobRun) -> Response:
+    try:
+        outcome = jobs.retry(redis, current_app.config["SETTINGS"], run.job_name, run.id, actor=_actor())
+    except ServiceError as exc:
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
+        code = {404: "not_found", 409: "conflict", 400: "bad_request"}[status]
+        return error_response(status, code, exc.message, **exc.details)
+    _leave_failed_registry(redis, run)
+    body = {"status": "OK", "job_id": outcome.run_id, "retry_of": run.id, "message": f"retried as run {outcome.run_id}"}
+    return jsonify(body), {"Cache-Control": "no-store"}
+
+
 def requeue_job_view(job_id: str):
+    run = _tracked_runs([job_id]).get(job_id)
+    if run is not None:
+        return _retry_tracked(current_app.extensions["redis"], run)
     try:
         requeue_job(job_id, connection=current_app.redis_conn)
     except InvalidJobOperation:
@@ -184,6 +228,49 @@ def requeue_job_view(job_id: str):
     except NoSuchJobError:
         return error_response(404, "not_found", "no such job")
     return jsonify(status="OK"), {"Cache-Control": "no-store"}
+
+
+def requeue_all(queue_name: str):
+    """Upstream's "requeue all" of a queue's failed registry; tracked runs are retried instead.
+
+    Per job, the newest tracked failed run in the registry is retried and the job's other
+    failed runs there are covered by it (they leave the registry too); a job with a run queued
+    or running keeps its failed runs in the registry (listed under `conflicts`).
+    """
+    redis = current_app.extensions["redis"]
+    queue = Queue(queue_name, serializer=rq_web.config.serializer, connection=current_app.redis_conn)
+    job_ids = queue.failed_job_registry.get_job_ids(cleanup=False)
+    tracked = _tracked_runs(job_ids)
+    count = 0
+    for job_id in job_ids:
+        if job_id not in tracked:
+            try:
+                requeue_job(job_id, connection=current_app.redis_conn)
+                count += 1
+            except (InvalidJobOperation, NoSuchJobError):  # left the registry meanwhile
+                pass
+    by_job: dict[str, list[JobRun]] = {}
+    for run in sorted(tracked.values(), key=lambda r: (r.enqueued_at, r.id), reverse=True):
+        by_job.setdefault(run.job_name, []).append(run)
+    retried, conflicts = [], []
+    for job_name, in_registry in by_job.items():
+        failed = [r for r in in_registry if r.status in TERMINAL_VALUES]  # others: their row catches up first
+        newest = next((r for r in failed if r.status in RETRYABLE_VALUES), None)
+        if newest is None:
+            conflicts.append(
+                {"job_name": job_name, "runs": [r.id for r in in_registry], "message": "no ended, failed run"}
+            )
+            continue
+        try:
+            outcome = jobs.retry(redis, current_app.config["SETTINGS"], job_name, newest.id, actor=_actor())
+        except ServiceError as exc:
+            conflicts.append({"job_name": job_name, "runs": [r.id for r in in_registry], "message": exc.message})
+            continue
+        retried.append({"job_id": outcome.run_id, "retry_of": newest.id, "covers": [r.id for r in failed]})
+        for run in failed:
+            _leave_failed_registry(redis, run)
+            count += 1
+    return jsonify(status="OK", count=count, retried=retried, conflicts=conflicts), {"Cache-Control": "no-store"}
 
 
 def compact_queue(queue_name: str):
@@ -238,6 +325,7 @@ REPLACED_VIEWS = {
     "rq_dashboard.list_workers": list_workers,
     "rq_dashboard.job_info": job_info,
     "rq_dashboard.requeue_job_view": requeue_job_view,
+    "rq_dashboard.requeue_all": requeue_all,
     "rq_dashboard.compact_queue": compact_queue,
 }
 

@@ -166,3 +166,19 @@ def cancel_run(run_id: str):
         response.status_code = 202
         return response
     return jsonify(job_id=run_id, status=outcome.value, message="run canceled")
+
+
+@bp.post("/runs/<run_id>/retry")
+def retry_run(run_id: str):
+    """Retry an ended, unsuccessful run: a new run linked to it (the failed run keeps its record)."""
+    user = request.authorization.username
+    outcome = jobs.retry_by_id(_redis(), _settings(), run_id, actor=f"dashboard:{user}")
+    log.info("dashboard: run %s retried as run %s by %s", run_id, outcome.run_id, user)
+    response = jsonify(
+        job_id=outcome.run_id,
+        retry_of=outcome.retry_of,
+        status=outcome.status.value if outcome.status else None,
+        message=f"run {outcome.retry_of} retried as run {outcome.run_id}",
+    )
+    response.status_code = 202
+    return response

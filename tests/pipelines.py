@@ -55,3 +55,11 @@ def slow_first_attempt(settings):
     if JobRun.get_by_id(get_current_job().id).attempts == 1:
         time.sleep(float(os.environ.get("TEST_PIPELINE_SLEEP", "30")))
     return run_pipeline(settings)
+
+
+def fail_unless_retry(settings):
+    """Fails every attempt of a run, except in a run that retries another (trigger `retry`)."""
+    run = JobRun.get_by_id(get_current_job().id)
+    if run.trigger != "retry":
+        raise RuntimeError(f"planned failure on attempt {run.attempts}")
+    return two_alerts(settings)

@@ -714,6 +714,16 @@ def test_action_feedback_is_next_to_the_control_and_clears(open_page, client, au
     assert run_status(client, job_id, "cleanup") == "canceled"
     expect(feedback).to_be_hidden(timeout=12000)  # clears itself
 
+    # The canceled run can be retried: a new run, linked from the feedback and from both pages.
+    page.locator("#run-action-buttons button[data-action='retry']").click()
+    expect(feedback).to_contain_text(f"Run {job_id}: retried as run ")
+    new_run = page.locator("#run-feedback-new-run").inner_text()
+    expect(page.locator(f"#run-live-summary a[href$='/dashboard/runs/{new_run}']")).to_be_visible()
+    expect(page.locator("#run-status")).to_have_text("canceled")  # the original keeps its record
+    page.locator("#run-feedback-new-run").click()
+    page.wait_for_url(f"**/dashboard/runs/{new_run}")
+    expect(page.locator("#run-retry-of")).to_have_text(job_id)
+
     # A refusal is shown there too, naming the run: the run ends before the operator clicks.
     other = trigger(client, auth, "daily-summary")
     page = open_page(f"/dashboard/runs/{other}")

@@ -123,7 +123,7 @@ def test_run_page_of_a_run_without_attempt_records_shows_its_last_attempt(client
 @pytest.mark.parametrize(
     ("status", "actions"),
     [("queued", ["cancel"]), ("scheduled", ["cancel"]), ("started", ["stop"]), ("finished", []),
-     ("failed", ["retry"]), ("stopped", ["retry"]), ("canceled", ["retry"]), ("skipped", [])],
+     ("failed", ["retry"]), ("stopped", ["retry"]), ("canceled", ["retry"]), ("skipped", ["retry"])],
 )  # fmt: skip
 def test_actions_follow_the_status(client, creds, status, actions):
     make_run("r", status=status)
@@ -404,3 +404,20 @@ def test_run_actions_from_the_page_urls(client, creds, auth):
     assert response.status_code == 200 and response.get_json()["status"] == "canceled"
     page = html(client.get(f"/dashboard/runs/{run_id}", headers=creds))
     assert 'id="run-status">canceled<' in page
+
+
+def test_retry_from_the_page_url_links_both_runs(client, creds):
+    make_run("failed-run", job_name="cleanup", queue="maintenance", status="failed", error="E")
+    page = html(client.get("/dashboard/runs/failed-run", headers=creds))
+    retry = re.search(r'data-url-retry="([^"]+)"', page).group(1)
+    response = client.post(retry, headers={**creds, **SAME_ORIGIN})
+    assert response.status_code == 202, response.get_json()
+    new_id = response.get_json()["job_id"]
+    page = html(client.get("/dashboard/runs/failed-run", headers=creds))
+    assert 'id="run-status">failed<' in page  # the failed run keeps its record
+    assert f'href="/dashboard/runs/{new_id}"' in page
+    new_page = html(client.get(f"/dashboard/runs/{new_id}", headers=creds))
+    assert 'id="run-retry-of" href="/dashboard/runs/failed-run"' in new_page
+    assert "retry (who is not recorded)" in new_page and re.findall(r'data-action="(\w+)"', new_page) == ["cancel"]
+    listed = client.get("/api/runs?trigger=retry").get_json()["runs"]
+    assert [(r["job_id"], r["retry_of"]) for r in listed] == [(new_id, "failed-run")]

@@ -52,6 +52,7 @@ from app.config import Settings, get_settings
 from app.connections import bind_database, database, redis_connection
 from app.core.catalog import QUEUES
 from app.logging_setup import logging_for_job, set_job_context, setup_logging
+from app.models import utcnow
 from app.runs import fanout
 from app.runs.tracking import bind_database_if_unbound
 from app.worker_resources import publish_worker_resources
@@ -261,6 +262,9 @@ class ServiceWorker(Worker):
                     attempt,
                     runs.RunStatus.QUEUED,
                     error="interrupted: its worker shut down (SIGTERM); requeued",
+                    traceback=exc_string or None,
+                    attempt_status=runs.AttemptStatus.INTERRUPTED,
+                    next_retry_at=utcnow(),
                 )
         log.warning("run %s requeued: its worker is shutting down", job.id)
 
@@ -413,7 +417,9 @@ class ServiceWorker(Worker):
                 log.exception("could not requeue run %s at shutdown", job.id)
         super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
         try:
-            status = runs.record_failure(job, self.connection, _last_line(exc_string), worker_name=self.name)
+            status = runs.record_failure(
+                job, self.connection, _last_line(exc_string), worker_name=self.name, traceback=exc_string or None
+            )
             log.info("run %s failed attempt recorded as %s", job.id, status.value)
             if status == runs.RunStatus.STOPPED and job.func_name in (fanout.CHUNK_FUNC, fanout.GATHER_FUNC):
                 fanout.end_stopped_job(self.connection, job)

@@ -1,4 +1,4 @@
-"""Job routes: trigger, status, history and cancel for every catalogue job, and stats.
+"""Job routes: trigger, status, history, cancel, retry and attempts for every catalogue job, and stats.
 
 A thin adapter over the service layer (`app.core.jobs`): it parses the request, calls the use
 case and shapes the JSON; refusals are domain errors that `app.errors` maps to HTTP answers.
@@ -6,10 +6,14 @@ case and shapes the JSON; refusals are domain errors that `app.errors` maps to H
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, current_app, jsonify, request, url_for
+from pydantic import Field, field_validator
 from werkzeug.exceptions import MethodNotAllowed
 
-from app.api.schemas import HistoryQuery, TriggerBody, parse_json_body, parse_query
+from app.api.schemas import HistoryQuery, Strict, TriggerBody, as_naive_utc, parse_json_body, parse_query
+from app.api.serializers import run_attempts_json
 from app.auth import require_read_token, require_token
 from app.core import jobs
 from app.core.errors import RunMissing
@@ -17,6 +21,18 @@ from app.core.stats import service_stats
 from app.listings import history_page, run_status
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
+
+# Path segments after a job name that are routes, not run ids (a GET there answers 405).
+ACTION_SEGMENTS = {"trigger": "POST", "retry-failed": "POST"}
+
+
+class RetryFailedQuery(Strict):
+    since: datetime = Field(description="retry if a run failed at or after this time (ISO 8601)")
+
+    @field_validator("since")
+    @classmethod
+    def _as_naive_utc(cls, value: datetime) -> datetime:
+        return as_naive_utc(value) or value
 
 
 def _redis():
@@ -65,8 +81,8 @@ def history(job_name: str):
 @bp.get("/<job_name>/<run_id>")
 @require_read_token
 def status(job_name: str, run_id: str):
-    if run_id == "trigger":  # GET on the trigger route lands here: answer as for a wrong method
-        raise MethodNotAllowed(valid_methods=["POST"])
+    if run_id in ACTION_SEGMENTS:  # GET on the trigger route lands here: answer as for a wrong method
+        raise MethodNotAllowed(valid_methods=[ACTION_SEGMENTS[run_id]])
     name, run_id = jobs.job_name(job_name), jobs.run_id(run_id)
     body = run_status(name, run_id)
     if body is None:
@@ -83,6 +99,56 @@ def cancel(job_name: str, run_id: str):
         response.status_code = 202
         return response
     return jsonify(job_id=run_id, status=outcome.value, message="run canceled")
+
+
+@bp.get("/<job_name>/<run_id>/attempts")
+@require_read_token
+def attempts(job_name: str, run_id: str):
+    history = jobs.run_history(job_name, run_id)
+    return jsonify(run_attempts_json(history.run, history.attempts, history.retried_by))
+
+
+def _retried(name: str, outcome: jobs.RetryOutcome):
+    if outcome.run_id is None:
+        return jsonify(job_id=None, job_name=name, retry_of=None, covers=[], created=False, message="no failed run")
+    payload = {
+        "job_id": outcome.run_id,
+        "job_name": name,
+        "retry_of": outcome.retry_of,
+        "status": outcome.status.value if outcome.status else None,
+        "covers": outcome.covers,
+        "created": outcome.created,
+        "message": (
+            f"run {outcome.retry_of} retried as run {outcome.run_id}"
+            + (f"; it starts when {outcome.waits_for} ends" if outcome.waits_for else "")
+            if outcome.created
+            else f"run {outcome.retry_of} was retried already: run {outcome.run_id}"
+        ),
+    }
+    if outcome.waits_for:
+        payload["waits_for"] = outcome.waits_for
+    response = jsonify(payload)
+    response.headers["Location"] = url_for("jobs.status", job_name=name, run_id=outcome.run_id)
+    response.status_code = 202 if outcome.created else 200
+    return response
+
+
+@bp.post("/<job_name>/<run_id>/retry")
+@require_token
+def retry(job_name: str, run_id: str):
+    name, run_id = jobs.job_name(job_name), jobs.run_id(run_id)
+    body = parse_json_body(TriggerBody, request.get_data(cache=False))
+    return _retried(name, jobs.retry(_redis(), _settings(), name, run_id, force=body.force, actor="api"))
+
+
+@bp.post("/<job_name>/retry-failed")
+@require_token
+def retry_failed(job_name: str):
+    name = jobs.job_name(job_name)
+    query = parse_query(RetryFailedQuery, request.args)
+    body = parse_json_body(TriggerBody, request.get_data(cache=False))
+    outcome = jobs.retry_failed(_redis(), _settings(), name, query.since, force=body.force, actor="api")
+    return _retried(name, outcome)
 
 
 @bp.get("/stats")

@@ -10,6 +10,7 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
 from app.api.forecast import AccuracyQuery
+from app.api.jobs import RetryFailedQuery
 from app.api.reports import DailyReportQuery, ReportPageQuery
 from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, TriggerBody
 from app.core.catalog import JOBS
@@ -29,7 +30,8 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
             options = [o for o in prop.pop("anyOf") if o.get("type") != "null"]
             prop.update(options[0] if len(options) == 1 else {"anyOf": options})
             prop.pop("default", None)
-        params.append({"name": name, "in": "query", "required": False, "schema": prop})
+        required = name in schema.get("required", [])
+        params.append({"name": name, "in": "query", "required": required, "schema": prop})
     return params
 
 
@@ -69,7 +71,7 @@ RUN = {
             "type": "string",
             "enum": ["queued", "scheduled", "started", "finished", "failed", "canceled", "stopped", "skipped"],
         },
-        "trigger": {"type": "string", "enum": ["scheduled", "manual"]},
+        "trigger": {"type": "string", "enum": ["scheduled", "manual", "retry"]},
         "queue": {"type": "string"},
         "result": {"type": ["object", "null"]},
         "error": {"type": ["string", "null"]},
@@ -80,6 +82,51 @@ RUN = {
         "attempts": {"type": "integer", "minimum": 0},
         "duration_s": {"type": ["number", "null"], "description": "/api/runs: start to end of the last attempt"},
         "active": {"type": "boolean", "description": "/api/runs: queued, waiting for a retry or running"},
+        "retry_of": {"type": ["string", "null"], "description": "the run this run retries (trigger retry)"},
+    },
+}
+ATTEMPT = {
+    "type": "object",
+    "required": ["number", "status", "started_at", "ended_at", "error", "traceback"],
+    "properties": {
+        "number": {"type": "integer", "minimum": 1},
+        "status": {
+            "type": "string",
+            "enum": ["started", "finished", "failed", "stopped", "canceled", "abandoned", "interrupted"],
+        },
+        "worker": {"type": ["string", "null"]},
+        "started_at": ISO_TIME,
+        "ended_at": ISO_TIME,
+        "error": {"type": ["string", "null"]},
+        "traceback": {"type": ["string", "null"], "description": "at most 64 KiB (its end)"},
+        "next_retry_at": {**ISO_TIME, "description": "when RQ runs the run again after this attempt"},
+    },
+}
+RUN_ATTEMPTS = {
+    "allOf": [
+        {"$ref": "#/components/schemas/Run"},
+        {
+            "type": "object",
+            "required": ["attempts_detail", "retried_by"],
+            "properties": {
+                "attempts_detail": {"type": "array", "items": {"$ref": "#/components/schemas/Attempt"}},
+                "retried_by": {"type": "array", "items": {"type": "string"}, "description": "newest first"},
+            },
+        },
+    ]
+}
+RETRIED = {
+    "type": "object",
+    "required": ["job_id", "retry_of", "covers", "created"],
+    "properties": {
+        "job_id": {"type": ["string", "null"], "description": "the new run (null: no failed run to retry)"},
+        "job_name": {"type": "string"},
+        "retry_of": {"type": ["string", "null"]},
+        "status": {"type": ["string", "null"]},
+        "covers": {"type": "array", "items": {"type": "string"}, "description": "the failed runs it answers for"},
+        "created": {"type": "boolean", "description": "false: nothing new was queued"},
+        "message": {"type": "string"},
+        "waits_for": {"type": "string"},
     },
 }
 ALERT = {
@@ -293,6 +340,9 @@ def build_document() -> dict:
                     },
                 },
                 "Run": RUN,
+                "Attempt": ATTEMPT,
+                "RunAttempts": RUN_ATTEMPTS,
+                "Retried": RETRIED,
                 "Alert": ALERT,
                 "Triggered": {
                     "type": "object",
@@ -432,6 +482,55 @@ def build_document() -> dict:
                         "401": _error("no or wrong token"),
                         "404": _error("unknown job or run"),
                         "409": _error("already ended"),
+                        "503": _error("Redis or database down"),
+                    },
+                }
+            },
+            "/api/jobs/{job_name}/{run_id}/attempts": {
+                "get": {
+                    "summary": "A run with every attempt (worker, times, error, traceback) and its retry links",
+                    "security": READ,
+                    "parameters": [JOB_NAME, RUN_ID],
+                    "responses": {
+                        **_ok("the run and its attempts", "RunAttempts"),
+                        "400": _error("invalid id"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("unknown job or run"),
+                        "503": _error("database down"),
+                    },
+                }
+            },
+            "/api/jobs/{job_name}/{run_id}/retry": {
+                "post": {
+                    "summary": "Retry an ended, unsuccessful run as a new run linked to it",
+                    "security": BEARER,
+                    "parameters": [JOB_NAME, RUN_ID],
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": trigger_body}}},
+                    "responses": {
+                        **_ok("the retry is queued", "Retried", "202"),
+                        "400": _error("invalid id or body"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("unknown job or run"),
+                        "409": _error("the run has not ended, or finished; or a run of the job is queued or running"),
+                        "413": _error("body too large"),
+                        "503": _error("Redis or database down"),
+                    },
+                }
+            },
+            "/api/jobs/{job_name}/retry-failed": {
+                "post": {
+                    "summary": "Retry the newest failed run since a time (one new run answers for all failures)",
+                    "security": BEARER,
+                    "parameters": [JOB_NAME, *_query_parameters(RetryFailedQuery)],
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": trigger_body}}},
+                    "responses": {
+                        **_ok("nothing new queued: no failure, or its retry exists", "Retried"),
+                        **_ok("the retry is queued", "Retried", "202"),
+                        "400": _error("missing or bad since, or bad body"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("unknown job"),
+                        "409": _error("a run of the job is queued or running"),
+                        "413": _error("body too large"),
                         "503": _error("Redis or database down"),
                     },
                 }

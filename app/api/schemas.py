@@ -37,7 +37,7 @@ class PageQuery(Strict):
 
 class HistoryQuery(PageQuery):
     status: RunStatusName | None = None
-    trigger: Literal["scheduled", "manual"] | None = None
+    trigger: Literal["scheduled", "manual", "retry"] | None = None
 
 
 class AlertQuery(PageQuery):

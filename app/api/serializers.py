@@ -8,7 +8,7 @@ instance, for the dashboard and the CLI) go through the same row functions.
 
 from __future__ import annotations
 
-from app.models import Alert, DailySummary, JobRun, iso
+from app.models import Alert, DailySummary, JobRun, RunAttempt, iso
 
 # Column order of the tuples `run_row_json` reads; enqueued_at and id stay first (the cursor's).
 RUN_COLUMNS = (
@@ -24,11 +24,26 @@ RUN_COLUMNS = (
     JobRun.ended_at,
     JobRun.attempts,
     JobRun.slot,
+    JobRun.retry_of,
 )
 
 
 def run_row_json(row: tuple) -> dict:
-    enqueued_at, run_id, job_name, status, trigger, queue, result, error, started_at, ended_at, attempts, slot = row
+    (
+        enqueued_at,
+        run_id,
+        job_name,
+        status,
+        trigger,
+        queue,
+        result,
+        error,
+        started_at,
+        ended_at,
+        attempts,
+        slot,
+        retry_of,
+    ) = row
     return {
         "job_id": run_id,
         "job_name": job_name,
@@ -42,7 +57,27 @@ def run_row_json(row: tuple) -> dict:
         "ended_at": iso(ended_at),
         "attempts": attempts,
         "slot": iso(slot),
+        "retry_of": retry_of,
     }
+
+
+def attempt_json(attempt: RunAttempt) -> dict:
+    """One attempt of a run, with its whole traceback."""
+    return {
+        "number": attempt.number,
+        "status": attempt.status,
+        "worker": attempt.worker,
+        "started_at": iso(attempt.started_at),
+        "ended_at": iso(attempt.ended_at),
+        "error": attempt.error,
+        "traceback": attempt.traceback,
+        "next_retry_at": iso(attempt.next_retry_at),
+    }
+
+
+def run_attempts_json(run: JobRun, attempts: list[RunAttempt], retried_by: list[str]) -> dict:
+    """A run with every attempt (oldest first) and its retry links (`retried_by` newest first)."""
+    return {**run_json(run), "attempts_detail": [attempt_json(a) for a in attempts], "retried_by": retried_by}
 
 
 # Column order of the tuples `alert_row_json` reads; created_at and id stay first (the cursor's).

@@ -94,3 +94,15 @@ class ReportMissing(NotFound):
     def __init__(self, day: str | None) -> None:
         super().__init__(f"no daily report for {day}" if day else "no daily report stored yet")
         self.day = day
+
+
+class RunNotRetryable(Conflict):
+    """Only an ended, unsuccessful run can be retried (a waiting or running run, or a finished one, cannot)."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(
+            f"run {run_id} is {status}: only a failed, stopped, canceled or skipped run can be retried",
+            run_status=status,
+        )
+        self.run_id = run_id
+        self.status = status

@@ -37,7 +37,7 @@ from app.core.jobs import run_id as valid_run_id
 from app.models import Alert, JobRun, RunAttempt, iso, run_duration
 from app.pagination import decode_cursor, encode_cursor
 from app.runs import fanout
-from app.runs.status import TERMINAL_VALUES
+from app.runs.status import RETRYABLE_VALUES, TERMINAL_VALUES
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ MAX_FILTER_TEXT = 200
 ERROR_PREVIEW = 300  # characters of a run's error in a list row
 
 RunStatusName = Literal["queued", "scheduled", "started", "finished", "failed", "canceled", "stopped", "skipped"]
-# Runs that ended without success: the ones a retry may be asked for.
-UNSUCCESSFUL = frozenset({"failed", "stopped", "canceled"})
 
 
 class InvalidRunFilter(InvalidInput):
@@ -61,7 +59,7 @@ class InvalidRunFilter(InvalidInput):
 class RunAction(str, enum.Enum):
     STOP = "stop"  # a running run: its worker is asked to stop it
     CANCEL = "cancel"  # a queued run: it never executes
-    RETRY = "retry"  # an unsuccessful run: run it again (app.core.jobs.retry)
+    RETRY = "retry"  # an ended, unsuccessful run: a new run linked to it (app.core.jobs.retry)
 
 
 class RunQuery(BaseModel):
@@ -191,6 +189,7 @@ def run_row(run: JobRun, error_preview: int | None = None) -> dict[str, Any]:
         "attempts": run.attempts,
         "error": error,
         "active": run.status not in TERMINAL_VALUES,
+        "retry_of": run.retry_of,
     }
 
 
@@ -358,7 +357,7 @@ def actions_for(run: JobRun) -> list[RunAction]:
         return [RunAction.STOP]
     if run.status not in TERMINAL_VALUES:
         return [RunAction.CANCEL]
-    if run.status in UNSUCCESSFUL:
+    if run.status in RETRYABLE_VALUES:
         return [RunAction.RETRY]
     return []
 
@@ -390,7 +389,6 @@ def run_detail(run_id: str, connection: Redis | None = None) -> dict[str, Any]:
             **run_row(run),
             "result": run.result,
             "triggered_by": triggered_by(run),
-            "retry_of": run.retry_of,
             "retried_by": retried_by,
         },
         "attempts": attempts,

@@ -1,8 +1,10 @@
 """Starting runs: record a run of a catalogue job and put it on its queue, or record a skipped slot.
 
-A run's id is its RQ job id and its `job_runs` row's id; retries keep it. The row is written
-before the job reaches Redis, so a worker never runs a job without a row; the overlap lock
-(`lock`) is taken first, pending, and confirmed once the job is queued.
+A run's id is its RQ job id and its `job_runs` row's id; RQ's retries keep it (attempts of
+the same run). An operator's retry of an ended run is a new run (trigger `retry`) whose
+`retry_of` names the run it retries. The row is written before the job reaches Redis, so a
+worker never runs a job without a row; the overlap lock (`lock`) is taken first, pending, and
+confirmed once the job is queued.
 """
 
 from __future__ import annotations
@@ -49,16 +51,19 @@ def enqueue_run(
     trigger: str = "manual",
     force: bool = False,
     slot: datetime | None = None,
+    retry_of: str | None = None,
 ) -> EnqueueOutcome:
     """Record and enqueue a run; a scheduled firing that finds one active is recorded as skipped.
 
     The row is written before the job reaches Redis, so a worker never runs a job without a
-    row; if the enqueue fails the row is marked failed and the lock released.
+    row; if the enqueue fails the row is marked failed and the lock released. A retry
+    (`retry_of`) keeps the slot of the run it retries (what a job such as the daily summary
+    works on) under an id of its own.
     """
     spec = get_job(job_name)
-    run_id = new_run_id(spec, slot)
+    run_id = new_run_id(spec, slot if trigger == "scheduled" else None)
     try:
-        waits_for = take_slot(redis, spec.name, run_id, force=force and trigger == "manual")
+        waits_for = take_slot(redis, spec.name, run_id, force=force and trigger != "scheduled")
     except RunConflict as conflict:
         if trigger != "scheduled":
             raise
@@ -67,7 +72,7 @@ def enqueue_run(
 
     try:
         with db_session():
-            _create_row(run_id, spec, trigger, slot, RunStatus.QUEUED)
+            _create_row(run_id, spec, trigger, slot, RunStatus.QUEUED, retry_of=retry_of)
     except BaseException:
         release_slot(redis, spec.name, run_id)
         raise
@@ -84,7 +89,7 @@ def enqueue_run(
             failure_ttl=max(settings.result_ttl, 24 * 3600),
             depends_on=Dependency(jobs=[waits_for], allow_failure=True) if waits_for else None,
             description=f"{spec.name} ({trigger})",
-            meta={"job_name": spec.name, "trigger": trigger},
+            meta={"job_name": spec.name, "trigger": trigger, **({"retry_of": retry_of} if retry_of else {})},
         )
         confirm_slot(redis, spec.name, run_id)
     except BaseException as exc:
@@ -105,10 +110,11 @@ def enqueue_run(
                 pass
         raise
     log.info(
-        "%s run %s queued (%s)%s",
+        "%s run %s queued (%s)%s%s",
         job_name,
         run_id,
         trigger,
+        f" retrying {retry_of}" if retry_of else "",
         f" after {waits_for}" if waits_for else "",
         extra={"job_id": run_id, "job_name": job_name},
     )
@@ -133,5 +139,8 @@ def _create_row(
     status: RunStatus,
     ended_at: datetime | None = None,
     error: str | None = None,
+    retry_of: str | None = None,
 ):
-    return create_row(run_id, spec.name, spec.queue, trigger, slot, status, ended_at=ended_at, error=error)
+    return create_row(
+        run_id, spec.name, spec.queue, trigger, slot, status, ended_at=ended_at, error=error, retry_of=retry_of
+    )

@@ -8,6 +8,11 @@ of that attempt's outcome is fenced by it (`end_attempt`, `check_attempt`:
 act on what they read (cancel, reconcile) compare-and-set the status and attempt count they
 read (`end_if`). Only the database and the attempt/stop keys are touched here; the overlap
 lock lives in `lock`.
+
+Each attempt also has its own row (`run_attempts`): inserted by `mark_started` in the
+transaction that takes the run, and ended in the transaction of whichever write ends that
+attempt (`end_attempt`, or `end_if` on a started row), with its error and traceback. Nothing
+ever rewrites an ended attempt, so every failure stays in the history.
 """
 
 from __future__ import annotations
@@ -19,9 +24,32 @@ import peewee
 from redis import Redis
 
 from app.connections import database
-from app.models import JobRun, duration_sql, utcnow
+from app.models import TRACEBACK_MAX_CHARS, JobRun, RunAttempt, duration_sql, utcnow
 from app.runs.keys import ATTEMPT_KEY_TTL, attempt_key, stop_key
-from app.runs.status import NOT_STARTABLE_VALUES, TERMINAL, RunNotFound, RunNotStartable, RunStatus, StaleAttempt
+from app.runs.status import (
+    NOT_STARTABLE_VALUES,
+    TERMINAL,
+    AttemptStatus,
+    RunNotFound,
+    RunNotStartable,
+    RunStatus,
+    StaleAttempt,
+)
+
+ERROR_MAX_CHARS = 4000  # a stored error (the exception's type and message) keeps its end
+REPLACED_ERROR = "abandoned: a newer attempt took the run (its worker died or lost it)"
+
+# How an attempt ended, by the run status the write that ended it records (a run waiting for
+# RQ's retry ended its last attempt `failed`); writers that know better say so.
+ATTEMPT_ENDING = {
+    RunStatus.FINISHED: AttemptStatus.FINISHED,
+    RunStatus.FAILED: AttemptStatus.FAILED,
+    RunStatus.STOPPED: AttemptStatus.STOPPED,
+    RunStatus.CANCELED: AttemptStatus.CANCELED,
+    RunStatus.SKIPPED: AttemptStatus.CANCELED,
+    RunStatus.QUEUED: AttemptStatus.FAILED,
+    RunStatus.SCHEDULED: AttemptStatus.FAILED,
+}
 
 
 def create_row(
@@ -33,6 +61,7 @@ def create_row(
     status: RunStatus,
     ended_at: datetime | None = None,
     error: str | None = None,
+    retry_of: str | None = None,
 ) -> JobRun:
     return JobRun.create(
         id=run_id,
@@ -44,6 +73,7 @@ def create_row(
         enqueued_at=utcnow(),
         ended_at=ended_at,
         error=error,
+        retry_of=retry_of,
     )
 
 
@@ -59,14 +89,63 @@ def get_run(job_name: str, run_id: str) -> JobRun:
 _taken: tuple[str, int] | None = None
 
 
+def _begin_attempt_row(run_id: str, number: int, worker: str | None, started_at: datetime) -> None:
+    """Inside the transaction that took the run: close what earlier attempts left open, open this one.
+
+    An earlier attempt still `started` lost the run without ending it (its worker died and RQ
+    ran the run again before `reconcile` saw it): it is recorded abandoned.
+    """
+    RunAttempt.update(status=AttemptStatus.ABANDONED.value, ended_at=started_at, error=REPLACED_ERROR).where(
+        (RunAttempt.run == run_id) & (RunAttempt.number < number) & (RunAttempt.status == AttemptStatus.STARTED.value)
+    ).execute()
+    fields = {
+        "worker": worker[:200] if worker else None,
+        "started_at": started_at,
+        "ended_at": None,
+        "status": AttemptStatus.STARTED.value,
+        "error": None,
+        "traceback": None,
+        "next_retry_at": None,
+    }
+    RunAttempt.insert(run=run_id, number=number, **fields).on_conflict(
+        conflict_target=[RunAttempt.run, RunAttempt.number], update=fields
+    ).execute()
+
+
+def _end_attempt_row(
+    run_id: str,
+    number: int,
+    status: AttemptStatus,
+    error: str | None,
+    traceback: str | None = None,
+    next_retry_at: datetime | None = None,
+) -> None:
+    """Inside the transaction that ended attempt `number` on the run's row: end its attempt row too."""
+    RunAttempt.update(
+        status=status.value,
+        ended_at=utcnow(),
+        error=error[-ERROR_MAX_CHARS:] if error else None,
+        traceback=traceback[-TRACEBACK_MAX_CHARS:] if traceback else None,
+        next_retry_at=next_retry_at,
+    ).where(
+        (RunAttempt.run == run_id) & (RunAttempt.number == number) & (RunAttempt.status == AttemptStatus.STARTED.value)
+    ).execute()
+
+
 def mark_started(
-    run_id: str, job_name: str, queue: str, trigger: str = "manual", started_at: datetime | None = None
+    run_id: str,
+    job_name: str,
+    queue: str,
+    trigger: str = "manual",
+    started_at: datetime | None = None,
+    worker: str | None = None,
 ) -> int:
     """Take the run for a new attempt: count it, mark the row started, return the attempt number.
 
     One conditional UPDATE, atomic with a concurrent cancel: a run that is canceled (or
-    skipped, or finished) is refused with `RunNotStartable` and must not execute. A row is
-    created for a job enqueued outside the API.
+    skipped, or ended) is refused with `RunNotStartable` and must not execute. A row is
+    created for a job enqueued outside the API. The attempt's row (`run_attempts`) is
+    written in the same transaction, with the worker that took it.
     """
     global _taken
     now = started_at or utcnow()
@@ -86,6 +165,7 @@ def mark_started(
         if updated:
             # Same transaction: the row is locked (PostgreSQL) or the database is (SQLite).
             attempt = JobRun.select(JobRun.attempts).where(JobRun.id == run_id).scalar()
+            _begin_attempt_row(run_id, attempt, worker, now)
             _taken = (run_id, attempt)
             return attempt
         row = JobRun.get_or_none(JobRun.id == run_id)
@@ -102,8 +182,9 @@ def mark_started(
                 started_at=now,
                 attempts=1,
             )
+            _begin_attempt_row(run_id, 1, worker, now)
     except peewee.IntegrityError:  # created concurrently: take it as any other row
-        return mark_started(run_id, job_name, queue, trigger, started_at)
+        return mark_started(run_id, job_name, queue, trigger, started_at, worker)
     _taken = (run_id, 1)
     return 1
 
@@ -144,21 +225,55 @@ def mark_ended(run_id: str, status: RunStatus, result=None, error: str | None = 
     JobRun.update(**_ending_fields(status, result, error)).where(JobRun.id == run_id).execute()
 
 
-def end_attempt(run_id: str, attempt: int, status: RunStatus, result=None, error: str | None = None) -> bool:
+def end_attempt(
+    run_id: str,
+    attempt: int,
+    status: RunStatus,
+    result=None,
+    error: str | None = None,
+    *,
+    traceback: str | None = None,
+    attempt_status: AttemptStatus | None = None,
+    next_retry_at: datetime | None = None,
+) -> bool:
     """Record attempt `attempt`'s outcome if it is still the run's current, started attempt.
 
+    The attempt's own row ends in the same transaction (`attempt_status`, by default what
+    `status` implies; its error, traceback and the time RQ retries the run).
     False (nothing written): a newer attempt took the run, or the run ended meanwhile.
     """
     fence = (JobRun.id == run_id) & (JobRun.attempts == attempt) & (JobRun.status == RunStatus.STARTED.value)
-    return bool(JobRun.update(**_ending_fields(status, result, error)).where(fence).execute())
+    with database.atomic():
+        if not JobRun.update(**_ending_fields(status, result, error)).where(fence).execute():
+            return False
+        _end_attempt_row(
+            run_id, attempt, attempt_status or ATTEMPT_ENDING[status], error, traceback, next_retry_at=next_retry_at
+        )
+    return True
 
 
 def end_if(
-    run_id: str, seen_status: str, seen_attempts: int, status: RunStatus, result=None, error: str | None = None
+    run_id: str,
+    seen_status: str,
+    seen_attempts: int,
+    status: RunStatus,
+    result=None,
+    error: str | None = None,
+    *,
+    attempt_status: AttemptStatus | None = None,
 ) -> bool:
-    """Compare-and-set: record `status` only if the row is still as it was read."""
+    """Compare-and-set: record `status` only if the row is still as it was read.
+
+    A started row read this way has an attempt no worker reported on (its worker died, or its
+    fan-out is ended from outside): that attempt's row ends with it.
+    """
     fence = (JobRun.id == run_id) & (JobRun.status == seen_status) & (JobRun.attempts == seen_attempts)
-    return bool(JobRun.update(**_ending_fields(status, result, error)).where(fence).execute())
+    with database.atomic():
+        if not JobRun.update(**_ending_fields(status, result, error)).where(fence).execute():
+            return False
+        if seen_status == RunStatus.STARTED.value:
+            _end_attempt_row(run_id, seen_attempts, attempt_status or ATTEMPT_ENDING[status], error)
+    return True
 
 
 def check_attempt(run_id: str, attempt: int) -> None:

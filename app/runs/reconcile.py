@@ -8,36 +8,60 @@ report: killed workers, jobs deleted from Redis, runs that failed before any att
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from redis import Redis
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 
 from app.config import Settings
 from app.connections import db_session
 from app.models import JobRun, utcnow
 from app.runs.keys import stop_key
-from app.runs.lifecycle import _ending_fields, end_attempt, end_if, reported_attempt, taken_attempt
+from app.runs.lifecycle import ERROR_MAX_CHARS, _ending_fields, end_attempt, end_if, reported_attempt, taken_attempt
 from app.runs.lock import cancel_vanished, job_vanished, release_slot
-from app.runs.status import FROM_RQ, TERMINAL, WAITING_VALUES, RunStatus
+from app.runs.status import FROM_RQ, TERMINAL, WAITING_VALUES, AttemptStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
 
-def record_failure(job: Job, redis: Redis, error: str, worker_name: str | None = None) -> RunStatus:
+def next_retry_time(job: Job, redis: Redis, status: RunStatus) -> datetime | None:
+    """When RQ runs the job again after this failure: its time in the scheduled registry, or now."""
+    if status == RunStatus.QUEUED:
+        return utcnow()
+    if status != RunStatus.SCHEDULED:
+        return None
+    score = redis.zscore(ScheduledJobRegistry(job.origin, connection=redis).key, job.id)
+    if score is None:
+        return None
+    return datetime.fromtimestamp(score, timezone.utc).replace(tzinfo=None)
+
+
+def record_failure(
+    job: Job, redis: Redis, error: str, worker_name: str | None = None, traceback: str | None = None
+) -> RunStatus:
     """After RQ handled a failure (exception, timeout, killed or stopped horse): sync the row.
 
     Written with the attempt's fence: the attempt this process took, or the one the worker's
-    work-horse reported. A horse that failed before taking the run only ends a waiting row.
+    work-horse reported; the attempt's row keeps the error, the traceback and when RQ retries
+    the run. A horse that failed before taking the run only ends a waiting row.
     """
     status = FROM_RQ.get(job.get_status(refresh=True), RunStatus.FAILED)
     job_name = (job.meta or {}).get("job_name")
     attempt = taken_attempt(job.id)
     if attempt is None and worker_name:
         attempt = reported_attempt(redis, job.id, worker_name)
-    error = error[-4000:] if error else None
+    error = error[-ERROR_MAX_CHARS:] if error else None
     with db_session():
         if attempt is not None:
-            written = end_attempt(job.id, attempt, status, error=error)
+            written = end_attempt(
+                job.id,
+                attempt,
+                status,
+                error=error,
+                traceback=traceback,
+                next_retry_at=next_retry_time(job, redis, status),
+            )
         else:
             written = bool(
                 JobRun.update(**_ending_fields(status, error=error))
@@ -60,7 +84,7 @@ def exception_summary(exc_string: str | None) -> str | None:
         return None
     frames = [i for i, line in enumerate(lines) if line.startswith("  ")]  # "  File ...", "    code"
     tail = lines[frames[-1] + 1 :] if frames and frames[-1] + 1 < len(lines) else lines[-1:]
-    return " ".join(line.strip() for line in tail)[-4000:]
+    return " ".join(line.strip() for line in tail)[-ERROR_MAX_CHARS:]
 
 
 def _rq_error(redis: Redis, run_id: str) -> str | None:
@@ -104,7 +128,12 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
                 changed += cancel_vanished(redis, row)
             elif row.enqueued_at.timestamp() < lost_before:  # a horse may have run it: wait out its time limit
                 if end_if(
-                    row.id, row.status, row.attempts, RunStatus.FAILED, error="lost: the job vanished from Redis"
+                    row.id,
+                    row.status,
+                    row.attempts,
+                    RunStatus.FAILED,
+                    error="lost: the job vanished from Redis",
+                    attempt_status=AttemptStatus.ABANDONED,
                 ):
                     release_slot(redis, row.job_name, row.id)
                     changed += 1
@@ -120,11 +149,19 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
                     error = f"abandoned: its worker died ({reason})" if reason else "abandoned: its worker died"
                 else:
                     error = f"failed before it started: {reason or 'no reason recorded'}"
-            if not end_if(row.id, row.status, row.attempts, target, error=error):
+            abandoned = AttemptStatus.ABANDONED if target == RunStatus.FAILED else None
+            if not end_if(row.id, row.status, row.attempts, target, error=error, attempt_status=abandoned):
                 continue
             release_slot(redis, row.job_name, row.id)
         elif row.status == RunStatus.STARTED.value:
-            if not end_if(row.id, row.status, row.attempts, target, error="abandoned: its worker died; retrying"):
+            if not end_if(
+                row.id,
+                row.status,
+                row.attempts,
+                target,
+                error="abandoned: its worker died; retrying",
+                attempt_status=AttemptStatus.ABANDONED,
+            ):
                 continue
         else:
             continue

@@ -40,9 +40,23 @@ class AttemptStatus(str, enum.Enum):
 
 TERMINAL = {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.STOPPED, RunStatus.SKIPPED}
 TERMINAL_VALUES = {s.value for s in TERMINAL}
-# A run in one of these states never executes again. Failed and stopped runs may: an operator
-# can requeue their RQ job (rq-dashboard's "requeue"), which runs it again under the same id.
-NOT_STARTABLE_VALUES = {RunStatus.CANCELED.value, RunStatus.SKIPPED.value, RunStatus.FINISHED.value}
+# A run in one of these states never executes again: every ended run. A failed or stopped run
+# is run again only as a new run linked to it (`retry_of`, app.core.jobs.retry), so nothing
+# (rq-dashboard's or `rq requeue` of its RQ job included) turns a recorded failure into a success.
+NOT_STARTABLE_VALUES = {
+    RunStatus.CANCELED.value,
+    RunStatus.SKIPPED.value,
+    RunStatus.FINISHED.value,
+    RunStatus.FAILED.value,
+    RunStatus.STOPPED.value,
+}
+# The ended runs an operator may retry (a new run, trigger `retry`): every unsuccessful ending.
+RETRYABLE_VALUES = {
+    RunStatus.FAILED.value,
+    RunStatus.STOPPED.value,
+    RunStatus.CANCELED.value,
+    RunStatus.SKIPPED.value,
+}
 WAITING_VALUES = {RunStatus.QUEUED.value, RunStatus.SCHEDULED.value}
 
 # RQ status -> run status (deferred: waiting on the run it was forced behind).

@@ -81,6 +81,7 @@ def tracked(job_name: str):
                             job.origin,
                             (job.meta or {}).get("trigger", "manual"),
                             started_at=started_at,
+                            worker=job.worker_name,
                         )
                     except RunNotStartable as refused:
                         log.warning("%s", refused)

@@ -172,6 +172,43 @@
                          onclick: (event) => cancelRun(run, event.currentTarget) }, verb);
   }
 
+  // An ended, unsuccessful run can be retried: a new run linked to it; the failed run keeps its record.
+  const RETRYABLE = new Set(["failed", "stopped", "canceled", "skipped"]);
+
+  async function retryRun(run, button) {
+    if (!window.confirm(`Retry ${run.job_name} run ${run.job_id}? A new run is queued; this one keeps its record.`)) return;
+    const note = button.parentNode.querySelector(".retry-feedback");
+    button.disabled = true;
+    note.className = "retry-feedback muted";
+    note.replaceChildren(`retrying ${run.job_id}…`);
+    try {
+      const response = await fetch(`${urls.urlRuns}${encodeURIComponent(run.job_id)}/retry`,
+                                   { method: "POST", credentials: "same-origin", headers: { Accept: "application/json" } });
+      const body = await response.json().catch(() => null);
+      if (!response.ok) {
+        note.className = "retry-feedback error";
+        note.replaceChildren(`Refused: ${body && body.error ? body.error.message : `HTTP ${response.status}`}`);
+        return;
+      }
+      note.className = "retry-feedback ok";
+      note.replaceChildren(`retried as run `, runLink(body.job_id), ` (${body.status})`);
+    } catch (error) {
+      note.className = "retry-feedback error";
+      note.replaceChildren(`Request failed: ${error.message}`);
+    } finally {
+      button.disabled = false;
+      refresh();
+    }
+  }
+
+  function retryButton(run) {
+    if (run.active || !RETRYABLE.has(run.status)) return null;
+    return h("span", { class: "retry" },
+      h("button", { type: "button", dataset: { action: "retry", run: run.job_id },
+                    onclick: (event) => retryRun(run, event.currentTarget) }, "Retry"),
+      " ", h("span", { class: "retry-feedback", role: "status", "aria-live": "polite" }));
+  }
+
   // --- cards -----------------------------------------------------------------------------------
   function renderJobs(jobs) {
     const windowCells = (w, first) => [
@@ -425,6 +462,7 @@
         field("job", run.job_name),
         field("status", badge(run.status)),
         field("trigger", run.trigger),
+        run.retry_of ? field("retry of", runLink(run.retry_of)) : null,
         field("attempts", run.attempts),
         field("enqueued", run.enqueued_at || "–"),
         field("started", run.started_at || "–"),
@@ -432,7 +470,8 @@
         field("duration", fmtDuration(runDuration(run))),
         run.error ? field("error", h("pre", { class: "error" }, run.error)) : null,
         run.result ? field("result", h("pre", null, JSON.stringify(run.result, null, 2))) : null),
-      h("p", null, cancelButton(run), " ", h("a", { href: runPage(run.job_id), class: "run-page-link" }, "open the run's page →"),
+      h("p", null, cancelButton(run), retryButton(run), " ",
+        h("a", { href: runPage(run.job_id), class: "run-page-link" }, "open the run's page →"),
         " ", rqJobLink(run, "open in rq-dashboard →")));
   }
 

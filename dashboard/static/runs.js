@@ -27,9 +27,10 @@
   let feedbackTimer = null;
   let refreshing = false;
 
-  function feedback(message, isError) {
+  // `parts`: strings (inserted as text) and nodes built here (a link to a new run).
+  function feedback(parts, isError) {
     const node = document.getElementById("run-feedback");
-    node.textContent = message;
+    node.replaceChildren(...[].concat(parts));
     node.className = isError ? "feedback error" : "feedback ok";
     node.hidden = false;
     clearTimeout(feedbackTimer);
@@ -57,10 +58,15 @@
       if (!response.ok) {
         const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
         feedback(`Run ${runId}: ${button.dataset.action} refused: ${message}`, true);
+      } else if (button.dataset.action === "retry" && body && body.job_id) {
+        const link = document.createElement("a");
+        link.href = root.dataset.urlSelf.replace(/[^/]+$/, encodeURIComponent(body.job_id));
+        link.className = "mono";
+        link.id = "run-feedback-new-run";
+        link.textContent = body.job_id;
+        feedback([`Run ${runId}: retried as run `, link, body.status ? ` (${body.status})` : ""], false);
       } else {
-        const said = body && body.message ? body.message : action.done;
-        const other = body && body.job_id && body.job_id !== runId ? ` (new run ${body.job_id})` : "";
-        feedback(`Run ${runId}: ${said}${other}`, false);
+        feedback(`Run ${runId}: ${body && body.message ? body.message : action.done}`, false);
         root.dataset.active = "true"; // follow the outcome until the run has ended
       }
     } catch (error) {
