@@ -734,6 +734,18 @@ def test_action_feedback_is_next_to_the_control_and_clears(open_page, client, au
     )
 
 
+def test_an_active_run_page_follows_the_run_without_reloading(open_page, client, auth):
+    job_id = trigger(client, auth, "cleanup")
+    page = open_page(f"/dashboard/runs/{job_id}")
+    expect(page.locator("#run-refresh-note")).to_be_visible()
+    page.evaluate("window.__sameDocument = true")
+    client.post(f"/api/jobs/cleanup/{job_id}/cancel", headers=auth)  # elsewhere: the API
+    expect(page.locator("#run-status")).to_have_text("canceled", timeout=15000)
+    expect(page.locator("#run-action-buttons button[data-action='retry']")).to_be_visible()
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.locator("#run-page").get_attribute("data-active") == "false"
+
+
 def test_markup_in_a_run_is_text_in_the_browser(open_page):
     from app.connections import db_session
     from app.models import RunAttempt
@@ -768,3 +780,92 @@ def test_phone_width_keeps_run_actions_reachable(open_page, client, auth):
         _no_sideways_scroll(other)
     link = other.locator("#run-list a.run-link").first
     assert link.bounding_box()["x"] + link.bounding_box()["width"] <= 390
+
+
+class TestRunPageScreenshots:
+    """`make screenshots`: the run page (a failed run with its attempts, a fan-out in progress, a
+    phone) and the run list, with a week of history."""
+
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides):
+        return {
+            **settings_overrides,
+            "forecast_pipeline": "app.forecast.pipeline:run_pipeline",
+            "forecast_fanout_threshold": 20,
+            "forecast_chunk_size": 16,
+        }
+
+    def test_run_page_screenshots(self, open_page, app, client, auth, tmp_path):
+        from app.connections import db_session
+        from app.forecast import demo
+        from app.models import Alert, RunAttempt, utcnow
+        from tests.test_fanout import work
+
+        out = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
+        out.mkdir(parents=True, exist_ok=True)
+        now = utcnow()
+        with db_session():
+            _history(now)
+            demo.seed_demo(items=60, days=120, seed=3)
+        started = now - timedelta(minutes=42)
+        trace = (
+            "Traceback (most recent call last):\n"
+            '  File "/app/workers/jobs.py", line 88, in run_scheduled_forecast\n'
+            "    result = pipeline.run(settings, run_id=run_id)\n"
+            '  File "/app/app/forecast/pipeline.py", line 212, in load_history\n'
+            "    rows = fetch_demand(plan_)\n"
+            "psycopg2.OperationalError: could not connect to server: Connection timed out\n"
+        )
+        _run_row(
+            "forecast-7f3a9c1e",
+            status="failed",
+            trigger="scheduled",
+            slot=started.replace(second=0, microsecond=0),
+            enqueued_at=started,
+            started_at=started + timedelta(minutes=10),
+            ended_at=started + timedelta(minutes=10, seconds=31),
+            attempts=3,
+            error="psycopg2.OperationalError: could not connect to server: Connection timed out",
+        )
+        with db_session():
+            for number in (1, 2, 3):
+                begin = started + timedelta(minutes=5 * (number - 1))
+                RunAttempt.create(
+                    run="forecast-7f3a9c1e",
+                    number=number,
+                    worker=f"worker-{number % 2 + 1}.forecast",
+                    started_at=begin,
+                    ended_at=begin + timedelta(seconds=31),
+                    status="failed",
+                    error="psycopg2.OperationalError: could not connect to server: Connection timed out",
+                    traceback=trace,
+                    next_retry_at=begin + timedelta(minutes=5) if number < 3 else None,
+                )
+            Alert.create(
+                type="capacity_warning",
+                severity="high",
+                title="capacity warning on line:L2",
+                message="forecast load 118% of capacity",
+                subject="line:L2",
+                fingerprint="capacity_warning|line:L2|shot",
+                figures={},
+                job_id="forecast-7f3a9c1e",
+            )
+        fanned = trigger(client, auth)
+        work(app, max_jobs=3)  # the run fans out into 4 chunks; two of them finish
+
+        page = open_page("/dashboard/runs/forecast-7f3a9c1e", viewport=(1280, 900))
+        page.locator("details.traceback summary").last.click()
+        page.screenshot(path=str(out / "run-page.png"), full_page=True)
+        fan = open_page(f"/dashboard/runs/{fanned}", viewport=(1280, 900))
+        expect(fan.locator("#chunk-progress")).to_contain_text("2 of 4 chunks finished")
+        fan.screenshot(path=str(out / "run-page-fanout.png"), full_page=True)
+        phone = open_page("/dashboard/runs/forecast-7f3a9c1e", viewport=(390, 844))
+        _no_sideways_scroll(phone)
+        phone.screenshot(path=str(out / "run-page-phone.png"), full_page=False)
+        listing = open_page("/dashboard/runs?status=failed", viewport=(1280, 900))
+        expect(listing.locator("#run-list tbody tr").first).to_be_visible()
+        listing.screenshot(path=str(out / "run-list.png"), full_page=True)
+        for name in ("run-page.png", "run-page-fanout.png", "run-page-phone.png", "run-list.png"):
+            data = (out / name).read_bytes()
+            assert data.startswith(b"\x89PNG") and len(data) > 10_000, name

@@ -421,3 +421,19 @@ def test_retry_from_the_page_url_links_both_runs(client, creds):
     assert "retry (who is not recorded)" in new_page and re.findall(r'data-action="(\w+)"', new_page) == ["cancel"]
     listed = client.get("/api/runs?trigger=retry").get_json()["runs"]
     assert [(r["job_id"], r["retry_of"]) for r in listed] == [(new_id, "failed-run")]
+
+
+def test_a_run_waiting_for_its_retry_says_when(client, creds):
+    make_run("waiting", status="scheduled", started_at=BASE, attempts=1, error="E")
+    with db_session():
+        RunAttempt.create(
+            run="waiting",
+            number=1,
+            status="failed",
+            error="E",
+            started_at=BASE,
+            next_retry_at=BASE + timedelta(minutes=5),
+        )
+    page = html(client.get("/dashboard/runs/waiting", headers=creds))
+    assert 'id="run-next-retry">retrying at 2026-11-01 12:05:00 UTC (attempt 2)<' in page
+    assert re.findall(r'data-action="(\w+)"', page) == ["cancel"]

@@ -185,7 +185,8 @@ def run_row(run: JobRun, error_preview: int | None = None) -> dict[str, Any]:
         "enqueued_at": iso(run.enqueued_at),
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
-        "duration_s": run.duration_s,
+        # stored when the run ends; rows written around the model (old imports) have times only
+        "duration_s": run.duration_s if run.duration_s is not None else run_duration(run.started_at, run.ended_at),
         "attempts": run.attempts,
         "error": error,
         "active": run.status not in TERMINAL_VALUES,
@@ -384,12 +385,16 @@ def run_detail(run_id: str, connection: Redis | None = None) -> dict[str, Any]:
         ]
         alert_rows = list(alerts.order_by(Alert.created_at.desc(), peewee.SQL('"id" DESC')).limit(MAX_ALERTS))
     chunks = chunk_progress(connection, run)
+    waiting = run.status == "scheduled" and attempts and attempts[-1]["next_retry_at"]
     return {
         "run": {
             **run_row(run),
             "result": run.result,
             "triggered_by": triggered_by(run),
             "retried_by": retried_by,
+            # waiting for RQ's retry after a failed attempt: when, and which attempt comes next
+            "next_retry_at": attempts[-1]["next_retry_at"] if waiting else None,
+            "next_attempt": attempts[-1]["number"] + 1 if waiting else None,
         },
         "attempts": attempts,
         "attempts_recorded": recorded,
