@@ -214,7 +214,12 @@ def list_runs(query: RunQuery, error_preview: int | None = None) -> RunPage:
                 select = select.where((JobRun.enqueued_at <= at) & ((JobRun.enqueued_at < at) | (JobRun.id < row_id)))
             found += list(select.order_by(JobRun.enqueued_at.desc(), JobRun.id.desc()).limit(query.limit + 1))
         found.sort(key=lambda r: (r.enqueued_at, r.id), reverse=True)
-        counted = JobRun.select(JobRun.id).where(JobRun.job_name.in_(names), *conditions).limit(COUNT_CAP + 1).count()
+        if after is None and len(found) <= query.limit:
+            counted = len(found)  # the first page holds every match: no second scan (a rare error text)
+        else:
+            counted = (
+                JobRun.select(JobRun.id).where(JobRun.job_name.in_(names), *conditions).limit(COUNT_CAP + 1).count()
+            )
     page = found[: query.limit]
     next_cursor = encode_cursor(page[-1].enqueued_at, page[-1].id) if len(found) > query.limit else None
     return RunPage(
