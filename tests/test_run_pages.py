@@ -203,6 +203,21 @@ class TestChunks:
         detail = run_history.run_detail(run_id, app.extensions["redis"])
         assert detail["chunks"]["done"] == 4 and all(c["worker"] for c in detail["chunks"]["chunks"])
 
+    def test_a_chunk_that_failed_for_good_is_named_with_its_error(self, app, client, creds, auth):
+        from app.forecast import demo
+        from tests.test_fanout import use_settings, work
+
+        with db_session():
+            demo.seed_demo(items=60, days=120, seed=3)
+        use_settings(app.config["SETTINGS"], forecast_chunk_fault="2:99", job_max_retries=1)
+        run_id = client.post("/api/jobs/forecast/trigger", headers=auth).get_json()["job_id"]
+        work(app)
+        page = html(client.get(f"/dashboard/runs/{run_id}", headers=creds))
+        assert 'id="run-status">failed<' in page
+        row = re.search(r'<tr data-chunk="2" data-status="failed">(.*?)</tr>', page, re.S).group(1)
+        assert "planned failure of chunk 2" in row and '<td class="num">2</td>' in row  # its 2nd attempt
+        assert "3 of 4 chunks finished" in page and 'data-action="retry"' in page
+
     def test_without_redis_the_page_still_answers(self, settings_overrides, creds):
         from app import create_app
         from app.models import create_tables

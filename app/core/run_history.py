@@ -308,6 +308,9 @@ def chunk_progress(connection: Redis | None, run: JobRun) -> ChunkProgress | Non
     except redis.exceptions.RedisError as exc:
         log.warning("run page: chunks of %s unreadable: %s", run.id, type(exc).__name__)
         return unreadable
+    except Exception:  # a job record this release cannot read must not take the page down
+        log.exception("run page: chunks of %s unreadable", run.id)
+        return ChunkProgress(False, "the chunk jobs' records could not be read", total=planned)
 
 
 def triggered_by(run: JobRun) -> str:
