@@ -866,6 +866,9 @@ class TestRunPageScreenshots:
         listing = open_page("/dashboard/runs?status=failed", viewport=(1280, 900))
         expect(listing.locator("#run-list tbody tr").first).to_be_visible()
         listing.screenshot(path=str(out / "run-list.png"), full_page=True)
-        for name in ("run-page.png", "run-page-fanout.png", "run-page-phone.png", "run-list.png"):
+        phone_list = open_page("/dashboard/runs?status=failed", viewport=(390, 844))
+        _no_sideways_scroll(phone_list)
+        phone_list.screenshot(path=str(out / "run-list-phone.png"), full_page=False)
+        for name in ("run-page.png", "run-page-fanout.png", "run-page-phone.png", "run-list.png", "run-list-phone.png"):
             data = (out / name).read_bytes()
             assert data.startswith(b"\x89PNG") and len(data) > 10_000, name
