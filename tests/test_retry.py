@@ -359,3 +359,65 @@ def test_rq_dashboard_requeue_all_retries_tracked_runs_and_requeues_the_rest(cli
     assert set(Queue("forecast", connection=redis).get_job_ids()) == {retried["job_id"], untracked.id}
     for run_id in (first, second):
         assert status_of(client, run_id)["status"] == "failed"
+
+
+# --- attempts of runs whose worker process died or shut down (real worker processes) ---------------
+
+
+class TestAttemptsOfKilledWorkers:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides):
+        return {
+            **settings_overrides,
+            "forecast_pipeline": "tests.pipelines:slow_first_attempt",
+            "worker_heartbeat_interval": 1,
+            "worker_abandoned_after": 2,
+            "worker_maintenance_interval": 2,
+            "job_max_retries": 3,
+        }
+
+    @pytest.fixture(autouse=True)
+    def seeded(self, app):
+        from app.forecast.demo import seed_demo
+
+        seed_demo()
+
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+    def test_a_killed_workers_attempt_is_recorded_abandoned(self, client, auth, start_process):
+        from tests.test_faults_worker import kill_tree
+        from tests.test_job_policies import wait_for
+
+        run_id = trigger(client, auth).get_json()["job_id"]
+        first = start_process("-m", "workers", "--name", "w-killed", env_extra={"TEST_PIPELINE_SLEEP": "30"})
+        wait_for(lambda: status_of(client, run_id)["status"] == "started")
+        kill_tree(first.pid)
+        first.wait()
+        start_process("-m", "workers", "--name", "w-second")
+        wait_for(lambda: status_of(client, run_id)["status"] == "finished", timeout=60)
+        history = attempts_of(client, run_id)
+        got = [(a["number"], a["worker"], a["status"]) for a in history["attempts_detail"]]
+        assert got == [(1, "w-killed", "abandoned"), (2, "w-second", "finished")]
+        assert history["attempts_detail"][0]["error"].startswith("abandoned")
+        assert history["attempts_detail"][0]["ended_at"] is not None
+
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+    def test_a_shutdown_attempt_is_recorded_interrupted(self, client, auth, start_process):
+        import os
+        import signal
+
+        from tests.test_job_policies import wait_for
+        from tests.test_worker_modes import _children as children
+
+        run_id = trigger(client, auth).get_json()["job_id"]
+        worker = start_process("-m", "workers", "--name", "w-stopping", env_extra={"TEST_PIPELINE_SLEEP": "60"})
+        wait_for(lambda: status_of(client, run_id)["status"] == "started")
+        for pid in {worker.pid, *children(worker.pid)}:
+            os.kill(pid, signal.SIGTERM)
+        assert worker.wait(10) == 0
+        [attempt] = attempts_of(client, run_id)["attempts_detail"]
+        assert (attempt["worker"], attempt["status"]) == ("w-stopping", "interrupted")
+        assert "shut down" in attempt["error"] and attempt["next_retry_at"] is not None
+        start_process("-m", "workers", "--name", "w-next")
+        wait_for(lambda: status_of(client, run_id)["status"] == "finished", timeout=30)
+        statuses = [(a["number"], a["status"]) for a in attempts_of(client, run_id)["attempts_detail"]]
+        assert statuses == [(1, "interrupted"), (2, "finished")]
