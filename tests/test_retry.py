@@ -21,6 +21,7 @@ from app.runs import reconcile
 from app.runs.lifecycle import REPLACED_ERROR, end_attempt, mark_started
 from app.runs.status import RunStatus
 from tests.test_dashboard import SAME_ORIGIN, enqueue_never_run
+from tests.test_dashboard_browser import browser, live_server, open_page  # noqa: F401 - fixtures
 from tests.test_jobs_api import trigger
 
 
@@ -421,3 +422,41 @@ class TestAttemptsOfKilledWorkers:
         wait_for(lambda: status_of(client, run_id)["status"] == "finished", timeout=30)
         statuses = [(a["number"], a["status"]) for a in attempts_of(client, run_id)["attempts_detail"]]
         assert statuses == [(1, "interrupted"), (2, "finished")]
+
+
+# --- the dashboard's Retry button in Chromium -------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_retry_button_shows_its_outcome_next_to_it(request, client):
+    import os
+
+    from tests import test_dashboard_browser as browser_tests
+
+    if browser_tests._MISSING:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(browser_tests._MISSING)
+        pytest.skip(browser_tests._MISSING)
+    add_run("broken", "failed", 20, error="ValueError: x")
+    add_run("fine", "finished", 10)
+    page = request.getfixturevalue("open_page")()
+    browser_tests.wait_loaded(page)
+    page.fill("#search-q", "fine")
+    page.press("#search-q", "Enter")
+    hit = page.locator("#search-result .search-hit[data-run='fine']")
+    browser_tests.expect(hit).to_contain_text("finished")
+    assert hit.locator("button[data-action='retry']").count() == 0  # a finished run has nothing to retry
+
+    page.fill("#search-q", "broken")
+    page.press("#search-q", "Enter")
+    hit = page.locator("#search-result .search-hit[data-run='broken']")
+    hit.locator("button[data-action='retry']").click()
+    feedback = hit.locator(".retry-feedback")
+    browser_tests.expect(feedback).to_contain_text("retried as run")
+    with db_session():
+        retry = JobRun.get(JobRun.retry_of == "broken")
+        assert JobRun.get_by_id("broken").status == "failed"
+    browser_tests.expect(feedback).to_contain_text(retry.id)
+    hit.locator("button[data-action='retry']").click()  # its retry is queued: the job is busy
+    browser_tests.expect(feedback).to_contain_text(f"Refused: a forecast run is already queued or running: {retry.id}")
