@@ -8,7 +8,7 @@ each attempt's traceback, and the job's success rate counts both runs.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 from rq import Queue, requeue_job
@@ -268,6 +268,23 @@ def test_attempt_rows_follow_every_ending(app, redis):
         with pytest.raises(RunNotStartable):
             mark_started("r1", "forecast", "forecast", worker="w3")
         assert RunAttempt.select().where(RunAttempt.run == "r1").count() == 2
+
+
+def test_reconcile_records_when_rq_retries_an_abandoned_attempt(app, redis):
+    """A dead worker's run that RQ scheduled again: the attempt is abandoned, with RQ's retry time."""
+    add_run("r3", "queued", 1)
+    with db_session():
+        mark_started("r3", "forecast", "forecast", worker="w1")
+    retry_at = (utcnow() + timedelta(minutes=5)).replace(microsecond=0)
+    redis.hset("rq:job:r3", mapping={"status": "scheduled"})
+    redis.zadd("rq:scheduled:forecast", {"r3": retry_at.replace(tzinfo=timezone.utc).timestamp()})
+    with db_session():
+        assert reconcile(redis, app.config["SETTINGS"]) == 1
+        run = JobRun.get_by_id("r3")
+        attempt = RunAttempt.get(RunAttempt.run == "r3")
+    assert (run.status, run.ended_at) == ("scheduled", None)
+    assert (attempt.status, attempt.error) == ("abandoned", "abandoned: its worker died; retrying")
+    assert attempt.next_retry_at is not None and abs((attempt.next_retry_at - retry_at).total_seconds()) < 1
 
 
 def test_long_tracebacks_keep_their_end(app):
