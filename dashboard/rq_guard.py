@@ -270,7 +270,10 @@ def requeue_all(queue_name: str):
         for run in failed:
             _leave_failed_registry(redis, run)
             count += 1
-    return jsonify(status="OK", count=count, retried=retried, conflicts=conflicts), {"Cache-Control": "no-store"}
+    body: dict[str, Any] = {"status": "OK", "count": count}  # upstream's answer, plus what the retries did
+    if tracked:
+        body.update(retried=retried, conflicts=conflicts)
+    return jsonify(body), {"Cache-Control": "no-store"}
 
 
 def compact_queue(queue_name: str):

@@ -8,7 +8,7 @@ each attempt's traceback, and the job's success rate counts both runs.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 from rq import Queue, requeue_job
@@ -21,6 +21,7 @@ from app.runs import reconcile
 from app.runs.lifecycle import REPLACED_ERROR, end_attempt, mark_started
 from app.runs.status import RunStatus
 from tests.test_dashboard import SAME_ORIGIN, enqueue_never_run
+from tests.test_dashboard_browser import browser, live_server, open_page  # noqa: F401 - fixtures
 from tests.test_jobs_api import trigger
 
 
@@ -269,6 +270,23 @@ def test_attempt_rows_follow_every_ending(app, redis):
         assert RunAttempt.select().where(RunAttempt.run == "r1").count() == 2
 
 
+def test_reconcile_records_when_rq_retries_an_abandoned_attempt(app, redis):
+    """A dead worker's run that RQ scheduled again: the attempt is abandoned, with RQ's retry time."""
+    add_run("r3", "queued", 1)
+    with db_session():
+        mark_started("r3", "forecast", "forecast", worker="w1")
+    retry_at = (utcnow() + timedelta(minutes=5)).replace(microsecond=0)
+    redis.hset("rq:job:r3", mapping={"status": "scheduled"})
+    redis.zadd("rq:scheduled:forecast", {"r3": retry_at.replace(tzinfo=timezone.utc).timestamp()})
+    with db_session():
+        assert reconcile(redis, app.config["SETTINGS"]) == 1
+        run = JobRun.get_by_id("r3")
+        attempt = RunAttempt.get(RunAttempt.run == "r3")
+    assert (run.status, run.ended_at) == ("scheduled", None)
+    assert (attempt.status, attempt.error) == ("abandoned", "abandoned: its worker died; retrying")
+    assert attempt.next_retry_at is not None and abs((attempt.next_retry_at - retry_at).total_seconds()) < 1
+
+
 def test_long_tracebacks_keep_their_end(app):
     from app.models import TRACEBACK_MAX_CHARS
 
@@ -359,3 +377,103 @@ def test_rq_dashboard_requeue_all_retries_tracked_runs_and_requeues_the_rest(cli
     assert set(Queue("forecast", connection=redis).get_job_ids()) == {retried["job_id"], untracked.id}
     for run_id in (first, second):
         assert status_of(client, run_id)["status"] == "failed"
+
+
+# --- attempts of runs whose worker process died or shut down (real worker processes) ---------------
+
+
+class TestAttemptsOfKilledWorkers:
+    @pytest.fixture
+    def settings_overrides(self, settings_overrides):
+        return {
+            **settings_overrides,
+            "forecast_pipeline": "tests.pipelines:slow_first_attempt",
+            "worker_heartbeat_interval": 1,
+            "worker_abandoned_after": 2,
+            "worker_maintenance_interval": 2,
+            "job_max_retries": 3,
+        }
+
+    @pytest.fixture(autouse=True)
+    def seeded(self, app):
+        from app.forecast.demo import seed_demo
+
+        seed_demo()
+
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+    def test_a_killed_workers_attempt_is_recorded_abandoned(self, client, auth, start_process):
+        from tests.test_faults_worker import kill_tree
+        from tests.test_job_policies import wait_for
+
+        run_id = trigger(client, auth).get_json()["job_id"]
+        first = start_process("-m", "workers", "--name", "w-killed", env_extra={"TEST_PIPELINE_SLEEP": "30"})
+        wait_for(lambda: status_of(client, run_id)["status"] == "started")
+        kill_tree(first.pid)
+        first.wait()
+        start_process("-m", "workers", "--name", "w-second")
+        wait_for(lambda: status_of(client, run_id)["status"] == "finished", timeout=60)
+        history = attempts_of(client, run_id)
+        got = [(a["number"], a["worker"], a["status"]) for a in history["attempts_detail"]]
+        assert got == [(1, "w-killed", "abandoned"), (2, "w-second", "finished")]
+        assert history["attempts_detail"][0]["error"].startswith("abandoned")
+        assert history["attempts_detail"][0]["ended_at"] is not None
+
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+    def test_a_shutdown_attempt_is_recorded_interrupted(self, client, auth, start_process):
+        import os
+        import signal
+
+        from tests.test_job_policies import wait_for
+        from tests.test_worker_modes import _children as children
+
+        run_id = trigger(client, auth).get_json()["job_id"]
+        worker = start_process("-m", "workers", "--name", "w-stopping", env_extra={"TEST_PIPELINE_SLEEP": "60"})
+        wait_for(lambda: status_of(client, run_id)["status"] == "started")
+        for pid in {worker.pid, *children(worker.pid)}:
+            os.kill(pid, signal.SIGTERM)
+        assert worker.wait(10) == 0
+        [attempt] = attempts_of(client, run_id)["attempts_detail"]
+        assert (attempt["worker"], attempt["status"]) == ("w-stopping", "interrupted")
+        assert "shut down" in attempt["error"] and attempt["next_retry_at"] is not None
+        start_process("-m", "workers", "--name", "w-next")
+        wait_for(lambda: status_of(client, run_id)["status"] == "finished", timeout=30)
+        statuses = [(a["number"], a["status"]) for a in attempts_of(client, run_id)["attempts_detail"]]
+        assert statuses == [(1, "interrupted"), (2, "finished")]
+
+
+# --- the dashboard's Retry button in Chromium -------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_retry_button_shows_its_outcome_next_to_it(request, client):
+    import os
+
+    from tests import test_dashboard_browser as browser_tests
+
+    if browser_tests._MISSING:
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(browser_tests._MISSING)
+        pytest.skip(browser_tests._MISSING)
+    add_run("broken", "failed", 20, error="ValueError: x")
+    add_run("fine", "finished", 10)
+    page = request.getfixturevalue("open_page")()
+    browser_tests.wait_loaded(page)
+    page.fill("#search-q", "fine")
+    page.press("#search-q", "Enter")
+    hit = page.locator("#search-result .search-hit[data-run='fine']")
+    browser_tests.expect(hit).to_contain_text("finished")
+    assert hit.locator("button[data-action='retry']").count() == 0  # a finished run has nothing to retry
+
+    page.fill("#search-q", "broken")
+    page.press("#search-q", "Enter")
+    hit = page.locator("#search-result .search-hit[data-run='broken']")
+    hit.locator("button[data-action='retry']").click()
+    feedback = hit.locator(".retry-feedback")
+    browser_tests.expect(feedback).to_contain_text("retried as run")
+    with db_session():
+        retry = JobRun.get(JobRun.retry_of == "broken")
+        assert JobRun.get_by_id("broken").status == "failed"
+    browser_tests.expect(feedback).to_contain_text(retry.id)
+    hit.locator("button[data-action='retry']").click()  # its retry is queued: the job is busy
+    browser_tests.expect(feedback).to_contain_text(f"Refused: a forecast run is already queued or running: {retry.id}")

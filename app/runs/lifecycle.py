@@ -261,6 +261,7 @@ def end_if(
     error: str | None = None,
     *,
     attempt_status: AttemptStatus | None = None,
+    next_retry_at: datetime | None = None,
 ) -> bool:
     """Compare-and-set: record `status` only if the row is still as it was read.
 
@@ -272,7 +273,8 @@ def end_if(
         if not JobRun.update(**_ending_fields(status, result, error)).where(fence).execute():
             return False
         if seen_status == RunStatus.STARTED.value:
-            _end_attempt_row(run_id, seen_attempts, attempt_status or ATTEMPT_ENDING[status], error)
+            ending = attempt_status or ATTEMPT_ENDING[status]
+            _end_attempt_row(run_id, seen_attempts, ending, error, next_retry_at=next_retry_at)
     return True
 
 

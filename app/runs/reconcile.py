@@ -25,13 +25,13 @@ from app.runs.status import FROM_RQ, TERMINAL, WAITING_VALUES, AttemptStatus, Ru
 log = logging.getLogger(__name__)
 
 
-def next_retry_time(job: Job, redis: Redis, status: RunStatus) -> datetime | None:
+def next_retry_time(redis: Redis, queue: str, run_id: str, status: RunStatus) -> datetime | None:
     """When RQ runs the job again after this failure: its time in the scheduled registry, or now."""
     if status == RunStatus.QUEUED:
         return utcnow()
     if status != RunStatus.SCHEDULED:
         return None
-    score = redis.zscore(ScheduledJobRegistry(job.origin, connection=redis).key, job.id)
+    score = redis.zscore(ScheduledJobRegistry(queue, connection=redis).key, run_id)
     if score is None:
         return None
     return datetime.fromtimestamp(score, timezone.utc).replace(tzinfo=None)
@@ -60,7 +60,7 @@ def record_failure(
                 status,
                 error=error,
                 traceback=traceback,
-                next_retry_at=next_retry_time(job, redis, status),
+                next_retry_at=next_retry_time(redis, job.origin, job.id, status),
             )
         else:
             written = bool(
@@ -161,6 +161,7 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
                 target,
                 error="abandoned: its worker died; retrying",
                 attempt_status=AttemptStatus.ABANDONED,
+                next_retry_at=next_retry_time(redis, row.queue, row.id, target),
             ):
                 continue
         else:
