@@ -94,3 +94,19 @@ class ReportMissing(NotFound):
     def __init__(self, day: str | None) -> None:
         super().__init__(f"no daily report for {day}" if day else "no daily report stored yet")
         self.day = day
+
+
+class AlertMissing(NotFound):
+    """No alert with that id."""
+
+    def __init__(self, alert_id: object) -> None:
+        super().__init__(f"no alert with id {str(alert_id)[:40]}")
+        self.alert_id = alert_id
+
+
+class AlertResolved(Conflict):
+    """The alert is resolved (closed); a new sighting opens a new alert."""
+
+    def __init__(self, alert_id: int, resolved_by: str | None) -> None:
+        super().__init__(f"alert {alert_id} is already resolved", resolved_by=resolved_by)
+        self.alert_id = alert_id

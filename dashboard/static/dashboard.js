@@ -306,16 +306,18 @@
     const counts = (w, label) => h("div", { dataset: { window: w } }, h("span", { class: "muted" }, label),
       ["high", "medium", "low"].map((sev) => badge(`${alerts.by_severity[w][sev]} ${sev}`, sev)));
     const rows = alerts.recent.map((a) =>
-      h("tr", { dataset: { alert: a.id } },
+      h("tr", { dataset: { alert: a.id, state: a.state } },
         timeCell(a.created_at),
-        h("td", null, badge(a.severity)),
+        h("td", null, badge(a.severity), " ", badge(a.state)),
         h("td", null, a.type),
-        h("td", null, h("strong", null, a.title), h("br"), h("span", { class: "muted" }, a.message)),
+        h("td", null, h("a", { href: `${urls.urlAlerts}/${encodeURIComponent(a.id)}` }, h("strong", null, a.title)), h("br"),
+          h("span", { class: "muted" }, a.message)),
         h("td", null, a.subject),
         h("td", { class: "num" }, a.occurrences),
-        h("td", null, a.job_id ? runLink(a.job_id) : "–")));
-    fill("card-alerts", h("div", { class: "counts" }, counts("24h", "last 24 h"), counts("7d", "last 7 d")),
-      rows.length ? table(["created (UTC)", "severity", "type", "alert", "subject", ["seen", "num"], "run"], rows)
+        h("td", null, a.last_job_id ? runLink(a.last_job_id) : "–")));
+    fill("card-alerts", h("div", { class: "counts" }, counts("24h", "last 24 h"), counts("7d", "last 7 d"),
+      h("a", { href: `${urls.urlAlerts}?state=open` }, "open alerts →"), h("a", { href: urls.urlAlerts }, "all alerts →")),
+      rows.length ? table([`created (${clock.zone()})`, "severity, state", "type", "alert", "subject", ["seen", "num"], "latest run"], rows)
         : h("p", { class: "muted" }, "No alerts."));
   }
 
@@ -332,6 +334,11 @@
       h("p", null, `${report.alerts.total} alerts: `, ["high", "medium", "low"].map((sev) =>
         badge(`${(report.alerts.by_severity || {})[sev] || 0} ${sev}`, sev))),
       h("p", { class: "muted" }, `by type: ${pairs(report.alerts.by_type)}; by source: ${pairs(report.alerts.by_source)}`),
+      h("p", { id: "report-delivery", class: report.delivery && report.delivery.state === "failed" ? "nonzero-bad" : "muted" },
+        !report.delivery ? "webhook: not recorded"
+          : report.delivery.state === "delivered" ? `webhook: delivered ${fmtTime(report.delivery.at)}`
+          : report.delivery.state === "failed" ? `webhook: NOT delivered (${report.delivery.error || "error"}) ${fmtTime(report.delivery.at)}; the run retries`
+          : "webhook: not configured (SUMMARY_WEBHOOK_URL)"),
       runs.length ? h("ul", null, runs) : h("p", { class: "muted" }, "No runs that day."));
   }
 
