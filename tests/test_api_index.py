@@ -72,7 +72,7 @@ def test_every_link_of_the_start_up_banner_answers_200(client, basic, settings_o
     banner = subprocess.run(
         [sys.executable, "-m", "app.local_redis", "banner"], env=env, capture_output=True, text=True, check=True
     ).stdout
-    links = re.findall(r"http://localhost:8000(/[^\s)]*)", banner)
+    links = re.findall(r"http://localhost:8000(/[^\s),]*)", banner)
     assert "/api/" in links and "/dashboard/" in links
     for path in links:
         if path.endswith("/trigger"):
