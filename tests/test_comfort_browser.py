@@ -65,3 +65,77 @@ def test_the_favicon_is_used_by_the_pages(browser, live_server):
         assert context.request.get(href).status == 200
     finally:
         context.close()
+
+
+def test_times_follow_the_browser_zone_and_the_utc_toggle_is_remembered(browser, live_server, app):
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from app.connections import db_session
+    from app.models import JobRun, utcnow
+
+    enqueued = (utcnow() - timedelta(hours=1)).replace(second=0, microsecond=0)
+    with db_session():
+        JobRun.create(
+            id="tz-run",
+            job_name="forecast",
+            queue="forecast",
+            trigger="manual",
+            status="finished",
+            enqueued_at=enqueued,
+            started_at=enqueued,
+            ended_at=enqueued + timedelta(seconds=5),
+            attempts=1,
+        )
+    zone = "America/New_York"
+    local = enqueued.replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+    in_utc = enqueued.strftime("%Y-%m-%d %H:%M")
+    context = browser.new_context(
+        http_credentials={"username": DASHBOARD_USER, "password": DASHBOARD_PASSWORD}, timezone_id=zone
+    )
+    try:
+        page = context.new_page()
+        page.goto(live_server + "/dashboard/")
+        wait_loaded(page)
+        row = page.locator("#card-runs tr[data-run='tz-run']").first
+        toggle = page.locator("#tz-toggle")
+        assert toggle.inner_text() == zone and toggle.get_attribute("aria-pressed") == "false"
+        assert local in row.inner_text() and zone in page.locator("#card-runs thead").inner_text()
+        toggle.click()
+        assert in_utc in row.inner_text() and "UTC" in page.locator("#card-runs thead").inner_text()
+        assert "UTC" in page.locator("#refreshed").inner_text()
+        page.reload()
+        wait_loaded(page)
+        assert page.locator("#tz-toggle").get_attribute("aria-pressed") == "true"
+        assert in_utc in page.locator("#card-runs tr[data-run='tz-run']").first.inner_text()
+    finally:
+        context.close()
+
+
+def test_at_phone_width_nothing_scrolls_sideways_and_every_action_is_on_screen(open_page, client, auth, app):
+    from app.connections import db_session
+    from app.models import JobRun, utcnow
+
+    with db_session():
+        JobRun.create(
+            id="phone-run-with-a-long-identifier-0123456789",
+            job_name="forecast",
+            queue="forecast",
+            trigger="manual",
+            status="queued",
+            enqueued_at=utcnow(),
+        )
+    page = open_page(viewport=(390, 844))
+    wait_loaded(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    buttons = page.locator("main button:visible")
+    assert buttons.count() >= 4  # find, zone, the schedules' actions, the run's cancel
+    for index in range(buttons.count()):
+        box = buttons.nth(index).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, buttons.nth(index).inner_text()
+    cell = page.locator("#card-runs td[data-label='run']").first
+    assert cell.is_visible()
+    # the run id keeps whole lines, not 3-character columns
+    assert cell.bounding_box()["width"] > 250
+    schedule_actions = page.locator("#card-schedules td.actions button")
+    assert schedule_actions.count() >= 3
