@@ -83,7 +83,13 @@ def latest_daily_report() -> dict | None:
     row = DailySummary.select().order_by(DailySummary.day.desc()).first()
     if row is None:
         return None
-    return {"date": row.day.isoformat(), "job_id": row.job_id, "created_at": iso(row.created_at), **row.report}
+    return {
+        "date": row.day.isoformat(),
+        "job_id": row.job_id,
+        "created_at": iso(row.created_at),
+        "delivery": row.delivery,
+        **row.report,
+    }
 
 
 def _summary(counts: dict[str, int], p50: float | None, p95: float | None, n: int) -> dict:
