@@ -238,3 +238,39 @@ def test_the_daily_report_records_its_webhook_delivery(app, webhook):
         )
         body("report-run-3", settings.model_copy(update={"summary_webhook_url": ""}))
         assert DailySummary.select().get().delivery["state"] == "not_configured"
+
+
+def test_the_dashboard_data_names_each_jobs_last_success_and_failure_and_its_skipped_slots(client, redis):
+    from datetime import timedelta
+
+    from app.connections import db_session
+    from app.models import JobRun, utcnow
+    from app.runs import record_skipped_slot
+
+    now = utcnow()
+    with db_session():
+        for run_id, status, minutes in (("ok-old", "finished", 50), ("ok-new", "finished", 20), ("bad", "failed", 30)):
+            at = now - timedelta(minutes=minutes)
+            JobRun.create(
+                id=run_id,
+                job_name="forecast",
+                queue="forecast",
+                trigger="manual",
+                status=status,
+                enqueued_at=at,
+                started_at=at,
+                ended_at=at + timedelta(seconds=3),
+                attempts=1,
+                error=None,
+            )
+    record_skipped_slot(
+        "forecast", (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0), "schedule paused"
+    )
+    record_skipped_slot("forecast", (now - timedelta(days=9)).replace(minute=0, second=0, microsecond=0), "old")
+    data = client.get("/dashboard/data.json", headers=basic()).get_json()
+    forecast = data["last_outcomes"]["forecast"]
+    assert forecast["last_success"]["job_id"] == "ok-new" and forecast["last_failure"]["job_id"] == "bad"
+    assert data["last_outcomes"]["cleanup"] == {"last_success": None, "last_failure": None}
+    skips = data["skipped_slots"]["forecast"]
+    assert skips["count"] == 1 and skips["last"]["reason"] == "schedule paused"
+    assert data["skipped_slots"]["cleanup"]["count"] == 0

@@ -90,3 +90,36 @@ def test_the_alert_list_filters_by_state(operator_page, client, auth):
     page.wait_for_function("() => true")
     assert page.answers == []
     assert client.get(f"/api/alerts/{open_alert}", headers=auth).get_json()["state"] == "open"
+
+
+def test_the_cards_show_last_success_failure_and_skipped_slots(operator_page):
+    from datetime import timedelta
+
+    from app.connections import db_session
+    from app.models import JobRun, utcnow
+    from app.runs import record_skipped_slot
+
+    now = utcnow()
+    with db_session():
+        for run_id, status in (("good-run", "finished"), ("bad-run", "failed")):
+            JobRun.create(
+                id=run_id,
+                job_name="forecast",
+                queue="forecast",
+                trigger="manual",
+                status=status,
+                enqueued_at=now,
+                started_at=now,
+                ended_at=now,
+                attempts=1,
+            )
+    record_skipped_slot(
+        "forecast", (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0), "schedule paused"
+    )
+    page = operator_page
+    page.goto(page.base + "/dashboard/")
+    wait_loaded(page)
+    outcomes = page.locator("#card-jobs tr[data-job='forecast'] td.outcomes")
+    assert "good-run" in outcomes.inner_text() and "bad-run" in outcomes.inner_text()
+    skips = page.locator("#card-schedules tr[data-schedule='forecast'] td.skips")
+    assert skips.get_attribute("data-skipped") == "1" and "schedule paused" in skips.inner_text()

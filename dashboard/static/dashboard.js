@@ -187,13 +187,18 @@
       h("td", { class: "num" }, fmtDuration(w.duration_p50)),
       h("td", { class: "num" }, fmtDuration(w.duration_p95)),
     ];
+    const outcome = (o, label) => (o ? h("span", { class: "muted" }, `${label} `, runLink(o.job_id), ` ${fmtAge((serverNow - Date.parse(o.ended_at)) / 1000)}`)
+      : h("span", { class: "muted" }, `${label} never`));
     const rows = Object.entries(jobs).map(([name, job]) =>
       h("tr", { dataset: { job: name } },
         h("td", null, h("strong", null, name), h("br"), h("a", { href: rqJobs(job.queue, "queued"), class: "muted" }, `queue ${job.queue}`)),
-        windowCells(job["24h"], true), windowCells(job["7d"], true)));
+        windowCells(job["24h"], true), windowCells(job["7d"], true),
+        h("td", { class: "outcomes sep" }, outcome((lastOutcomes[name] || {}).last_success, "✓"), h("br"),
+          outcome((lastOutcomes[name] || {}).last_failure, "✗"))));
     const cols = [["runs", "num sep"], ["success", "num"], ["p50", "num"], ["p95", "num"]];
     fill("card-jobs",
-      table([["job", ""], ...cols, ...cols], rows, [["", 1], ["last 24 h", 4, "sep"], ["last 7 d", 4, "sep"]]),
+      table([["job", ""], ...cols, ...cols, ["last success / failure", "sep"]], rows,
+        [["", 1], ["last 24 h", 4, "sep"], ["last 7 d", 4, "sep"], ["", 1, "sep"]]),
       h("p", { class: "muted" }, "Success rate: finished ÷ (finished + failed + stopped). Durations: finished runs, start to end."));
   }
 
@@ -263,8 +268,9 @@
     fill("card-workers", table(["worker", "state", "current job", ["heartbeat", "num"], ["CPU", "num"], ["RSS", "num"]], rows));
   }
 
-  function renderSchedules(schedules) {
+  function renderSchedules(schedules, skips) {
     const rows = schedules.map((sc) => {
+      const skip = (skips || {})[sc.name];
       const toggle = sc.paused
         ? h("button", { type: "button", dataset: { schedule: sc.name, action: "resume" },
                         onclick: (e) => scheduleAction(sc.name, "resume", e.currentTarget) }, "Resume")
@@ -283,9 +289,14 @@
         timeCell(sc.last_run),
         h("td", null, sc.last_status ? badge(sc.last_status) : h("span", { class: "muted" }, "–"),
           sc.last_run_id ? [h("br"), runLink(sc.last_run_id)] : null),
+        h("td", { class: "skips", dataset: { skipped: skip ? skip.count : 0 } },
+          !skip || !skip.count ? h("span", { class: "muted" }, "none")
+            : [`${skip.count} skipped`, h("br"), h("span", { class: "muted" },
+              `last ${fmtTime(skip.last.slot)}: ${skip.last.reason || "skipped"}`)]),
         h("td", { class: "actions" }, toggle, run));
     });
-    fill("card-schedules", table(["schedule", "cron", "state", `next run (${clock.zone()})`, "last scheduled run", "its status", ""], rows));
+    fill("card-schedules", table(["schedule", "cron", "state", `next run (${clock.zone()})`, "last scheduled run", "its status",
+      "skipped slots (7 d)", ""], rows));
   }
 
   function runRow(run, withAction) {
@@ -392,14 +403,17 @@
   let lastData = null;
   document.addEventListener("dashboard:timezone", () => { if (lastData) render(lastData); });
 
+  let lastOutcomes = {};
+
   function render(data) {
     lastData = data;
+    lastOutcomes = data.last_outcomes || {};
     serverNow = Date.parse(data.generated_at) || Date.now();
     renderJobs(data.jobs);
     renderChart(data.runs_per_hour);
     renderQueues(data.queues);
     renderWorkers(data.workers);
-    renderSchedules(data.schedules);
+    renderSchedules(data.schedules, data.skipped_slots);
     renderRuns(data.active_runs, data.recent_runs);
     renderAlerts(data.alerts);
     renderReport(data.daily_report);
