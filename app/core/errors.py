@@ -94,3 +94,10 @@ class ReportMissing(NotFound):
     def __init__(self, day: str | None) -> None:
         super().__init__(f"no daily report for {day}" if day else "no daily report stored yet")
         self.day = day
+
+
+class InvalidTrendWindow(InvalidInput):
+    """A trends window that is not one of the offered ones."""
+
+    def __init__(self, value: str, known: list[str]) -> None:
+        super().__init__(f"window must be one of {', '.join(known)}, not {value[:40]!r}")
