@@ -41,6 +41,13 @@
     const thead = h("thead", null,
       headGroups ? h("tr", { class: "group" }, headGroups.map(([label, span, cls]) => h("th", { colspan: span, class: cls }, label))) : null,
       h("tr", null, head.map((c) => (typeof c === "string" ? h("th", null, c) : h("th", { class: c[1] }, c[0])))));
+    // Each cell carries its column's name: at phone width the rows become cards that show it.
+    const groups = (headGroups || []).flatMap(([label, span]) => Array(span).fill(label));
+    const labels = head.map((c, i) => [groups[i], typeof c === "string" ? c : c[0]].filter(Boolean).join(" · "));
+    for (const row of [rows].flat(Infinity)) {
+      if (!(row instanceof Element)) continue;
+      [...row.children].forEach((cell, i) => { if (labels[i]) cell.dataset.label = labels[i]; });
+    }
     return h("table", null, thead, h("tbody", null, rows));
   }
 
@@ -73,9 +80,10 @@
     return seconds >= 0 ? `${text} ago` : `in ${text}`;
   }
 
+  const clock = window.DashboardClock; // clock.js: the browser's zone or UTC, as the reader chose
+
   function fmtTime(iso) {
-    if (!iso) return "–";
-    return `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
+    return clock.format(iso);
   }
 
   function timeCell(iso) {
@@ -214,9 +222,9 @@
         y -= barH;
         group.append(s("rect", { x, y, width: Math.max(1, step - 4), height: barH, class: `bar-${kind}` }));
       }
-      group.append(s("title", null, `${fmtTime(iso)} UTC: ${series.finished[i]} finished, ${series.failed[i]} failed/stopped, ${series.other[i]} other`));
+      group.append(s("title", null, `${fmtTime(iso)} ${clock.zone()}: ${series.finished[i]} finished, ${series.failed[i]} failed/stopped, ${series.other[i]} other`));
       svg.append(group);
-      if (i % 3 === 0) svg.append(s("text", { x: x + (step - 4) / 2, y: height - 6, "text-anchor": "middle" }, iso.slice(11, 13) + "h"));
+      if (i % 3 === 0) svg.append(s("text", { x: x + (step - 4) / 2, y: height - 6, "text-anchor": "middle" }, clock.hour(iso) + "h"));
     });
     const total = totals.reduce((a, b) => a + b, 0);
     fill("card-chart", h("div", { class: "chart" }, svg),
@@ -277,7 +285,7 @@
           sc.last_run_id ? [h("br"), runLink(sc.last_run_id)] : null),
         h("td", { class: "actions" }, toggle, run));
     });
-    fill("card-schedules", table(["schedule", "cron", "state", "next run (UTC)", "last scheduled run", "its status", ""], rows));
+    fill("card-schedules", table(["schedule", "cron", "state", `next run (${clock.zone()})`, "last scheduled run", "its status", ""], rows));
   }
 
   function runRow(run, withAction) {
@@ -294,7 +302,7 @@
   }
 
   function renderRuns(active, recent) {
-    const head = ["run", "job", "status", "trigger", "enqueued (UTC)", ["duration", "num"], "error"];
+    const head = ["run", "job", "status", "trigger", `enqueued (${clock.zone()})`, ["duration", "num"], "error"];
     fill("card-runs",
       h("h3", null, `Queued and running (${active.length})`),
       active.length ? table([...head, ""], active.map((r) => runRow(r, true))) : h("p", { class: "muted" }, "Nothing queued or running."),
@@ -315,7 +323,7 @@
         h("td", { class: "num" }, a.occurrences),
         h("td", null, a.job_id ? runLink(a.job_id) : "–")));
     fill("card-alerts", h("div", { class: "counts" }, counts("24h", "last 24 h"), counts("7d", "last 7 d")),
-      rows.length ? table(["created (UTC)", "severity", "type", "alert", "subject", ["seen", "num"], "run"], rows)
+      rows.length ? table([`created (${clock.zone()})`, "severity", "type", "alert", "subject", ["seen", "num"], "run"], rows)
         : h("p", { class: "muted" }, "No alerts."));
   }
 
@@ -374,7 +382,11 @@
         h("span", { id: "accuracy-latest" }, `latest ${last.horizon_start}: MASE ${last.mase === null ? "–" : last.mase.toFixed(3)}, coverage ${fmtPercent(last.coverage)}`)));
   }
 
+  let lastData = null;
+  document.addEventListener("dashboard:timezone", () => { if (lastData) render(lastData); });
+
   function render(data) {
+    lastData = data;
     serverNow = Date.parse(data.generated_at) || Date.now();
     renderJobs(data.jobs);
     renderChart(data.runs_per_hour);
@@ -386,7 +398,7 @@
     renderReport(data.daily_report);
     renderAccuracy(data.forecast_accuracy);
     root.dataset.generatedAt = data.generated_at;
-    document.getElementById("refreshed").textContent = `updated ${fmtTime(data.generated_at)}:${data.generated_at.slice(17, 19)} UTC`;
+    document.getElementById("refreshed").textContent = `updated ${clock.format(data.generated_at, true)} ${clock.zone()}`;
   }
 
   async function refresh() {
@@ -424,9 +436,9 @@
         field("status", badge(run.status)),
         field("trigger", run.trigger),
         field("attempts", run.attempts),
-        field("enqueued", run.enqueued_at || "–"),
-        field("started", run.started_at || "–"),
-        field("ended", run.ended_at || "–"),
+        field("enqueued", fmtTime(run.enqueued_at)),
+        field("started", fmtTime(run.started_at)),
+        field("ended", fmtTime(run.ended_at)),
         field("duration", fmtDuration(runDuration(run))),
         run.error ? field("error", h("pre", { class: "error" }, run.error)) : null,
         run.result ? field("result", h("pre", null, JSON.stringify(run.result, null, 2))) : null),
