@@ -81,7 +81,7 @@ def job_trends(window: TrendWindow, names: list[str] | None = None, now: datetim
     with db_session(), database.atomic():
         for job_name, status, enqueued_at, duration in query.iterator():
             rows[job_name].append((status, enqueued_at, duration))
-    jobs = {}
+    jobs: dict[str, dict[str, Any]] = {}
     for name in names:
         runs = np.zeros(len(starts), dtype=np.int64)
         finished = np.zeros(len(starts), dtype=np.int64)
