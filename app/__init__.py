@@ -87,9 +87,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(reports.bp)
 
-    from app.api import forecast
+    from app.api import forecast, trends
 
     app.register_blueprint(forecast.bp)
+    app.register_blueprint(trends.bp)
 
     from app.api import schedules
     from app.metrics import init_metrics

@@ -25,7 +25,7 @@ from flask import Flask, Response, current_app, request
 from app.auth import dashboard_credentials_ok
 from app.connections import redis_client_url
 from app.errors import error_response
-from dashboard import alerts, rq_guard, rq_pages, views  # noqa: F401 - alerts registers its routes on views.bp
+from dashboard import alerts, rq_guard, rq_pages, trends, views  # noqa: F401 - alerts and trends register their routes on views.bp
 
 log = logging.getLogger(__name__)
 

@@ -148,9 +148,7 @@ def skipped_slots(now: datetime, days: int = 7) -> dict:
         out[name] = {
             "days": days,
             "count": skipped.count(),
-            "last": None
-            if newest is None
-            else {"job_id": newest.id, "slot": iso(newest.slot), "reason": newest.error},
+            "last": None if newest is None else {"job_id": newest.id, "slot": iso(newest.slot), "reason": newest.error},
         }
     return out
 

@@ -273,6 +273,26 @@ FORECAST_PATHS = {
     },
 }
 
+TREND_PATHS = {
+    "/api/trends": {
+        "get": {
+            "summary": "Per job: runs, failures and p50/p95 durations per bucket (24h: hourly, 7d: 6-hourly, 30d: daily)",
+            "security": READ,
+            "parameters": [
+                {"name": "window", "in": "query", "schema": {"type": "string", "enum": ["24h", "7d", "30d"]}},
+                {"name": "job", "in": "query", "schema": {"type": "string"}, "description": "one job (all by default)"},
+            ],
+            "responses": {
+                **_ok("the trends", "Object"),
+                "400": _error("bad window"),
+                "401": _error("no or wrong token"),
+                "404": _error("unknown job"),
+                "503": _error("database down"),
+            },
+        }
+    },
+}
+
 
 def build_document() -> dict:
     trigger_body = TriggerBody.model_json_schema()
@@ -480,6 +500,7 @@ def build_document() -> dict:
             **SCHEDULE_PATHS,
             **REPORT_PATHS,
             **FORECAST_PATHS,
+            **TREND_PATHS,
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": _ok("alive", "Object")}},
             "/readyz": {
                 "get": {

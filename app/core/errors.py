@@ -110,3 +110,10 @@ class AlertResolved(Conflict):
     def __init__(self, alert_id: int, resolved_by: str | None) -> None:
         super().__init__(f"alert {alert_id} is already resolved", resolved_by=resolved_by)
         self.alert_id = alert_id
+
+
+class InvalidTrendWindow(InvalidInput):
+    """A trends window that is not one of the offered ones."""
+
+    def __init__(self, value: str, known: list[str]) -> None:
+        super().__init__(f"window must be one of {', '.join(known)}, not {value[:40]!r}")
