@@ -117,6 +117,10 @@ class ServiceScheduler(Scheduler):
         paused = self.connection.sismember(PAUSED_KEY, name)
         if claimed and paused:
             log.info("schedule %s slot %s not run: schedule paused", name, slot.isoformat())
+            try:  # the slot's trace in the history: a skipped run saying why
+                runs.record_skipped_slot(name, slot.replace(tzinfo=None), "schedule paused")
+            except peewee.IntegrityError:
+                pass
         elif claimed:
             try:
                 result = runs.enqueue_run(

@@ -75,8 +75,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
-    from app.api import alerts, health, jobs, openapi
+    from app.api import alerts, health, index, jobs, openapi
 
+    app.register_blueprint(index.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(alerts.bp)
@@ -86,9 +87,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(reports.bp)
 
-    from app.api import forecast
+    from app.api import forecast, trends
 
     app.register_blueprint(forecast.bp)
+    app.register_blueprint(trends.bp)
 
     from app.api import runs
 

@@ -5,6 +5,9 @@ alert with that fingerprint gets its last-seen time, count, severity and figures
 instead of a duplicate row. The database holds one open alert per fingerprint (a partial
 unique index, migration 0003): when a concurrent store inserted the same condition first,
 the insert fails in its savepoint and the row the other store inserted is refreshed instead.
+Every sighting is also kept (`alert_occurrences`: which run saw it, when, how severe) and the
+alert points to the latest run that saw it. A resolved alert is closed: the next sighting of its
+condition opens a new alert (and notifies, like any new one).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 import peewee
 
 from app.connections import database
-from app.models import Alert, utcnow
+from app.models import Alert, AlertOccurrence, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
         for alert in Alert.select().where(Alert.fingerprint.in_(chunk), Alert.resolved == False):  # noqa: E712
             open_alerts[alert.fingerprint] = alert
     now = utcnow()
+    sightings: list[tuple[int, str]] = []
     for candidate in candidates:
         outcome.by_severity[candidate["severity"]] += 1
         existing = open_alerts.get(candidate["fingerprint"])
@@ -73,6 +77,7 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
                         fingerprint=candidate["fingerprint"],
                         created_at=now,
                         last_seen_at=now,
+                        last_job_id=job_id,
                     )
             except peewee.IntegrityError:  # another store inserted this open alert meanwhile
                 existing = Alert.get_or_none(
@@ -82,8 +87,10 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
                     raise
                 open_alerts[existing.fingerprint] = existing
         if existing is not None:
+            sightings.append((existing.id, candidate["severity"]))
             Alert.update(
                 last_seen_at=now,
+                last_job_id=job_id,
                 occurrences=Alert.occurrences + 1,
                 severity=candidate["severity"],
                 title=candidate["title"],
@@ -94,7 +101,13 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
             log.info("alert updated: %s %s - %s", candidate["type"], candidate["severity"], candidate["subject"])
             continue
         open_alerts[alert.fingerprint] = alert
+        sightings.append((alert.id, candidate["severity"]))
         outcome.new += 1
         outcome.created.append(alert)
         log.info("alert created: %s %s - %s", candidate["type"], candidate["severity"], candidate["subject"])
+    rows = [
+        {"alert": alert_id, "job_id": job_id, "seen_at": now, "severity": severity} for alert_id, severity in sightings
+    ]
+    for start in range(0, len(rows), 500):
+        AlertOccurrence.insert_many(rows[start : start + 500]).execute()
     return outcome

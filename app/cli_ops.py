@@ -22,9 +22,10 @@ from flask.cli import with_appcontext
 from werkzeug.datastructures import MultiDict
 
 from app.api.schemas import AlertQuery, HistoryQuery, parse_query
-from app.api.serializers import report_json, run_json
+from app.api.serializers import alert_json, report_json, run_json
 from app.config import get_settings
 from app.connections import database, db_session
+from app.core import alerts as core_alerts
 from app.core import jobs, reports, schedules
 from app.core.errors import InvalidInput, ReportMissing, RunActive, RunEnded, ServiceError, UnknownJobName
 from app.errors import APIError, BadRequest
@@ -339,26 +340,106 @@ def run_schedule_command(name: str):
 @click.option("--source", default=None)
 @click.option("--severity", default=None, help="high, medium or low")
 @click.option("--type", "type_", default=None, help="e.g. capacity_warning, demand_spike")
+@click.option("--state", default=None, help="open, acknowledged or resolved")
 @click.option("--since", default=None, help="ISO 8601 time, e.g. 2024-05-01T00:00:00Z")
 @click.option("--limit", default=None, type=str, help="rows per page (1-500, default 50)")
 @click.option("--cursor", default=None, help="the next_cursor of the previous page")
 @json_option
 @operator_errors
-def alerts_command(source, severity, type_, since, limit, cursor, as_json: bool):
-    """List alerts, newest first (as GET /api/alerts)."""
-    query = _query(AlertQuery, source=source, severity=severity, type=type_, since=since, limit=limit, cursor=cursor)
+def alerts_command(source, severity, type_, state, since, limit, cursor, as_json: bool):
+    """List alerts, newest first (as GET /api/alerts); `alert show|ack|resolve ID` works on one."""
+    query = _query(
+        AlertQuery, source=source, severity=severity, type=type_, state=state, since=since, limit=limit, cursor=cursor
+    )
     with db_session():
         body = alerts_page(query)
     lines = _table(
         [
-            [a["id"], a["severity"], a["type"], a["subject"], a["occurrences"], a["created_at"], a["job_id"]]
+            [
+                a["id"],
+                a["state"],
+                a["severity"],
+                a["type"],
+                a["subject"],
+                a["occurrences"],
+                a["created_at"],
+                a["last_job_id"],
+            ]
             for a in body["alerts"]
         ],
-        ["id", "severity", "type", "subject", "seen", "created_at", "job_id"],
+        ["id", "state", "severity", "type", "subject", "seen", "created_at", "last_run"],
     )
     if body["next_cursor"]:
         lines.append(f"more: --cursor {body['next_cursor']}")
     _emit(body, as_json, lines)
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in this environment
+        return "cli"
+
+
+def _alert_lines(body: dict) -> list[str]:
+    lines = [
+        f"alert {body['id']} ({body['state']}): {body['severity']} {body['type']} - {body['subject']}",
+        f"  {body['title']}",
+        f"  first {body['created_at']} (run {body['job_id']}), last {body['last_seen_at']} (run {body['last_job_id']}), "
+        f"seen {body['occurrences']} times",
+    ]
+    if body["acknowledged_at"]:
+        lines.append(f"  acknowledged {body['acknowledged_at']} by {body['acknowledged_by']}")
+    if body["resolved_at"]:
+        lines.append(f"  resolved {body['resolved_at']} by {body['resolved_by']}")
+    if body["comment"]:
+        lines.append(f"  comment: {body['comment']}")
+    return lines
+
+
+@click.group("alert")
+def alert_group():
+    """Show, acknowledge or resolve one alert (as /api/alerts/ID)."""
+
+
+@alert_group.command("show")
+@click.argument("alert_id")
+@json_option
+@operator_errors
+def show_alert_command(alert_id: str, as_json: bool):
+    """One alert with the runs that saw it, newest first."""
+    alert, sightings = core_alerts.get_alert(alert_id)
+    body = {**alert_json(alert), "sightings": sightings}
+    lines = (
+        _alert_lines(body)
+        + ["  sightings:"]
+        + [f"    {s['seen_at']}  {s['severity']:<6}  run {s['job_id']}" for s in sightings]
+    )
+    _emit(body, as_json, lines)
+
+
+@alert_group.command("ack")
+@click.argument("alert_id")
+@click.option("--comment", default=None, help="what you are doing about it")
+@json_option
+@operator_errors
+def acknowledge_alert_command(alert_id: str, comment: str | None, as_json: bool):
+    """Acknowledge an open alert: someone is on it (it stays open and is not notified again)."""
+    body = alert_json(core_alerts.acknowledge(alert_id, _cli_actor(), comment))
+    _emit(body, as_json, _alert_lines(body))
+
+
+@alert_group.command("resolve")
+@click.argument("alert_id")
+@click.option("--comment", default=None, help="how it was resolved")
+@json_option
+@operator_errors
+def resolve_alert_command(alert_id: str, comment: str | None, as_json: bool):
+    """Resolve an alert: closed; its condition seen again opens (and notifies) a new alert."""
+    body = alert_json(core_alerts.resolve(alert_id, _cli_actor(), comment))
+    _emit(body, as_json, _alert_lines(body))
 
 
 @click.command("report")
@@ -398,6 +479,7 @@ COMMANDS = [
     runs_command,
     schedules_group,
     alerts_command,
+    alert_group,
     report_command,
 ]
 

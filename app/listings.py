@@ -27,7 +27,7 @@ def history_page(job_name: str, query: HistoryQuery) -> dict:
 def alerts_page(query: AlertQuery) -> dict:
     conditions = [
         (getattr(Alert, column), "=", getattr(query, column))
-        for column in ("source", "severity", "type")
+        for column in ("source", "severity", "type", "state")
         if getattr(query, column)
     ]
     if query.since:

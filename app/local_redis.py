@@ -27,7 +27,7 @@ def main(command: str) -> int:
         port = settings.port
         print(f"""
   Forecast job service
-  API:        http://localhost:{port}/api/   (OpenAPI: http://localhost:{port}/api/openapi.json)
+  API:        http://localhost:{port}/api/   (docs: http://localhost:{port}/api/docs, OpenAPI: http://localhost:{port}/api/openapi.json)
   Dashboard:  http://localhost:{port}/dashboard/   (rq-dashboard: /dashboard/rq/)
   API token:  {settings.api_token}
   Dashboard:  {settings.dashboard_username} / {settings.dashboard_password}

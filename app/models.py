@@ -62,6 +62,7 @@ class DemandHistory(BaseModel):
 
 
 class Alert(BaseModel):
+    id = peewee.AutoField()
     type = peewee.CharField(max_length=40)
     severity = peewee.CharField(max_length=10)
     title = peewee.CharField(max_length=200)
@@ -76,6 +77,17 @@ class Alert(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     # Retention counts from here (an open alert seen again stays); indexed for the cleanup's batches.
     last_seen_at = peewee.DateTimeField(default=utcnow, index=True)
+    last_job_id = peewee.CharField(max_length=64, null=True)  # the latest run that saw it (migration 0009)
+    # An operator's work on it (migration 0009): acknowledged = someone is on it; resolved = closed,
+    # so the next sighting of the condition opens (and notifies) a new alert.
+    state = peewee.CharField(max_length=12, default="open")  # open | acknowledged | resolved (app.core.alerts)
+    acknowledged_at = peewee.DateTimeField(null=True)
+    acknowledged_by = peewee.CharField(max_length=120, null=True)
+    resolved_at = peewee.DateTimeField(null=True)
+    resolved_by = peewee.CharField(max_length=120, null=True)
+    comment = peewee.TextField(null=True)
+    # The alert webhook's delivery of this alert: {"state", "at", "error"} (app/notify.py).
+    notification = JSONField(null=True)
 
     class Meta:
         table_name = "alerts"
@@ -84,6 +96,7 @@ class Alert(BaseModel):
             (("source", "created_at", "id"), False),
             (("severity", "created_at", "id"), False),
             (("type", "created_at", "id"), False),
+            (("state", "created_at", "id"), False),
         )
 
 
@@ -92,6 +105,20 @@ OPEN_ALERT_INDEX = "alerts_open_fingerprint"
 Alert.add_index(
     Alert.index(Alert.fingerprint, unique=True, where=peewee.SQL('"resolved" = false'), name=OPEN_ALERT_INDEX)
 )
+
+
+class AlertOccurrence(BaseModel):
+    """One sighting of an alert's condition by a run (migration 0009): which runs saw it, when, how bad."""
+
+    id = peewee.AutoField()
+    alert = peewee.ForeignKeyField(Alert, backref="sightings", on_delete="CASCADE")
+    job_id = peewee.CharField(max_length=64, null=True)
+    seen_at = peewee.DateTimeField(default=utcnow)
+    severity = peewee.CharField(max_length=10)
+
+    class Meta:
+        table_name = "alert_occurrences"
+        indexes = ((("alert", "seen_at"), False),)
 
 
 class JobRun(BaseModel):
@@ -182,6 +209,8 @@ class DailySummary(BaseModel):
     report = JSONField()
     job_id = peewee.CharField(max_length=64, null=True)
     created_at = peewee.DateTimeField(default=utcnow)
+    # The summary webhook's delivery: {"state", "at", "error", "job_id"} (migration 0009).
+    delivery = JSONField(null=True)
 
     class Meta:
         table_name = "daily_summaries"
@@ -230,7 +259,17 @@ class ForecastLine(BaseModel):
         indexes = ((("snapshot", "line"), True),)
 
 
-ALL_MODELS = [ProductionLine, DemandHistory, Alert, JobRun, RunAttempt, DailySummary, ForecastSnapshot, ForecastLine]
+ALL_MODELS = [
+    ProductionLine,
+    DemandHistory,
+    Alert,
+    AlertOccurrence,
+    JobRun,
+    RunAttempt,
+    DailySummary,
+    ForecastSnapshot,
+    ForecastLine,
+]
 
 
 def create_tables() -> None:

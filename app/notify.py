@@ -2,7 +2,9 @@
 
 Posting uses the standard library (one JSON POST needs no HTTP client dependency). A
 webhook URL is a secret (Slack's carries its token in the path), so only its scheme and
-host ever reach a log line or an exception message.
+host ever reach a log line or an exception message. Each delivery's outcome is stored with what
+it delivered (`alerts.notification`, `daily_summaries.delivery`), so the pages that show an alert
+or a report say whether its webhook got it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from app.config import Settings
+from app.connections import db_session
+from app.models import Alert, iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +169,28 @@ def notify_high_alerts(settings: Settings, alerts: Iterable) -> bool:
         post_json(settings.alert_webhook_url, alerts_message(high), settings.webhook_timeout)
     except NotifyError as exc:
         log.warning("high-severity alert notification not delivered (%d alerts): %s", len(high), exc)
+        _record_alert_delivery(high, "failed", str(exc))
         return False
-    except Exception:  # a bug here must not fail a run whose alerts are stored
+    except Exception as exc:  # a bug here must not fail a run whose alerts are stored
         log.exception("high-severity alert notification failed")
+        _record_alert_delivery(high, "failed", type(exc).__name__)
         return False
     log.info("%d high-severity alert(s) posted to %s", len(high), safe_target(settings.alert_webhook_url))
+    _record_alert_delivery(high, "delivered", None)
     return True
+
+
+def delivery_state(state: str, error: str | None, **extra: object) -> dict:
+    """What is stored of one webhook delivery (shown where the alert or report is shown)."""
+    return {"state": state, "at": iso(utcnow()), "error": error, **extra}
+
+
+def _record_alert_delivery(alerts: list, state: str, error: str | None) -> None:
+    """Store the delivery state on each alert; a failure to store it is logged, never raised."""
+    try:
+        with db_session():
+            Alert.update(notification=delivery_state(state, error)).where(
+                Alert.id.in_([a.id for a in alerts])
+            ).execute()
+    except Exception:
+        log.warning("could not record the alert webhook's delivery state", exc_info=True)

@@ -25,8 +25,7 @@ from flask import Flask, Response, current_app, request
 from app.auth import dashboard_credentials_ok
 from app.connections import redis_client_url
 from app.errors import error_response
-from dashboard import rq_guard, rq_pages, views
-from dashboard import runs as _run_pages  # noqa: F401 - registers the run pages on views.bp
+from dashboard import alerts, rq_guard, rq_pages, runs, trends, views  # noqa: F401 - alerts, runs and trends register their routes on views.bp
 
 log = logging.getLogger(__name__)
 

@@ -54,6 +54,8 @@ def dashboard_data(redis: Redis, settings: Settings) -> dict:
         "recent_runs": mark_rq_jobs(redis, recent_runs()),
         "alerts": alert_summary(now),
         "daily_report": latest_daily_report(),
+        "last_outcomes": last_outcomes(),
+        "skipped_slots": skipped_slots(now),
         "forecast_accuracy": forecast_accuracy(),
     }
 
@@ -83,7 +85,13 @@ def latest_daily_report() -> dict | None:
     row = DailySummary.select().order_by(DailySummary.day.desc()).first()
     if row is None:
         return None
-    return {"date": row.day.isoformat(), "job_id": row.job_id, "created_at": iso(row.created_at), **row.report}
+    return {
+        "date": row.day.isoformat(),
+        "job_id": row.job_id,
+        "created_at": iso(row.created_at),
+        "delivery": row.delivery,
+        **row.report,
+    }
 
 
 def _summary(counts: dict[str, int], p50: float | None, p95: float | None, n: int) -> dict:
@@ -103,6 +111,46 @@ def _summary(counts: dict[str, int], p50: float | None, p95: float | None, n: in
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
+
+
+def last_outcomes() -> dict:
+    """Per job, its newest finished run and its newest failed or stopped one (id and end time):
+    "when did it last work, when did it last break" at a glance. Two index lookups a job."""
+    out = {}
+    for name in JOBS:
+        out[name] = {}
+        for key, statuses in (("last_success", ("finished",)), ("last_failure", FAILURES)):
+            row = (
+                JobRun.select(JobRun.id, JobRun.ended_at, JobRun.status, JobRun.error)
+                .where((JobRun.job_name == name) & JobRun.status.in_(statuses))
+                .order_by(JobRun.enqueued_at.desc(), JobRun.id.desc())
+                .first()
+            )
+            out[name][key] = (
+                None
+                if row is None
+                else {"job_id": row.id, "ended_at": iso(row.ended_at), "status": row.status, "error": row.error}
+            )
+    return out
+
+
+def skipped_slots(now: datetime, days: int = 7) -> dict:
+    """Per job, the scheduled slots of the last `days` days recorded as skipped (paused, overlapping
+    or missed in an outage; by slot time, as a catch-up records old slots late): how many, and the
+    newest with its reason."""
+    since = now - timedelta(days=days)
+    out = {}
+    for name in JOBS:
+        skipped = JobRun.select().where(
+            (JobRun.job_name == name) & (JobRun.status == "skipped") & (JobRun.slot >= since)
+        )
+        newest = skipped.order_by(JobRun.slot.desc(), JobRun.id.desc()).first()
+        out[name] = {
+            "days": days,
+            "count": skipped.count(),
+            "last": None if newest is None else {"job_id": newest.id, "slot": iso(newest.slot), "reason": newest.error},
+        }
+    return out
 
 
 def job_summaries(now: datetime) -> dict:

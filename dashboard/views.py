@@ -85,6 +85,7 @@ def home():
             "search": url_for("dashboard.search_runs"),
             "schedules": url_for("dashboard.home") + "schedules/",
             "runs": url_for("dashboard.home") + "runs/",
+            "alerts": url_for("dashboard.home") + "alerts",
             "rq": url_for("rq_dashboard.queues_overview"),
             "rq-workers": url_for("rq_dashboard.workers_overview", instance_number=0),
             "rq-jobs": jobs_url,

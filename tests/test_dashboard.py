@@ -344,7 +344,10 @@ def test_home_page_allows_only_its_own_script_and_style_files(client, creds):
     assert csp["script-src"] == "'self'"
     assert csp["style-src"] == "'self'"
     html = response.get_data(as_text=True)
-    assert re.findall(r"<script\b([^>]*)>", html) == [' src="/dashboard/static/dashboard.js" defer']
+    assert re.findall(r"<script\b([^>]*)>", html) == [
+        ' src="/dashboard/static/clock.js" defer',
+        ' src="/dashboard/static/dashboard.js" defer',
+    ]
     assert "style=" not in html and "<style" not in html
 
 

@@ -85,7 +85,9 @@ def test_paused_schedule_does_not_fire_and_says_so(client, auth, make_scheduler,
     slot = _due_slot(redis, "forecast")
     with caplog.at_level(logging.INFO, logger="scheduler"):
         scheduler.tick()
-    assert JobRun.select().count() == 0 and Queue("forecast", connection=redis).count == 0
+    assert Queue("forecast", connection=redis).count == 0
+    skipped = JobRun.get()  # the paused slot leaves a trace in the history
+    assert (skipped.status, skipped.error, skipped.slot) == ("skipped", "schedule paused", slot.replace(tzinfo=None))
     assert any("not run: schedule paused" in r.getMessage() for r in caplog.records)
     state = _schedules(client)["forecast"]
     assert state["paused"] is True
@@ -106,7 +108,10 @@ def test_pause_only_stops_that_schedule(client, auth, make_scheduler, redis):
     _due_slot(redis, "forecast")
     _due_slot(redis, "daily-summary")
     scheduler.tick()
-    assert [r.job_name for r in JobRun.select()] == ["daily-summary"]
+    assert [r.job_name for r in JobRun.select().where(JobRun.status != "skipped")] == ["daily-summary"]
+    assert [(r.job_name, r.error) for r in JobRun.select().where(JobRun.status == "skipped")] == [
+        ("forecast", "schedule paused")
+    ]
 
 
 def test_pause_survives_a_scheduler_restart(client, auth, make_scheduler, redis):
@@ -116,7 +121,7 @@ def test_pause_survives_a_scheduler_restart(client, auth, make_scheduler, redis)
     assert restarted.register_schedules() == []
     _due_slot(redis, "forecast")
     restarted.tick()
-    assert JobRun.select().count() == 0
+    assert [r.status for r in JobRun.select()] == ["skipped"]
     assert _schedules(client)["forecast"]["paused"] is True
 
 
@@ -134,11 +139,12 @@ def test_real_scheduler_process_skips_a_paused_schedule(client, auth, redis, set
     _due_slot(redis, "forecast")
     output = burst()
     assert "schedule paused" in output
-    assert JobRun.select().count() == 0
+    assert [(r.status, r.error) for r in JobRun.select()] == [("skipped", "schedule paused")]
     client.post("/api/schedules/forecast/resume", headers=auth)
     _due_slot(redis, "forecast", minutes_ago=2)
     burst()
-    assert [(r.job_name, r.trigger) for r in JobRun.select()] == [("forecast", "scheduled")]
+    ran = JobRun.select().where(JobRun.status != "skipped")
+    assert [(r.job_name, r.trigger) for r in ran] == [("forecast", "scheduled")]
 
 
 def test_run_now_is_a_manual_trigger_with_409_on_overlap(client, auth, redis):

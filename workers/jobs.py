@@ -120,8 +120,19 @@ def generate_daily_summary(job_id: str, settings: Settings) -> dict:
         DailySummary.delete().where(DailySummary.day == day).execute()
         DailySummary.create(day=day, report=report, job_id=job_id, created_at=utcnow())
     log.info("daily summary for %s: %d alerts", day, report["alerts"]["total"])
-    delivered = notify.send_daily_report(settings, report, job_id)
+    try:
+        delivered = notify.send_daily_report(settings, report, job_id)
+    except notify.NotifyError as exc:
+        _record_report_delivery(day, notify.delivery_state("failed", str(exc), job_id=job_id))
+        raise
+    state = "delivered" if delivered else "not_configured"
+    _record_report_delivery(day, notify.delivery_state(state, None, job_id=job_id))
     return {"status": "completed", **report, "delivered": delivered}
+
+
+def _record_report_delivery(day: date, delivery: dict) -> None:
+    """The summary webhook's outcome on the day's report, shown with it (the dashboard's report card)."""
+    DailySummary.update(delivery=delivery).where(DailySummary.day == day).execute()
 
 
 def _delete_in_batches(model, condition, batch_size: int) -> int:

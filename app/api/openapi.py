@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from app.api.forecast import AccuracyQuery
 from app.api.jobs import RetryFailedQuery
 from app.api.reports import DailyReportQuery, ReportPageQuery
-from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, TriggerBody
+from app.api.schemas import RUN_ID_PATTERN, AlertActionBody, AlertQuery, HistoryQuery, TriggerBody
 from app.core.catalog import JOBS
 from app.core.run_history import RunQuery
 
@@ -146,8 +146,36 @@ ALERT = {
         "resolved": {"type": "boolean"},
         "created_at": ISO_TIME,
         "last_seen_at": ISO_TIME,
+        "state": {"type": "string", "enum": ["open", "acknowledged", "resolved"]},
+        "last_job_id": {"type": ["string", "null"], "description": "the latest run that saw it"},
+        "acknowledged_at": {"type": ["string", "null"], "format": "date-time"},
+        "acknowledged_by": {"type": ["string", "null"]},
+        "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+        "resolved_by": {"type": ["string", "null"]},
+        "comment": {"type": ["string", "null"]},
+        "notification": {"type": ["object", "null"], "description": "the alert webhook's delivery: state, at, error"},
     },
 }
+ALERT_ID = {"name": "alert_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+
+
+def _alert_action(summary: str, body: dict) -> dict:
+    return {
+        "post": {
+            "summary": summary,
+            "security": BEARER,
+            "parameters": [ALERT_ID],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                **_ok("the alert", "Alert"),
+                "400": _error("bad body"),
+                "401": _error("no or wrong token"),
+                "404": _error("no such alert"),
+                "409": _error("already resolved"),
+                "503": _error("database down"),
+            },
+        }
+    }
 
 
 SCHEDULE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": list(JOBS)}}
@@ -295,6 +323,26 @@ FORECAST_PATHS = {
     },
 }
 
+TREND_PATHS = {
+    "/api/trends": {
+        "get": {
+            "summary": "Per job: runs, failures and p50/p95 durations per bucket (24h: hourly, 7d: 6-hourly, 30d: daily)",
+            "security": READ,
+            "parameters": [
+                {"name": "window", "in": "query", "schema": {"type": "string", "enum": ["24h", "7d", "30d"]}},
+                {"name": "job", "in": "query", "schema": {"type": "string"}, "description": "one job (all by default)"},
+            ],
+            "responses": {
+                **_ok("the trends", "Object"),
+                "400": _error("bad window"),
+                "401": _error("no or wrong token"),
+                "404": _error("unknown job"),
+                "503": _error("database down"),
+            },
+        }
+    },
+}
+
 
 RUN_LIST_PATHS = {
     "/api/runs": {
@@ -318,6 +366,8 @@ RUN_LIST_PATHS = {
 def build_document() -> dict:
     trigger_body = TriggerBody.model_json_schema()
     trigger_body.pop("title", None)
+    alert_body = AlertActionBody.model_json_schema()
+    alert_body.pop("title", None)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -560,9 +610,29 @@ def build_document() -> dict:
                 }
             },
             **RUN_LIST_PATHS,
+            "/api/alerts/{alert_id}": {
+                "get": {
+                    "summary": "One alert with its sightings (the runs that saw it), newest first",
+                    "security": READ,
+                    "parameters": [ALERT_ID],
+                    "responses": {
+                        **_ok("the alert and its sightings", "Alert"),
+                        "401": _error("no or wrong token"),
+                        "404": _error("no such alert"),
+                        "503": _error("database down"),
+                    },
+                }
+            },
+            "/api/alerts/{alert_id}/acknowledge": _alert_action(
+                "Acknowledge an open alert (someone is on it; still open, not notified again)", alert_body
+            ),
+            "/api/alerts/{alert_id}/resolve": _alert_action(
+                "Resolve an alert (closed; its condition seen again opens and notifies a new alert)", alert_body
+            ),
             **SCHEDULE_PATHS,
             **REPORT_PATHS,
             **FORECAST_PATHS,
+            **TREND_PATHS,
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": _ok("alive", "Object")}},
             "/readyz": {
                 "get": {

@@ -26,6 +26,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=200)
 
 
+class AlertActionBody(Strict):
+    comment: str | None = Field(None, max_length=2000, description="why, for the next person (kept with the alert)")
+
+
 class TriggerBody(Strict):
     force: bool = Field(False, description="queue behind the active run instead of answering 409")
 
@@ -44,6 +48,7 @@ class AlertQuery(PageQuery):
     source: str | None = Field(None, max_length=40, pattern=r"^[a-z_]+$")
     severity: Literal["high", "medium", "low"] | None = None
     type: str | None = Field(None, max_length=40, pattern=r"^[a-z_]+$")
+    state: Literal["open", "acknowledged", "resolved"] | None = None
     since: datetime | None = None
 
     @field_validator("since")

@@ -95,6 +95,14 @@ ALERT_COLUMNS = (
     Alert.occurrences,
     Alert.resolved,
     Alert.last_seen_at,
+    Alert.state,
+    Alert.last_job_id,
+    Alert.acknowledged_at,
+    Alert.acknowledged_by,
+    Alert.resolved_at,
+    Alert.resolved_by,
+    Alert.comment,
+    Alert.notification,
 )
 
 
@@ -113,6 +121,14 @@ def alert_row_json(row: tuple) -> dict:
         occurrences,
         resolved,
         last_seen_at,
+        state,
+        last_job_id,
+        acknowledged_at,
+        acknowledged_by,
+        resolved_at,
+        resolved_by,
+        comment,
+        notification,
     ) = row
     return {
         "id": alert_id,
@@ -128,6 +144,14 @@ def alert_row_json(row: tuple) -> dict:
         "resolved": resolved,
         "created_at": iso(created_at),
         "last_seen_at": iso(last_seen_at),
+        "state": state,
+        "last_job_id": last_job_id,
+        "acknowledged_at": iso(acknowledged_at),
+        "acknowledged_by": acknowledged_by,
+        "resolved_at": iso(resolved_at),
+        "resolved_by": resolved_by,
+        "comment": comment,
+        "notification": notification,
     }
 
 
@@ -146,4 +170,5 @@ def report_json(summary: DailySummary) -> dict:
         "job_id": summary.job_id,
         "created_at": iso(summary.created_at),
         "report": summary.report,
+        "delivery": summary.delivery,
     }

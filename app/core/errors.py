@@ -106,3 +106,26 @@ class RunNotRetryable(Conflict):
         )
         self.run_id = run_id
         self.status = status
+
+
+class AlertMissing(NotFound):
+    """No alert with that id."""
+
+    def __init__(self, alert_id: object) -> None:
+        super().__init__(f"no alert with id {str(alert_id)[:40]}")
+        self.alert_id = alert_id
+
+
+class AlertResolved(Conflict):
+    """The alert is resolved (closed); a new sighting opens a new alert."""
+
+    def __init__(self, alert_id: int, resolved_by: str | None) -> None:
+        super().__init__(f"alert {alert_id} is already resolved", resolved_by=resolved_by)
+        self.alert_id = alert_id
+
+
+class InvalidTrendWindow(InvalidInput):
+    """A trends window that is not one of the offered ones."""
+
+    def __init__(self, value: str, known: list[str]) -> None:
+        super().__init__(f"window must be one of {', '.join(known)}, not {value[:40]!r}")

@@ -41,6 +41,13 @@
     const thead = h("thead", null,
       headGroups ? h("tr", { class: "group" }, headGroups.map(([label, span, cls]) => h("th", { colspan: span, class: cls }, label))) : null,
       h("tr", null, head.map((c) => (typeof c === "string" ? h("th", null, c) : h("th", { class: c[1] }, c[0])))));
+    // Each cell carries its column's name: at phone width the rows become cards that show it.
+    const groups = (headGroups || []).flatMap(([label, span]) => Array(span).fill(label));
+    const labels = head.map((c, i) => [groups[i], typeof c === "string" ? c : c[0]].filter(Boolean).join(" · "));
+    for (const row of [rows].flat(Infinity)) {
+      if (!(row instanceof Element)) continue;
+      [...row.children].forEach((cell, i) => { if (labels[i]) cell.dataset.label = labels[i]; });
+    }
     return h("table", null, thead, h("tbody", null, rows));
   }
 
@@ -73,9 +80,10 @@
     return seconds >= 0 ? `${text} ago` : `in ${text}`;
   }
 
+  const clock = window.DashboardClock; // clock.js: the browser's zone or UTC, as the reader chose
+
   function fmtTime(iso) {
-    if (!iso) return "–";
-    return `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
+    return clock.format(iso);
   }
 
   function timeCell(iso) {
@@ -218,13 +226,18 @@
       h("td", { class: "num" }, fmtDuration(w.duration_p50)),
       h("td", { class: "num" }, fmtDuration(w.duration_p95)),
     ];
+    const outcome = (o, label) => (o ? h("span", { class: "muted" }, `${label} `, runLink(o.job_id), ` ${fmtAge((serverNow - Date.parse(o.ended_at)) / 1000)}`)
+      : h("span", { class: "muted" }, `${label} never`));
     const rows = Object.entries(jobs).map(([name, job]) =>
       h("tr", { dataset: { job: name } },
         h("td", null, h("strong", null, name), h("br"), h("a", { href: rqJobs(job.queue, "queued"), class: "muted" }, `queue ${job.queue}`)),
-        windowCells(job["24h"], true), windowCells(job["7d"], true)));
+        windowCells(job["24h"], true), windowCells(job["7d"], true),
+        h("td", { class: "outcomes sep" }, outcome((lastOutcomes[name] || {}).last_success, "✓"), h("br"),
+          outcome((lastOutcomes[name] || {}).last_failure, "✗"))));
     const cols = [["runs", "num sep"], ["success", "num"], ["p50", "num"], ["p95", "num"]];
     fill("card-jobs",
-      table([["job", ""], ...cols, ...cols], rows, [["", 1], ["last 24 h", 4, "sep"], ["last 7 d", 4, "sep"]]),
+      table([["job", ""], ...cols, ...cols, ["last success / failure", "sep"]], rows,
+        [["", 1], ["last 24 h", 4, "sep"], ["last 7 d", 4, "sep"], ["", 1, "sep"]]),
       h("p", { class: "muted" }, "Success rate: finished ÷ (finished + failed + stopped). Durations: finished runs, start to end."));
   }
 
@@ -253,9 +266,9 @@
         y -= barH;
         group.append(s("rect", { x, y, width: Math.max(1, step - 4), height: barH, class: `bar-${kind}` }));
       }
-      group.append(s("title", null, `${fmtTime(iso)} UTC: ${series.finished[i]} finished, ${series.failed[i]} failed/stopped, ${series.other[i]} other`));
+      group.append(s("title", null, `${fmtTime(iso)} ${clock.zone()}: ${series.finished[i]} finished, ${series.failed[i]} failed/stopped, ${series.other[i]} other`));
       svg.append(group);
-      if (i % 3 === 0) svg.append(s("text", { x: x + (step - 4) / 2, y: height - 6, "text-anchor": "middle" }, iso.slice(11, 13) + "h"));
+      if (i % 3 === 0) svg.append(s("text", { x: x + (step - 4) / 2, y: height - 6, "text-anchor": "middle" }, clock.hour(iso) + "h"));
     });
     const total = totals.reduce((a, b) => a + b, 0);
     fill("card-chart", h("div", { class: "chart" }, svg),
@@ -294,8 +307,9 @@
     fill("card-workers", table(["worker", "state", "current job", ["heartbeat", "num"], ["CPU", "num"], ["RSS", "num"]], rows));
   }
 
-  function renderSchedules(schedules) {
+  function renderSchedules(schedules, skips) {
     const rows = schedules.map((sc) => {
+      const skip = (skips || {})[sc.name];
       const toggle = sc.paused
         ? h("button", { type: "button", dataset: { schedule: sc.name, action: "resume" },
                         onclick: (e) => scheduleAction(sc.name, "resume", e.currentTarget) }, "Resume")
@@ -314,9 +328,14 @@
         timeCell(sc.last_run),
         h("td", null, sc.last_status ? badge(sc.last_status) : h("span", { class: "muted" }, "–"),
           sc.last_run_id ? [h("br"), runLink(sc.last_run_id)] : null),
+        h("td", { class: "skips", dataset: { skipped: skip ? skip.count : 0 } },
+          !skip || !skip.count ? h("span", { class: "muted" }, "none")
+            : [`${skip.count} skipped`, h("br"), h("span", { class: "muted" },
+              `last ${fmtTime(skip.last.slot)}: ${skip.last.reason || "skipped"}`)]),
         h("td", { class: "actions" }, toggle, run));
     });
-    fill("card-schedules", table(["schedule", "cron", "state", "next run (UTC)", "last scheduled run", "its status", ""], rows));
+    fill("card-schedules", table(["schedule", "cron", "state", `next run (${clock.zone()})`, "last scheduled run", "its status",
+      "skipped slots (7 d)", ""], rows));
   }
 
   function runRow(run, withAction) {
@@ -333,7 +352,7 @@
   }
 
   function renderRuns(active, recent) {
-    const head = ["run", "job", "status", "trigger", "enqueued (UTC)", ["duration", "num"], "error"];
+    const head = ["run", "job", "status", "trigger", `enqueued (${clock.zone()})`, ["duration", "num"], "error"];
     fill("card-runs",
       h("h3", null, `Queued and running (${active.length})`),
       active.length ? table([...head, ""], active.map((r) => runRow(r, true))) : h("p", { class: "muted" }, "Nothing queued or running."),
@@ -345,16 +364,18 @@
     const counts = (w, label) => h("div", { dataset: { window: w } }, h("span", { class: "muted" }, label),
       ["high", "medium", "low"].map((sev) => badge(`${alerts.by_severity[w][sev]} ${sev}`, sev)));
     const rows = alerts.recent.map((a) =>
-      h("tr", { dataset: { alert: a.id } },
+      h("tr", { dataset: { alert: a.id, state: a.state } },
         timeCell(a.created_at),
-        h("td", null, badge(a.severity)),
+        h("td", null, badge(a.severity), " ", badge(a.state)),
         h("td", null, a.type),
-        h("td", null, h("strong", null, a.title), h("br"), h("span", { class: "muted" }, a.message)),
+        h("td", null, h("a", { href: `${urls.urlAlerts}/${encodeURIComponent(a.id)}` }, h("strong", null, a.title)), h("br"),
+          h("span", { class: "muted" }, a.message)),
         h("td", null, a.subject),
         h("td", { class: "num" }, a.occurrences),
-        h("td", null, a.job_id ? runLink(a.job_id) : "–")));
-    fill("card-alerts", h("div", { class: "counts" }, counts("24h", "last 24 h"), counts("7d", "last 7 d")),
-      rows.length ? table(["created (UTC)", "severity", "type", "alert", "subject", ["seen", "num"], "run"], rows)
+        h("td", null, a.last_job_id ? runLink(a.last_job_id) : "–")));
+    fill("card-alerts", h("div", { class: "counts" }, counts("24h", "last 24 h"), counts("7d", "last 7 d"),
+      h("a", { href: `${urls.urlAlerts}?state=open` }, "open alerts →"), h("a", { href: urls.urlAlerts }, "all alerts →")),
+      rows.length ? table([`created (${clock.zone()})`, "severity, state", "type", "alert", "subject", ["seen", "num"], "latest run"], rows)
         : h("p", { class: "muted" }, "No alerts."));
   }
 
@@ -371,6 +392,11 @@
       h("p", null, `${report.alerts.total} alerts: `, ["high", "medium", "low"].map((sev) =>
         badge(`${(report.alerts.by_severity || {})[sev] || 0} ${sev}`, sev))),
       h("p", { class: "muted" }, `by type: ${pairs(report.alerts.by_type)}; by source: ${pairs(report.alerts.by_source)}`),
+      h("p", { id: "report-delivery", class: report.delivery && report.delivery.state === "failed" ? "nonzero-bad" : "muted" },
+        !report.delivery ? "webhook: not recorded"
+          : report.delivery.state === "delivered" ? `webhook: delivered ${fmtTime(report.delivery.at)}`
+          : report.delivery.state === "failed" ? `webhook: NOT delivered (${report.delivery.error || "error"}) ${fmtTime(report.delivery.at)}; the run retries`
+          : "webhook: not configured (SUMMARY_WEBHOOK_URL)"),
       runs.length ? h("ul", null, runs) : h("p", { class: "muted" }, "No runs that day."));
   }
 
@@ -413,19 +439,26 @@
         h("span", { id: "accuracy-latest" }, `latest ${last.horizon_start}: MASE ${last.mase === null ? "–" : last.mase.toFixed(3)}, coverage ${fmtPercent(last.coverage)}`)));
   }
 
+  let lastData = null;
+  document.addEventListener("dashboard:timezone", () => { if (lastData) render(lastData); });
+
+  let lastOutcomes = {};
+
   function render(data) {
+    lastData = data;
+    lastOutcomes = data.last_outcomes || {};
     serverNow = Date.parse(data.generated_at) || Date.now();
     renderJobs(data.jobs);
     renderChart(data.runs_per_hour);
     renderQueues(data.queues);
     renderWorkers(data.workers);
-    renderSchedules(data.schedules);
+    renderSchedules(data.schedules, data.skipped_slots);
     renderRuns(data.active_runs, data.recent_runs);
     renderAlerts(data.alerts);
     renderReport(data.daily_report);
     renderAccuracy(data.forecast_accuracy);
     root.dataset.generatedAt = data.generated_at;
-    document.getElementById("refreshed").textContent = `updated ${fmtTime(data.generated_at)}:${data.generated_at.slice(17, 19)} UTC`;
+    document.getElementById("refreshed").textContent = `updated ${clock.format(data.generated_at, true)} ${clock.zone()}`;
   }
 
   async function refresh() {
@@ -464,9 +497,9 @@
         field("trigger", run.trigger),
         run.retry_of ? field("retry of", runLink(run.retry_of)) : null,
         field("attempts", run.attempts),
-        field("enqueued", run.enqueued_at || "–"),
-        field("started", run.started_at || "–"),
-        field("ended", run.ended_at || "–"),
+        field("enqueued", fmtTime(run.enqueued_at)),
+        field("started", fmtTime(run.started_at)),
+        field("ended", fmtTime(run.ended_at)),
         field("duration", fmtDuration(runDuration(run))),
         run.error ? field("error", h("pre", { class: "error" }, run.error)) : null,
         run.result ? field("result", h("pre", null, JSON.stringify(run.result, null, 2))) : null),
