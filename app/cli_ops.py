@@ -27,8 +27,8 @@ from app.config import get_settings
 from app.connections import database, db_session
 from app.core import jobs, reports, schedules
 from app.core.errors import InvalidInput, ReportMissing, RunActive, RunEnded, ServiceError, UnknownJobName
+from app.core.listings import alerts_page, history_page
 from app.errors import APIError, BadRequest
-from app.listings import alerts_page, history_page
 from app.migrations import MigrationError, migrate, status
 
 log = logging.getLogger(__name__)

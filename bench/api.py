@@ -111,7 +111,7 @@ def run_wrk(base: str, script: Path, connections: int, seconds: float) -> dict:
 
 
 def _deep_cursors(conn, fraction: float = 0.9) -> dict:
-    from app.pagination import encode_cursor
+    from app.core.pagination import encode_cursor
 
     out = {}
     with conn.cursor() as cur:

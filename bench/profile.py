@@ -409,8 +409,8 @@ def explain(bench: Bench, args) -> None:
     """EXPLAIN ANALYZE of the API's queries as peewee builds them (with 1M rows), and alternatives."""
     from app.config import Settings
     from app.connections import bind_database
+    from app.core.pagination import decode_cursor
     from app.models import Alert, JobRun, utcnow
-    from app.pagination import decode_cursor
 
     loaded = api.load(bench, args.rows, print)
     bind_database(Settings(_env_file=None, redis_url=bench.redis_url, database_url=bench.database_url))

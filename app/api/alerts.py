@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 
 from app.api.schemas import AlertQuery, parse_query
 from app.auth import require_read_token
-from app.listings import alerts_page
+from app.core.listings import alerts_page
 
 bp = Blueprint("alerts", __name__, url_prefix="/api/alerts")
 

@@ -1,4 +1,7 @@
-"""Opaque keyset cursors: the (time, id) of the last row of a page, base64url-encoded JSON.
+"""Opaque keyset cursors and the listings' SQL: the service layer's read path, no HTTP.
+
+A cursor is the (time, id) of the last row of a page, base64url-encoded JSON; a bad one is the
+domain error `InvalidCursor`, a value no database column holds `ValueOutOfRange`.
 
 Pages (and the API's single-run reads) are SQL statements written here once per shape (which
 filters, whether a cursor) and run with `execute_sql`; rows are tuples converted by the columns'
@@ -14,8 +17,9 @@ import binascii
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import peewee
 
@@ -57,7 +61,7 @@ def sql_value_ok(value: object) -> bool:
     return True
 
 
-def encode_cursor(at: datetime, row_id) -> str:
+def encode_cursor(at: datetime, row_id: object) -> str:
     raw = json.dumps([at.isoformat(), row_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -120,21 +124,21 @@ def fetch_rows(
     limit: int,
     after: tuple[datetime, object] | None = None,
     newest_first: bool = False,
-) -> list:
+) -> list[Any]:
     """Rows of `columns` (sequences, values converted by their fields) matching every condition.
 
     `conditions` are (field, "=" or ">=", value); `after` is a keyset position (time, id) in
     `columns[0]`, `columns[1]`. The statement is written once per shape and cached.
     """
     time_field, id_field = columns[0], columns[1]
-    params = []
+    params: list[object] = []
     for field, op, value in conditions:
         if op not in OPERATORS:
             raise ValueError(f"unsupported operator {op!r}")
-        params.append(field.db_value(value))
+        params.append(field.db_value(value))  # type: ignore[no-untyped-call]
     if after is not None:
         at, row_id = after
-        params += [time_field.db_value(at), time_field.db_value(at), id_field.db_value(row_id)]
+        params += [time_field.db_value(at), time_field.db_value(at), id_field.db_value(row_id)]  # type: ignore[no-untyped-call]
     params.append(limit)
     if not all(map(sql_value_ok, params)):  # the routes validate first; this is the last line
         raise ValueOutOfRange()
@@ -146,13 +150,13 @@ def fetch_rows(
         newest_first,
         database.param,
     )
-    rows = database.execute_sql(sql, params).fetchall()
-    converters = [
+    rows: list[Any] = database.execute_sql(sql, params).fetchall()
+    converters: list[tuple[int, Callable[[Any], Any], type | None]] = [
         (i, f.python_value, _NATIVE.get(type(f))) for i, f in enumerate(columns) if not isinstance(f, _PLAIN_FIELDS)
     ]
     if not converters:
         return rows
-    out = []
+    out: list[Any] = []
     for row in rows:
         row = list(row)
         for i, convert, native in converters:
@@ -169,7 +173,7 @@ def keyset_page(
     cursor: str | None,
     limit: int,
     id_type: type,
-) -> tuple[list, str | None]:
+) -> tuple[list[Any], str | None]:
     """Newest-first page after `cursor`: (rows of `columns`, next cursor or None).
 
     `columns[0]` and `columns[1]` are the time and id the page is ordered and cursored by.
