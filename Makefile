@@ -49,9 +49,10 @@ openssl-check:
 test: install redis-check openssl-check
 	$(PY) -m pytest -q
 
-# The fast tier: no servers and no worker processes (the engine, the rules, settings, catalogue,
-# dependencies, docs and the import layering), well under a minute; `make test` runs everything.
-FAST_TESTS := tests/test_forecast_engine.py tests/test_forecast_rules.py tests/test_config.py \
+# The fast tier: no servers and no worker processes (the service layer's use cases on a SQLite
+# file, the engine, the rules, settings, catalogue, dependencies, docs and the import layering),
+# well under a minute; `make test` runs everything.
+FAST_TESTS := tests/test_core_*.py tests/test_forecast_engine.py tests/test_forecast_rules.py tests/test_config.py \
 	tests/test_catalog.py tests/test_dependencies.py tests/test_docs.py tests/test_layering.py
 .PHONY: test-fast
 test-fast: install

@@ -28,9 +28,9 @@ from rq.scheduler import RQScheduler
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import to_unix
 
-from app import runs
 from app.config import Settings, get_settings
 from app.connections import bind_database, db_session, redis_connection
+from app.core import scheduled
 from app.core.catalog import JOBS, QUEUES, JobSpec
 from app.logging_setup import setup_logging
 from app.runs.keys import release_if_owner
@@ -117,27 +117,19 @@ class ServiceScheduler(Scheduler):
         paused = self.connection.sismember(PAUSED_KEY, name)
         if claimed and paused:
             log.info("schedule %s slot %s not run: schedule paused", name, slot.isoformat())
-            try:  # the slot's trace in the history: a skipped run saying why
-                runs.record_skipped_slot(name, slot.replace(tzinfo=None), "schedule paused")
-            except peewee.IntegrityError:
-                pass
+            scheduled.record_missed_slot(name, slot.replace(tzinfo=None), "schedule paused")  # its trace in the history
         elif claimed:
             try:
-                result = runs.enqueue_run(
-                    name,
-                    redis=self.connection,
-                    settings=self.settings,
-                    trigger="scheduled",
-                    slot=slot.replace(tzinfo=None),
-                )
-                outcome = result.status.value
-                log.info("schedule %s slot %s fired: run %s %s", name, slot.isoformat(), result.run_id, outcome)
-            except peewee.IntegrityError:
-                log.info("schedule %s slot %s already has a run", name, slot.isoformat())
+                result = scheduled.run_slot(self.connection, self.settings, name, slot.replace(tzinfo=None))
             except Exception:
                 # Un-claim so the next tick retries this slot once the database is back.
                 self.connection.delete(SLOT_KEY.format(name=name, epoch=int(slot.timestamp())))
                 raise
+            if result is None:
+                log.info("schedule %s slot %s already has a run", name, slot.isoformat())
+            else:
+                outcome = result.status.value
+                log.info("schedule %s slot %s fired: run %s %s", name, slot.isoformat(), result.run_id, outcome)
         now = utcnow()
         if claimed and not paused:
             self._record_missed(name, cron, slot, now)
@@ -153,14 +145,11 @@ class ServiceScheduler(Scheduler):
                 return
             key = SLOT_KEY.format(name=name, epoch=int(missed.timestamp()))
             if self.connection.set(key, self.name, nx=True, ex=SLOT_KEY_TTL):
-                try:
-                    runs.record_skipped_slot(
-                        name,
-                        missed.replace(tzinfo=None),
-                        f"missed: scheduler or Redis unavailable; caught up by {caught_up.isoformat()}",
-                    )
-                except peewee.IntegrityError:
-                    pass
+                scheduled.record_missed_slot(
+                    name,
+                    missed.replace(tzinfo=None),
+                    f"missed: scheduler or Redis unavailable; caught up by {caught_up.isoformat()}",
+                )
             missed = next_fire_time(cron, missed)
 
     # -- delayed retries ------------------------------------------------------------------
@@ -201,7 +190,7 @@ class ServiceScheduler(Scheduler):
                 self.register_schedules()
                 self.enqueue_jobs()
                 self.move_due_retries()
-                runs.reconcile(self.connection, self.settings)
+                scheduled.reconcile(self.connection, self.settings)
         finally:
             self.remove_lock()
 

@@ -109,4 +109,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app import cli
 
     cli.register(app)
+
+    from app.api.fast_reads import FastReads
+
+    app.wsgi_app = FastReads(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -14,10 +14,14 @@ def _same(given: str, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def bearer_token_ok() -> bool:
-    header = request.headers.get("Authorization", "")
+def bearer_header_ok(header: str, expected: str) -> bool:
+    """Whether an Authorization header value is `Bearer <expected>` (the API's and the fast reads' check)."""
     scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and _same(token.strip(), current_app.config["SETTINGS"].api_token)
+    return scheme.lower() == "bearer" and _same(token.strip(), expected)
+
+
+def bearer_token_ok() -> bool:
+    return bearer_header_ok(request.headers.get("Authorization", ""), current_app.config["SETTINGS"].api_token)
 
 
 def require_token(view):

@@ -28,8 +28,8 @@ from app.connections import database, db_session
 from app.core import alerts as core_alerts
 from app.core import jobs, reports, schedules
 from app.core.errors import InvalidInput, ReportMissing, RunActive, RunEnded, ServiceError, UnknownJobName
+from app.core.listings import alerts_page, history_page
 from app.errors import APIError, BadRequest
-from app.listings import alerts_page, history_page
 from app.migrations import MigrationError, migrate, status
 
 log = logging.getLogger(__name__)

@@ -111,7 +111,7 @@ def run_wrk(base: str, script: Path, connections: int, seconds: float) -> dict:
 
 
 def _deep_cursors(conn, fraction: float = 0.9) -> dict:
-    from app.pagination import encode_cursor
+    from app.core.pagination import encode_cursor
 
     out = {}
     with conn.cursor() as cur:
@@ -340,11 +340,13 @@ def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencie
         for conns, runs in per_conn.items():
             bare_runs = results["bare"][conns]
             ratios = [r["rps"] / b["rps"] for r, b in zip(runs, bare_runs) if b["rps"]]
+            p99_ratios = [r["p99_ms"] / b["p99_ms"] for r, b in zip(runs, bare_runs) if b["p99_ms"]]
             summary[key][conns] = {
                 "rps": median([r["rps"] for r in runs]),
                 "p50_ms": median([r["p50_ms"] for r in runs]),
                 "p99_ms": median([r["p99_ms"] for r in runs]),
                 "ratio_to_bare": median(ratios),
+                "p99_ratio_to_bare": median(p99_ratios),
                 "non_2xx_409": sum(r["sother"] for r in runs),
                 "socket_errors": sum(r["errors"] for r in runs),
                 "s202": sum(r["s202"] for r in runs),

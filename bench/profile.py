@@ -316,7 +316,7 @@ def cleanup_sql(bench: Bench, args) -> None:
     cur = conn.cursor()
     batch = args.batch
 
-    def job_batches(limit_rows):  # workers.jobs._delete_in_batches, statement for statement
+    def job_batches(limit_rows):  # app.core.maintenance.delete_in_batches, statement for statement
         sel = dele = 0.0
         done = 0
         while done < limit_rows:
@@ -354,8 +354,8 @@ def cleanup_sql(bench: Bench, args) -> None:
     if args.real:  # the job's own function, through peewee, each statement timed
         from app.config import Settings
         from app.connections import bind_database, database, db_session
+        from app.core.maintenance import delete_in_batches as _delete_in_batches
         from app.models import Alert
-        from workers.jobs import _delete_in_batches
 
         bind_database(Settings(_env_file=None, redis_url=bench.redis_url, database_url=bench.database_url))
         timings = []
@@ -375,7 +375,7 @@ def cleanup_sql(bench: Bench, args) -> None:
         took = time.perf_counter() - began
         sql_total = sum(t for _, t in timings)
         print(
-            f"workers.jobs._delete_in_batches: {deleted:,} rows in {took:.1f}s = {deleted / took:,.0f} rows/s; "
+            f"app.core.maintenance.delete_in_batches: {deleted:,} rows in {took:.1f}s = {deleted / took:,.0f} rows/s; "
             f"SQL {sql_total:.1f}s, Python (peewee, lists) {took - sql_total:.1f}s"
         )
         for verb in ("SELECT", "DELETE", "COMMIT", "BEGIN"):
@@ -409,8 +409,8 @@ def explain(bench: Bench, args) -> None:
     """EXPLAIN ANALYZE of the API's queries as peewee builds them (with 1M rows), and alternatives."""
     from app.config import Settings
     from app.connections import bind_database
+    from app.core.pagination import decode_cursor
     from app.models import Alert, JobRun, utcnow
-    from app.pagination import decode_cursor
 
     loaded = api.load(bench, args.rows, print)
     bind_database(Settings(_env_file=None, redis_url=bench.redis_url, database_url=bench.database_url))
@@ -493,7 +493,7 @@ def main(argv=None) -> int:
     p_cl.add_argument("--per-method", type=int, default=1_000_000)
     p_cl.add_argument("--batch", type=int, default=5000)
     p_cl.add_argument("--one-statement", action="store_true", help="only the server-side DELETE ... IN (SELECT ...)")
-    p_cl.add_argument("--real", action="store_true", help="run workers.jobs._delete_in_batches itself, timed")
+    p_cl.add_argument("--real", action="store_true", help="run app.core.maintenance.delete_in_batches itself, timed")
     p_ex = sub.add_parser("explain")
     p_ex.add_argument("--rows", type=int, default=1_000_000)
     for p in (p_api, p_worker):

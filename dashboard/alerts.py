@@ -16,7 +16,7 @@ from app.api.schemas import AlertActionBody, AlertQuery, parse_json_body, parse_
 from app.api.serializers import alert_json
 from app.connections import db_session
 from app.core import alerts
-from app.listings import alerts_page
+from app.core.listings import alerts_page
 from dashboard.views import _no_store, bp
 
 FILTERS = ("state", "severity", "type", "cursor")

@@ -191,3 +191,36 @@ def test_the_service_layer_imports_no_web_cli_or_worker_code():
     )
     assert [m for m in reach if m.startswith(adapters)] == []
     assert [m for m in reach if _third_party_imports(modules[m]) & {"flask", "werkzeug", "click"}] == []
+
+
+def test_the_scheduler_reaches_runs_and_rows_through_the_service_layer():
+    """scheduler.py is a module, outside import-linter's packages: its layer is checked here. It fires
+    slots, records missed ones and reconciles through `app.core.scheduled`; of the run lifecycle it
+    uses only the lock-release script of `app.runs.keys` for its own loop lock."""
+    deps = import_graph()["scheduler"]
+    assert "app.core.scheduled" in deps
+    upward_or_around = [
+        d
+        for d in deps
+        if d.startswith(("app.api", "app.errors", "app.auth", "app.cli", "app.metrics", "dashboard", "workers"))
+        or d == "app.models"
+        or (d.startswith("app.runs") and d != "app.runs.keys")
+    ]
+    assert upward_or_around == []
+
+
+def test_the_job_functions_call_the_report_and_cleanup_use_cases():
+    deps = import_graph()["workers.jobs"]
+    assert {"app.core.reports", "app.core.maintenance"} <= deps
+    assert "app.models" not in deps
+
+
+def test_the_import_contracts_in_pyproject_hold():
+    """import-linter's contracts (pyproject.toml): the layers, and what the service layer, workers
+    and engine may not import; a new upward import fails here as in `make check`."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    done = subprocess.run(
+        [str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(ROOT)}
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "0 broken" in done.stdout and "Layers:" in done.stdout

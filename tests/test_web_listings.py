@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from app.api.serializers import alert_json, run_json
+from app.core.pagination import encode_cursor
 from app.models import Alert, JobRun
-from app.pagination import encode_cursor
 
 T0 = datetime(2026, 3, 1, 12, 0, 0)
 

@@ -9,7 +9,7 @@ from app.api.schemas import AlertActionBody, AlertQuery, parse_json_body, parse_
 from app.api.serializers import alert_json
 from app.auth import require_read_token, require_token
 from app.core import alerts
-from app.listings import alerts_page
+from app.core.listings import alerts_page
 
 bp = Blueprint("alerts", __name__, url_prefix="/api/alerts")
 

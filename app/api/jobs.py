@@ -16,9 +16,8 @@ from app.api.schemas import HistoryQuery, Strict, TriggerBody, as_naive_utc, par
 from app.api.serializers import run_attempts_json
 from app.auth import require_read_token, require_token
 from app.core import jobs
-from app.core.errors import RunMissing
+from app.core.listings import history_page, run_status
 from app.core.stats import service_stats
-from app.listings import history_page, run_status
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 
@@ -84,10 +83,7 @@ def status(job_name: str, run_id: str):
     if run_id in ACTION_SEGMENTS:  # GET on the trigger route lands here: answer as for a wrong method
         raise MethodNotAllowed(valid_methods=[ACTION_SEGMENTS[run_id]])
     name, run_id = jobs.job_name(job_name), jobs.run_id(run_id)
-    body = run_status(name, run_id)
-    if body is None:
-        raise RunMissing(run_id, name)
-    return jsonify(body)
+    return jsonify(run_status(name, run_id))
 
 
 @bp.post("/<job_name>/<run_id>/cancel")

@@ -3,7 +3,7 @@
 The boundary normalises or refuses what the databases and Python cannot hold: times that
 leave the datetime range once converted to UTC, NUL characters anywhere in a URL, JSON
 bodies nested past the interpreter's recursion limit or with numbers Python will not
-convert. Cursors are checked in `app.pagination` (integer ids in 64 bits, storable text).
+convert. Cursors are checked in `app.core.pagination` (integer ids in 64 bits, storable text).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from flask import request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.core.jobs import RUN_ID_PATTERN  # noqa: F401 - the OpenAPI document names it
+from app.core.pagination import unsafe_text
 from app.errors import BadRequest
-from app.pagination import unsafe_text
 
 RunStatusName = Literal["queued", "scheduled", "started", "finished", "failed", "canceled", "stopped", "skipped"]
 

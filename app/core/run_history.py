@@ -34,8 +34,8 @@ from app.connections import db_session
 from app.core.catalog import JOBS
 from app.core.errors import InvalidInput, RunMissing
 from app.core.jobs import run_id as valid_run_id
+from app.core.pagination import decode_cursor, encode_cursor
 from app.models import Alert, JobRun, RunAttempt, iso, run_duration
-from app.pagination import decode_cursor, encode_cursor
 from app.runs import fanout
 from app.runs.status import RETRYABLE_VALUES, TERMINAL_VALUES
 
