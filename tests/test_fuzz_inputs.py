@@ -291,7 +291,10 @@ LISTING_VALUES = {
     "job": st.one_of(st.sampled_from(["forecast", "cleanup", "", "nope"]), texts()),
     "until": times(),
     "error": texts(),
+    "window": st.one_of(st.sampled_from(["24h", "7d", "30d", "1y", ""]), texts()),
+    "state": st.one_of(st.sampled_from(["open", "acknowledged", "resolved", "closed"]), texts()),
 }
+ALERT_IDS = ["1", "30"]
 RUN_FILTERS = ["limit", "cursor", "job", "status", "trigger", "since", "until", "error"]
 
 # Every route the app serves outside rq-dashboard: (method, rule, strategies of its path arguments,
@@ -314,7 +317,7 @@ ROUTES = [
     ("GET", "/api/jobs/<job_name>/<run_id>", {"job_name": JOB_NAMES, "run_id": RUN_IDS}, [], False, "token"),
     ("POST", "/api/jobs/<job_name>/trigger", {"job_name": JOB_NAMES}, [], True, "token"),
     ("POST", "/api/jobs/<job_name>/<run_id>/cancel", {"job_name": JOB_NAMES, "run_id": RUN_IDS}, [], True, "token"),
-    ("GET", "/api/alerts", {}, ["limit", "cursor", "source", "severity", "type", "since"], False, "token"),
+    ("GET", "/api/alerts", {}, ["limit", "cursor", "source", "severity", "type", "state", "since"], False, "token"),
     ("GET", "/api/reports", {}, ["limit", "cursor"], False, "token"),
     ("GET", "/api/reports/daily", {}, ["date"], False, "token"),
     ("GET", "/api/schedules", {}, [], False, "token"),
@@ -339,6 +342,24 @@ ROUTES = [
     ("POST", "/dashboard/schedules/<name>/resume", {"name": JOB_NAMES}, [], True, "dashboard"),
     ("POST", "/dashboard/schedules/<name>/run", {"name": JOB_NAMES}, [], True, "dashboard"),
     ("POST", "/dashboard/runs/<run_id>/cancel", {"run_id": RUN_IDS}, [], True, "dashboard"),
+    ("POST", "/dashboard/runs/<run_id>/retry", {"run_id": RUN_IDS}, [], True, "dashboard"),
+    ("GET", "/api/", {}, [], False, "none"),
+    ("GET", "/api/docs", {}, [], False, "none"),
+    ("GET", "/api/static/<path:filename>", {"filename": ["docs.js", "swagger-ui/swagger-ui.css"]}, [], False, "none"),
+    ("GET", "/favicon.ico", {}, [], False, "none"),
+    ("GET", "/api/trends", {}, ["window", "job"], False, "token"),
+    ("GET", "/api/alerts/<alert_id>", {"alert_id": ALERT_IDS}, [], False, "token"),
+    ("POST", "/api/alerts/<alert_id>/acknowledge", {"alert_id": ALERT_IDS}, [], True, "token"),
+    ("POST", "/api/alerts/<alert_id>/resolve", {"alert_id": ALERT_IDS}, [], True, "token"),
+    ("GET", "/api/jobs/<job_name>/<run_id>/attempts", {"job_name": JOB_NAMES, "run_id": RUN_IDS}, [], False, "token"),
+    ("POST", "/api/jobs/<job_name>/<run_id>/retry", {"job_name": JOB_NAMES, "run_id": RUN_IDS}, [], True, "token"),
+    ("POST", "/api/jobs/<job_name>/retry-failed", {"job_name": JOB_NAMES}, ["since"], True, "token"),
+    ("GET", "/dashboard/alerts", {}, ["state", "severity", "type", "cursor"], False, "dashboard"),
+    ("GET", "/dashboard/alerts/<alert_id>", {"alert_id": ALERT_IDS}, [], False, "dashboard"),
+    ("POST", "/dashboard/alerts/<alert_id>/acknowledge", {"alert_id": ALERT_IDS}, [], True, "dashboard"),
+    ("POST", "/dashboard/alerts/<alert_id>/resolve", {"alert_id": ALERT_IDS}, [], True, "dashboard"),
+    ("GET", "/dashboard/trends", {}, ["window"], False, "dashboard"),
+    ("GET", "/dashboard/trends.json", {}, ["window"], False, "dashboard"),
 ]
 
 
@@ -425,7 +446,7 @@ def check(client, redis, request: dict) -> None:
     )
     shown = (
         f"{request['method']} {request['path'][:300]}?{request['query_string'][:300]!r} "
-        f"body {request['data'][:100]!r} -> {response.status_code} {response.get_data(as_text=True)[:300]}"
+        f"body {request['data'][:100]!r} -> {response.status_code} {response.get_data()[:300].decode(errors='replace')}"
     )
     assert response.status_code < 500, shown
     if response.status_code >= 400:

@@ -112,7 +112,7 @@ class AlertMissing(NotFound):
     """No alert with that id."""
 
     def __init__(self, alert_id: object) -> None:
-        super().__init__(f"no alert with id {str(alert_id)[:40]}")
+        super().__init__(f"no alert with id {str(alert_id)[:40]!r}")  # repr: no control character is echoed
         self.alert_id = alert_id
 
 
