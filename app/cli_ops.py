@@ -4,6 +4,8 @@ They call the same use cases as the API (the service layer, `app.core`) and vali
 with the API's query models (`app.api.schemas`), so a command accepts and refuses exactly what
 the matching route does. Errors print one clear line and exit non-zero: 2 for bad input, 1 for
 everything else; domain errors are mapped by this module's one table (`DOMAIN_ERRORS`).
+Commands that change something are audited by `app.cli.audit_commands`; those that only read
+are marked `@reads_only`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.api.schemas import AlertQuery, HistoryQuery, parse_query
 from app.api.serializers import report_json, run_json
+from app.cli import reads_only
 from app.config import get_settings
 from app.connections import database, db_session
 from app.core import jobs, reports, schedules
@@ -173,6 +176,7 @@ def trigger_command(job: str, force: bool, as_json: bool):
     _emit(payload, as_json, [f"{name} run {outcome.run_id} {outcome.status.value}{after}"])
 
 
+@reads_only
 @click.command("status")
 @click.argument("job")
 @click.argument("run_id")
@@ -195,6 +199,7 @@ def cancel_command(job: str, run_id: str):
     click.echo(f"run {run_id} " + ("stop requested" if outcome == jobs.CancelOutcome.STOPPING else "canceled"))
 
 
+@reads_only
 @click.command("runs")
 @click.argument("job")
 @click.option("--status", default=None, help="queued, scheduled, started, finished, failed, canceled, stopped, skipped")
@@ -232,6 +237,7 @@ def schedules_group(ctx: click.Context):
         ctx.invoke(list_schedules_command)
 
 
+@reads_only
 @schedules_group.command("list")
 @json_option
 @operator_errors
@@ -290,6 +296,7 @@ def run_schedule_command(name: str):
 
 
 # -- alerts and reports --------------------------------------------------------------------
+@reads_only
 @click.command("alerts")
 @click.option("--source", default=None)
 @click.option("--severity", default=None, help="high, medium or low")
@@ -316,6 +323,7 @@ def alerts_command(source, severity, type_, since, limit, cursor, as_json: bool)
     _emit(body, as_json, lines)
 
 
+@reads_only
 @click.command("report")
 @click.option("--date", "day", default=None, help="UTC day YYYY-MM-DD (default: the latest report)")
 @json_option

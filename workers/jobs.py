@@ -12,6 +12,7 @@ from app import notify
 from app.alert_store import store_alerts
 from app.config import Settings
 from app.connections import database
+from app.core import audit
 from app.forecast import accuracy
 from app.models import Alert, DailySummary, JobRun, utcnow
 from app.runs.status import TERMINAL_VALUES
@@ -138,7 +139,8 @@ def _delete_in_batches(model, condition, batch_size: int) -> int:
 
 @tracked("cleanup")
 def cleanup_old_alerts(job_id: str, settings: Settings) -> dict:
-    """Delete alerts not seen for ALERT_RETENTION_DAYS; ended runs and recorded forecasts older than HISTORY_RETENTION_DAYS.
+    """Delete alerts not seen for ALERT_RETENTION_DAYS; ended runs and recorded forecasts older than
+    HISTORY_RETENTION_DAYS; audit entries older than AUDIT_RETENTION_DAYS.
 
     Alert retention counts from `last_seen_at`, not `created_at`: an alert first raised long ago
     that a recent forecast saw again is still live (deleting it made the next forecast raise and
@@ -155,13 +157,20 @@ def cleanup_old_alerts(job_id: str, settings: Settings) -> dict:
     )
     # What past forecast runs predicted (scored for accuracy) lives as long as the run history.
     deleted_forecasts = accuracy.delete_before(run_cutoff, settings.cleanup_batch_size)
+    audit_cutoff = now - timedelta(days=settings.audit_retention_days)
+    deleted_audit = audit.delete_before(audit_cutoff, settings.cleanup_batch_size)
     log.info(
-        "cleanup deleted %d alerts, %d runs and %d recorded forecasts", deleted_alerts, deleted_runs, deleted_forecasts
+        "cleanup deleted %d alerts, %d runs, %d recorded forecasts and %d audit entries",
+        deleted_alerts,
+        deleted_runs,
+        deleted_forecasts,
+        deleted_audit,
     )
     return {
         "status": "completed",
         "deleted_alerts": deleted_alerts,
         "deleted_runs": deleted_runs,
         "deleted_forecasts": deleted_forecasts,
+        "deleted_audit_entries": deleted_audit,
         "alert_cutoff": alert_cutoff.isoformat() + "Z",
     }
