@@ -4,7 +4,7 @@ They call the same use cases as the API (the service layer, `app.core`) and vali
 with the API's query models (`app.api.schemas`), so a command accepts and refuses exactly what
 the matching route does. Errors print one clear line and exit non-zero: 2 for bad input, 1 for
 everything else; domain errors are mapped by this module's one table (`DOMAIN_ERRORS`).
-Commands that change something are audited by `app.cli.audit_commands`; those that only read
+Commands that change something are audited by `app.cli_audit.audit_commands`; those that only read
 are marked `@reads_only`.
 """
 
@@ -25,7 +25,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.api.schemas import AlertQuery, HistoryQuery, parse_query
 from app.api.serializers import report_json, run_json
-from app.cli import reads_only
+from app.cli_audit import reads_only
 from app.config import get_settings
 from app.connections import database, db_session
 from app.core import jobs, reports, schedules
