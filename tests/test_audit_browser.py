@@ -97,3 +97,33 @@ def test_viewer_sees_no_action_and_the_audit_page_lists_an_operators_action(open
     viewer.locator("#audit-filters button[type='submit']").click()
     expect(viewer.locator("#audit-table tbody tr")).to_have_count(1)
     expect(viewer.locator("#audit-table tbody tr")).to_contain_text("run.trigger")
+
+
+def test_screenshots_audit(open_as, client, runner, redis, tmp_path):
+    """`make screenshots`: the audit page after a realistic mix of actions and refusals."""
+    import os
+    from pathlib import Path
+
+    from tests.test_dashboard import SAME_ORIGIN, basic, enqueue_never_run
+    from tests.test_roles import READ_TOKEN
+
+    operator = {**basic(OPERATOR, OPERATOR_PASSWORD), **SAME_ORIGIN}
+    viewer = {**basic(VIEWER, VIEWER_PASSWORD), **SAME_ORIGIN}
+    run_id = client.post("/api/jobs/forecast/trigger", headers=bearer(OPERATE_TOKEN)).get_json()["job_id"]
+    client.post("/api/jobs/forecast/trigger", headers=bearer(OPERATE_TOKEN))  # 409: one is queued
+    client.post("/dashboard/schedules/cleanup/pause", headers=operator)
+    client.post("/dashboard/schedules/cleanup/pause", headers=viewer)  # 403
+    client.post("/api/schedules/forecast/pause", headers=bearer(READ_TOKEN))  # 403
+    client.post(f"/dashboard/runs/{run_id}/cancel", headers=operator)
+    job = enqueue_never_run(redis, queue="default")
+    client.post(f"/dashboard/rq/job/{job.id}/delete", headers=operator)
+    assert runner.invoke(args=["trigger", "daily-summary"]).exit_code == 0
+    client.post("/dashboard/schedules/cleanup/resume", headers=operator)
+
+    page = open_as(VIEWER, VIEWER_PASSWORD, "/dashboard/audit")
+    expect(page.locator("#audit-table tbody tr")).to_have_count(9)
+    expect(page.locator("#audit-table tbody tr", has_text="cli:")).to_contain_text("run.trigger")
+    expect(page.locator("#audit-table tbody tr.outcome-refused, #audit-table td.outcome-refused")).to_have_count(3)
+    out = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out / "audit.png"), full_page=True)
