@@ -315,6 +315,7 @@ ROUTES = [
     ("GET", "/api/reports/daily", {}, ["date"], False, "token"),
     ("GET", "/api/schedules", {}, [], False, "token"),
     ("GET", "/api/forecast/accuracy", {}, ["limit", "line"], False, "token"),
+    ("GET", "/api/audit", {}, ["limit", "cursor", "actor", "action", "source", "since", "until"], False, "token"),
     ("POST", "/api/schedules/<name>/pause", {"name": JOB_NAMES}, [], True, "token"),
     ("POST", "/api/schedules/<name>/resume", {"name": JOB_NAMES}, [], True, "token"),
     ("POST", "/api/schedules/<name>/run", {"name": JOB_NAMES}, [], True, "token"),
@@ -328,6 +329,15 @@ ROUTES = [
         "dashboard",
     ),
     ("GET", "/dashboard/data.json", {}, [], False, "dashboard"),
+    ("GET", "/dashboard/audit", {}, [], False, "dashboard"),
+    (
+        "GET",
+        "/dashboard/audit/data.json",
+        {},
+        ["limit", "cursor", "actor", "action", "source", "since", "until"],
+        False,
+        "dashboard",
+    ),
     ("GET", "/dashboard/runs", {}, ["q"], False, "dashboard"),
     ("POST", "/dashboard/schedules/<name>/pause", {"name": JOB_NAMES}, [], True, "dashboard"),
     ("POST", "/dashboard/schedules/<name>/resume", {"name": JOB_NAMES}, [], True, "dashboard"),
@@ -397,7 +407,10 @@ def seed() -> None:
         DailySummary.create(day=(base + timedelta(days=i)).date(), report={"alerts": {"total": i}}, job_id=None)
 
 
-COUNT_ROWS = "SELECT " + ", ".join(f'(SELECT COUNT(*) FROM "{m._meta.table_name}")' for m in ALL_MODELS)
+# The audit log is left out: it records refusals too, by design (app/core/audit.py).
+COUNT_ROWS = "SELECT " + ", ".join(
+    f'(SELECT COUNT(*) FROM "{m._meta.table_name}")' for m in ALL_MODELS if m._meta.table_name != "audit_log"
+)
 
 
 def state(redis) -> tuple:
@@ -449,6 +462,7 @@ def edge_requests() -> list[dict]:
         "limit": [str(i) for i in INT_EDGES] + FLOAT_EDGES,
         "cursor": cursor_edges,
         "since": TIME_EDGES,
+        "until": TIME_EDGES,
         "date": TIME_EDGES + ["2026-11-01", "0001-01-01", "9999-12-31"],
         "q": TEXT_EDGES,
     }
