@@ -102,6 +102,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(schedules.bp)
     init_metrics(app)
 
+    from app.api.audit import init_api_audit
+
+    init_api_audit(app)  # GET /api/audit, and every mutating /api request checked and recorded
+
     from dashboard import init_dashboard
 
     init_dashboard(app)

@@ -1,36 +1,100 @@
-"""Bearer-token auth for the API and Basic auth for the dashboard, compared in constant time."""
+"""Who is asking, and what they may do: API bearer tokens and dashboard Basic auth, with roles.
+
+A request's principal is a name and a role (`viewer` reads, `operator` also acts). It comes from
+the named credentials (API_TOKENS with scopes `read` / `operate`, DASHBOARD_USERS with roles
+`viewer` / `operator`, stored as hashes: `app.credentials`) or from the single credentials
+that predate them (API_TOKEN, DASHBOARD_USERNAME/DASHBOARD_PASSWORD), which act as operators.
+Every comparison is constant-time. The principal is kept on `flask.g` for the audit hooks.
+"""
 
 from __future__ import annotations
 
 import functools
 import hmac
+from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import current_app, g, request
 
-from app.errors import Unauthorized
+from app.config import Settings
+from app.credentials import Role, verify_secret
+from app.errors import APIError, Unauthorized
+
+LEGACY_TOKEN_NAME = "api-token"  # how API_TOKEN appears in the audit log
+_DUMMY_HASH = "sha256$" + "0" * 64  # checked for an unknown user name, so it takes as long as a known one
+
+
+class Forbidden(APIError):
+    """Authenticated, but the role does not allow this."""
+
+    status, code = 403, "forbidden"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+
+    @property
+    def can_operate(self) -> bool:
+        return self.role is Role.OPERATOR
 
 
 def _same(given: str, expected: str) -> bool:
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    return bool(expected) and hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
-def bearer_header_ok(header: str, expected: str) -> bool:
-    """Whether an Authorization header value is `Bearer <expected>` (the API's and the fast reads' check)."""
+def _settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+def token_principal(settings: Settings, token: str) -> Principal | None:
+    """The holder of `token`: a named API token, or API_TOKEN (an operator); None if neither."""
+    found = None
+    for credential in settings.api_token_credentials:  # every one checked: the time does not tell which
+        if verify_secret(token, credential.hash) and found is None:
+            found = Principal(credential.name, credential.role)
+    if found is None and _same(token, settings.api_token):
+        found = Principal(LEGACY_TOKEN_NAME, Role.OPERATOR)
+    return found
+
+
+def header_principal(settings: Settings, header: str) -> Principal | None:
+    """The holder of the token in an Authorization header value `Bearer <token>`; None if none.
+
+    The API's views and the read routes' fast path (`app.api.fast_reads`) both ask this."""
     scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and _same(token.strip(), expected)
+    token = token.strip()
+    return token_principal(settings, token) if scheme.lower() == "bearer" and token else None
+
+
+def api_principal() -> Principal | None:
+    """The bearer token's holder for this request (looked up once per request)."""
+    if "api_principal" not in g:
+        g.api_principal = header_principal(_settings(), request.headers.get("Authorization", ""))
+    return g.api_principal
 
 
 def bearer_token_ok() -> bool:
-    return bearer_header_ok(request.headers.get("Authorization", ""), current_app.config["SETTINGS"].api_token)
+    return api_principal() is not None
+
+
+def check_operate() -> None:
+    """Raise unless the bearer token may act (401 without a valid token, 403 with a read one)."""
+    principal = api_principal()
+    if principal is None:
+        raise Unauthorized("missing or wrong bearer token")
+    if not principal.can_operate:
+        raise Forbidden("this token has the read scope; the action needs a token with the operate scope")
 
 
 def require_token(view):
-    """Mutating routes: always need `Authorization: Bearer $API_TOKEN`."""
+    """Mutating routes: need a bearer token with the `operate` scope (or API_TOKEN)."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not bearer_token_ok():
-            raise Unauthorized("missing or wrong bearer token")
+        check_operate()
         return view(*args, **kwargs)
 
     wrapped.requires_token = True
@@ -38,22 +102,50 @@ def require_token(view):
 
 
 def require_read_token(view):
-    """Read routes: need the token when API_READ_AUTH=on, or by default (`auto`) in production."""
+    """Read routes: need a token (any scope) when API_READ_AUTH=on, or by default (`auto`) in production."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if current_app.config["SETTINGS"].read_auth_required and not bearer_token_ok():
+        if _settings().read_auth_required and not bearer_token_ok():
             raise Unauthorized("missing or wrong bearer token")
         return view(*args, **kwargs)
 
     return wrapped
 
 
+def require_any_token(view):
+    """Routes that always need a token of any scope, whatever API_READ_AUTH says (the audit log)."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not bearer_token_ok():
+            raise Unauthorized("missing or wrong bearer token")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def login_principal(settings: Settings, username: str, password: str) -> Principal | None:
+    """The dashboard user with these credentials: a named user, or the single login (an operator)."""
+    for credential in settings.dashboard_user_credentials:
+        if _same(username, credential.name):
+            return Principal(credential.name, credential.role) if verify_secret(password, credential.hash) else None
+    verify_secret(password, _DUMMY_HASH)
+    if _same(username, settings.dashboard_username) & _same(password, settings.dashboard_password):
+        return Principal(settings.dashboard_username, Role.OPERATOR)
+    return None
+
+
+def dashboard_principal() -> Principal | None:
+    """The dashboard user of this request's Basic credentials (looked up once per request)."""
+    if "dashboard_principal" not in g:
+        auth = request.authorization
+        ok = auth is not None and auth.type == "basic"
+        g.dashboard_principal = (
+            login_principal(_settings(), auth.username or "", auth.password or "") if ok and auth else None
+        )
+    return g.dashboard_principal
+
+
 def dashboard_credentials_ok() -> bool:
-    settings = current_app.config["SETTINGS"]
-    auth = request.authorization
-    if auth is None or auth.type != "basic":
-        return False
-    user_ok = _same(auth.username or "", settings.dashboard_username)
-    password_ok = _same(auth.password or "", settings.dashboard_password)
-    return user_ok and password_ok
+    return dashboard_principal() is not None

@@ -1,4 +1,8 @@
-"""Operator commands: `flask --app app <command>`."""
+"""Operator commands: `flask --app app <command>`; every command that changes something is audited.
+
+`register` ends by wrapping every registered command (`app.cli_audit.audit_commands`), so a
+command added later is recorded in the audit log unless it is marked `@reads_only`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 import click
 from flask import Flask
 
+from app.cli_audit import audit_commands, reads_only
 from app.connections import db_session
 from app.models import DemandHistory
 
@@ -99,6 +104,35 @@ def import_demand_command(demand_csv: str, capacity_csv: str | None, replace: bo
     )
 
 
+@reads_only
+@click.command("hash-secret")
+@click.option(
+    "--algorithm",
+    type=click.Choice(["pbkdf2_sha256", "sha256"]),
+    default=None,
+    help="default: pbkdf2_sha256 for a password, sha256 for --generate (a random token)",
+)
+@click.option("--generate", is_flag=True, help="make a random API token, print it and its hash")
+@click.option("--iterations", default=None, type=click.IntRange(100_000, 10_000_000), help="PBKDF2 rounds")
+def hash_secret_command(algorithm: str | None, generate: bool, iterations: int | None):
+    """Print the hash of a password or token for DASHBOARD_USERS / API_TOKENS (the secret is read
+    from a prompt or stdin, never from the command line, and never stored)."""
+    from app.credentials import PBKDF2_ITERATIONS, generate_token, hash_secret
+
+    if generate:
+        secret = generate_token()
+        click.echo(f"token: {secret}", err=True)
+    elif sys.stdin.isatty():
+        secret = click.prompt("secret", hide_input=True, confirmation_prompt=True)
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        raise click.UsageError("an empty secret cannot be hashed")
+    chosen = algorithm or ("sha256" if generate else "pbkdf2_sha256")
+    click.echo(hash_secret(secret, algorithm=chosen, iterations=iterations or PBKDF2_ITERATIONS))
+
+
+@reads_only
 @click.command("backtest")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--horizon", default=14, show_default=True, type=click.IntRange(1, 366), help="days forecast ahead")
@@ -147,7 +181,9 @@ def register(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(import_demand_command)
     app.cli.add_command(backtest_command)
+    app.cli.add_command(hash_secret_command)
 
     from app import cli_ops
 
     cli_ops.register(app)
+    audit_commands(app.cli)  # last: every command registered above, whoever added it

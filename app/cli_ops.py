@@ -4,6 +4,8 @@ They call the same use cases as the API (the service layer, `app.core`) and vali
 with the API's query models (`app.api.schemas`), so a command accepts and refuses exactly what
 the matching route does. Errors print one clear line and exit non-zero: 2 for bad input, 1 for
 everything else; domain errors are mapped by this module's one table (`DOMAIN_ERRORS`).
+Commands that change something are audited by `app.cli_audit.audit_commands`; those that only read
+are marked `@reads_only`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.api.schemas import AlertQuery, HistoryQuery, parse_query
 from app.api.serializers import alert_json, report_json, run_json
+from app.cli_audit import reads_only
 from app.config import get_settings
 from app.connections import database, db_session
 from app.core import alerts as core_alerts
@@ -174,6 +177,7 @@ def trigger_command(job: str, force: bool, as_json: bool):
     _emit(payload, as_json, [f"{name} run {outcome.run_id} {outcome.status.value}{after}"])
 
 
+@reads_only
 @click.command("status")
 @click.argument("job")
 @click.argument("run_id")
@@ -241,6 +245,7 @@ def retry_command(job: str, run_id: str | None, failed_since: str | None, force:
     _emit(payload, as_json, lines)
 
 
+@reads_only
 @click.command("runs")
 @click.argument("job")
 @click.option("--status", default=None, help="queued, scheduled, started, finished, failed, canceled, stopped, skipped")
@@ -278,6 +283,7 @@ def schedules_group(ctx: click.Context):
         ctx.invoke(list_schedules_command)
 
 
+@reads_only
 @schedules_group.command("list")
 @json_option
 @operator_errors
@@ -336,6 +342,7 @@ def run_schedule_command(name: str):
 
 
 # -- alerts and reports --------------------------------------------------------------------
+@reads_only
 @click.command("alerts")
 @click.option("--source", default=None)
 @click.option("--severity", default=None, help="high, medium or low")
@@ -375,12 +382,9 @@ def alerts_command(source, severity, type_, state, since, limit, cursor, as_json
 
 
 def _cli_actor() -> str:
-    import getpass
+    from app.cli_audit import os_user
 
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in this environment
-        return "cli"
+    return f"cli:{os_user()}"
 
 
 def _alert_lines(body: dict) -> list[str]:
@@ -404,6 +408,7 @@ def alert_group():
     """Show, acknowledge or resolve one alert (as /api/alerts/ID)."""
 
 
+@reads_only
 @alert_group.command("show")
 @click.argument("alert_id")
 @json_option
@@ -442,6 +447,7 @@ def resolve_alert_command(alert_id: str, comment: str | None, as_json: bool):
     _emit(body, as_json, _alert_lines(body))
 
 
+@reads_only
 @click.command("report")
 @click.option("--date", "day", default=None, help="UTC day YYYY-MM-DD (default: the latest report)")
 @json_option

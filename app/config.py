@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.catalog import JOBS
+from app.credentials import Credential, CredentialError, Role, Scope, parse_credentials
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'forecast.db'}"
@@ -79,6 +80,11 @@ class Settings(BaseSettings):
     api_read_auth: ReadAuth = ReadAuth.AUTO
     dashboard_username: str = ""
     dashboard_password: str = ""
+    # Named credentials with roles (docs/operations.md, "Roles and audit"): comma-separated
+    # `name:viewer|operator:hash` and `name:read|operate:hash`, hashes from `flask hash-secret`.
+    # API_TOKEN and DASHBOARD_USERNAME/DASHBOARD_PASSWORD keep working beside them, as operators.
+    dashboard_users: str = ""
+    api_tokens: str = ""
 
     # Each job's cron (UTC) defaults to the catalogue's (app/core/catalog.py); these only override it.
     forecast_cron: str = JOBS["forecast"].default_cron
@@ -111,6 +117,7 @@ class Settings(BaseSettings):
 
     alert_retention_days: int = Field(90, ge=1)
     history_retention_days: int = Field(90, ge=1)
+    audit_retention_days: int = Field(365, ge=1)  # the weekly cleanup deletes older audit entries
     cleanup_batch_size: int = Field(20000, ge=1)  # 260k rows/s, writers wait < 10 ms (make bench)
 
     forecast_pipeline: str = "app.forecast.pipeline:run_pipeline"
@@ -175,6 +182,16 @@ class Settings(BaseSettings):
             value = _READ_AUTH_ALIASES.get(value, value)
         return value
 
+    @field_validator("dashboard_users", "api_tokens")
+    @classmethod
+    def _credentials(cls, value: str, info: ValidationInfo) -> str:
+        grants = Role if info.field_name == "dashboard_users" else Scope
+        try:
+            parse_credentials(value, info.field_name.upper(), grants)
+        except CredentialError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("log_format")
     @classmethod
     def _known_log_format(cls, value: str) -> str:
@@ -188,6 +205,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CAPACITY_HIGH_PROBABILITY >= CAPACITY_MEDIUM_PROBABILITY >= CAPACITY_LOW_PROBABILITY is required"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_login_per_name(self) -> "Settings":
+        if self.dashboard_username and self.dashboard_username in {c.name for c in self.dashboard_user_credentials}:
+            raise ValueError("DASHBOARD_USERS names DASHBOARD_USERNAME again: give each login once")
         return self
 
     @model_validator(mode="after")
@@ -205,6 +228,16 @@ class Settings(BaseSettings):
         if self.api_read_auth is ReadAuth.AUTO:
             return self.app_env == "production"
         return self.api_read_auth is ReadAuth.ON
+
+    @property
+    def dashboard_user_credentials(self) -> tuple[Credential, ...]:
+        """DASHBOARD_USERS, parsed (validated when the settings were made)."""
+        return parse_credentials(self.dashboard_users, "DASHBOARD_USERS", Role)
+
+    @property
+    def api_token_credentials(self) -> tuple[Credential, ...]:
+        """API_TOKENS, parsed (validated when the settings were made); each scope as its role."""
+        return parse_credentials(self.api_tokens, "API_TOKENS", Scope)
 
     @property
     def bind_address(self) -> str:
@@ -228,7 +261,9 @@ def production_secret_problems(settings: Settings) -> list[str]:
     """What makes the secrets unfit for production, one entry per variable (empty: fit)."""
     problems = []
     token = settings.api_token.strip()
-    if token.lower() in DEMO_SECRETS:
+    if not token and settings.api_tokens.strip():
+        pass  # named tokens (API_TOKENS) instead of the single one
+    elif token.lower() in DEMO_SECRETS:
         problems.append("API_TOKEN (missing or a demo value)")
     elif len(token) < MIN_API_TOKEN_LENGTH:
         problems.append(
@@ -236,9 +271,11 @@ def production_secret_problems(settings: Settings) -> list[str]:
             "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     user = settings.dashboard_username.strip()
+    password = settings.dashboard_password.strip()
+    if not (user or password) and settings.dashboard_users.strip():
+        return problems  # named users (DASHBOARD_USERS) instead of the single login
     if user.lower() in DEMO_SECRETS:
         problems.append("DASHBOARD_USERNAME (missing or a demo value)")
-    password = settings.dashboard_password.strip()
     if password.lower() in DEMO_SECRETS:
         problems.append("DASHBOARD_PASSWORD (missing or a demo value)")
     elif len(password) < MIN_DASHBOARD_PASSWORD_LENGTH:

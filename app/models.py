@@ -259,6 +259,31 @@ class ForecastLine(BaseModel):
         indexes = ((("snapshot", "line"), True),)
 
 
+class AuditEntry(BaseModel):
+    """One operator action, or its refusal: who, what, on what, from where (app/core/audit.py)."""
+
+    id = peewee.AutoField()
+    at = peewee.DateTimeField(default=utcnow)
+    actor = peewee.CharField(max_length=100)  # user or token name, "cli:<os user>", "scheduler", "anonymous"
+    role = peewee.CharField(max_length=20, default="")  # viewer / operator; empty when unauthenticated
+    action = peewee.CharField(max_length=100)  # e.g. run.cancel, schedule.pause, rq.requeue
+    target = peewee.CharField(max_length=300, default="")  # e.g. "job:forecast run:<id>"
+    outcome = peewee.CharField(max_length=10)  # ok, refused, failed
+    reason = peewee.CharField(max_length=300, default="")  # why refused or failed (never a secret)
+    source = peewee.CharField(max_length=20)  # api, dashboard, rq-dashboard, cli
+    remote_addr = peewee.CharField(max_length=64, default="")
+    request_id = peewee.CharField(max_length=64, default="")
+
+    class Meta:
+        table_name = "audit_log"
+        indexes = (
+            (("at", "id"), False),
+            (("actor", "at", "id"), False),
+            (("action", "at", "id"), False),
+            (("source", "at", "id"), False),
+        )
+
+
 ALL_MODELS = [
     ProductionLine,
     DemandHistory,
@@ -269,6 +294,7 @@ ALL_MODELS = [
     DailySummary,
     ForecastSnapshot,
     ForecastLine,
+    AuditEntry,
 ]
 
 

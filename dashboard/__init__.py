@@ -11,6 +11,12 @@ inline script (their scripts are fixed files compiled at start-up); `dashboard.r
 answers 404 for any rq-dashboard URL whose segments name no real queue, registry, page or job,
 before the view runs. The CSP is therefore a constant per page kind, fixed at start-up: it
 never trusts anything in a response body.
+
+Roles: every request names a dashboard user (`app.auth.dashboard_principal`); a `viewer` gets
+403 on any mutating request under /dashboard (the project's actions, rq-dashboard's requeue,
+delete, empty and compact, and any action added later), and pages get the role as
+`dashboard_role` so they show no action controls to a viewer. Every mutating request, allowed
+or refused, is recorded in the audit log by `_audit` (`app.request_audit`).
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import rq_dashboard
 import rq_dashboard.web
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, has_request_context, request
 
-from app.auth import dashboard_credentials_ok
+from app.auth import dashboard_principal
 from app.connections import redis_client_url
+from app.core.audit import Source
 from app.errors import error_response
+from app.request_audit import audit_response, is_action
 from dashboard import alerts, rq_guard, rq_pages, runs, trends, views  # noqa: F401 - alerts, runs and trends register their routes on views.bp
+from dashboard import audit as audit_views
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +76,10 @@ CSP = {
 def init_dashboard(app: Flask) -> None:
     """Mount both dashboards under /dashboard and guard them; safe to call for many apps."""
     settings = app.config["SETTINGS"]
-    if not (settings.dashboard_username and settings.dashboard_password):
-        log.warning("DASHBOARD_USERNAME/DASHBOARD_PASSWORD not set: /dashboard refuses every request")
+    if not (settings.dashboard_username and settings.dashboard_password) and not settings.dashboard_users:
+        log.warning(
+            "neither DASHBOARD_USERS nor DASHBOARD_USERNAME/DASHBOARD_PASSWORD set: /dashboard refuses every request"
+        )
 
     # A tuple: rq-dashboard indexes it by the URL's instance number.
     app.config["RQ_DASHBOARD_REDIS_URL"] = (rq_client_url(redis_client_url(settings)),)
@@ -77,11 +88,14 @@ def init_dashboard(app: Flask) -> None:
     rq_dashboard.web.setup_rq_connection(app)
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(audit_views.bp)
     app.register_blueprint(rq_pages.blueprint)  # before rq-dashboard's: its templates win
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=RQ_PREFIX)
     rq_guard.replace_views(app)
     app.before_request(_guard)
     app.after_request(_security_headers)
+    app.after_request(_audit)
+    app.context_processor(_role_context)
 
 
 def rq_client_url(redis_url: str) -> str:
@@ -103,7 +117,8 @@ def is_dashboard_request() -> bool:
 def _guard() -> Response | None:
     if not is_dashboard_request():
         return None
-    if not dashboard_credentials_ok():
+    principal = dashboard_principal()
+    if principal is None:
         return _unauthorized()
     if request.endpoint in RQ_ACTIONS and request.method != "POST":
         response = error_response(405, "method_not_allowed", "This action only accepts POST.")
@@ -112,12 +127,35 @@ def _guard() -> Response | None:
     if request.method not in SAFE_METHODS and not same_origin():
         log.warning("refused cross-origin %s %s", request.method, request.path)
         return error_response(403, "cross_origin_refused", "Cross-origin requests to the dashboard are refused.")
+    if request.method not in SAFE_METHODS and not principal.can_operate:
+        return error_response(
+            403, "forbidden", f"{principal.name} has the {principal.role.value} role: actions need the operator role."
+        )
     instance = (request.view_args or {}).get("instance_number")
     if instance is not None and instance >= len(current_app.config["RQ_DASHBOARD_REDIS_URL"]):
         return error_response(404, "not_found", "No such Redis instance.")  # upstream raises LookupError: 500
     if request.blueprint == rq_dashboard.blueprint.name:
         return rq_guard.check_rq_request()
     return None
+
+
+def _audit(response: Response) -> Response:
+    """Every mutating dashboard request that matched a route, allowed or refused, into the audit log."""
+    if not (is_dashboard_request() and is_action()):
+        return response
+    source = Source.RQ_DASHBOARD if request.blueprint == rq_dashboard.blueprint.name else Source.DASHBOARD
+    return audit_response(response, source, dashboard_principal())
+
+
+def _role_context() -> dict:
+    """`dashboard_role` for the templates: "viewer" pages show no action controls."""
+    if not has_request_context() or not is_dashboard_request():
+        return {}
+    principal = dashboard_principal()
+    return {
+        "dashboard_role": principal.role.value if principal else "",
+        "dashboard_user": principal.name if principal else "",
+    }
 
 
 def _unauthorized() -> Response:
@@ -165,6 +203,6 @@ def content_security_policy(response: Response) -> str:
     policy = dict(CSP)
     if request.blueprint == rq_dashboard.blueprint.name:
         policy["script-src"] = "'self' 'unsafe-eval'"
-    if request.blueprint == views.bp.name:
+    if request.blueprint in (views.bp.name, audit_views.bp.name):
         policy["style-src"] = "'self'"  # the project's page has no inline styles at all
     return "; ".join(f"{name} {value}" for name, value in policy.items())

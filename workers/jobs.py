@@ -77,9 +77,10 @@ def cleanup_old_alerts(job_id: str, settings: Settings) -> dict:
     """Delete what outlived its retention (`app.core.maintenance.cleanup`)."""
     deleted = maintenance.cleanup(settings)
     log.info(
-        "cleanup deleted %d alerts, %d runs and %d recorded forecasts",
+        "cleanup deleted %d alerts, %d runs, %d recorded forecasts and %d audit entries",
         deleted["deleted_alerts"],
         deleted["deleted_runs"],
         deleted["deleted_forecasts"],
+        deleted["deleted_audit_entries"],
     )
     return {"status": "completed", **deleted}

@@ -6,7 +6,7 @@ a small JSON body) was about a third of its CPU: the rest was Flask's request an
 their signals, the before/after hooks and teardowns of every blueprint (the dashboard's guard
 included), URL routing and the response object. Those routes are the service's hottest and most
 uniform reads, so this middleware answers them directly, with the same pieces the Flask views
-use: the same token check (`app.auth.bearer_header_ok`), the same query models
+use: the same token check (`app.auth.header_principal`, named tokens of any scope or API_TOKEN), the same query models
 (`app.api.schemas`), the same use cases (`app.core.listings`) on this app's database and
 settings, and the app's own JSON provider, so the status, headers and bytes are the view's.
 
@@ -26,7 +26,7 @@ from typing import Any
 from flask import Flask
 
 from app.api.schemas import AlertQuery, HistoryQuery
-from app.auth import bearer_header_ok
+from app.auth import header_principal
 from app.config import using_settings
 from app.connections import using_database
 from app.core import jobs, listings
@@ -77,9 +77,7 @@ class FastReads:
     def _answer(self, path: str, environ: dict[str, Any]) -> bytes | None:
         """The 200 body the Flask view would give, or None: let Flask answer."""
         settings = self.settings
-        if settings.read_auth_required and not bearer_header_ok(
-            environ.get("HTTP_AUTHORIZATION", ""), settings.api_token
-        ):
+        if settings.read_auth_required and header_principal(settings, environ.get("HTTP_AUTHORIZATION", "")) is None:
             return None
         args = _plain_args(environ.get("QUERY_STRING", ""))
         if args is None:

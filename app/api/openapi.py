@@ -9,10 +9,12 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
+from app.api.audit import AuditQuery
 from app.api.forecast import AccuracyQuery
 from app.api.jobs import RetryFailedQuery
 from app.api.reports import DailyReportQuery, ReportPageQuery
 from app.api.schemas import RUN_ID_PATTERN, AlertActionBody, AlertQuery, HistoryQuery, TriggerBody
+from app.core.audit import Outcome, Source
 from app.core.catalog import JOBS
 from app.core.run_history import RunQuery
 
@@ -209,6 +211,7 @@ def _schedule_action(summary: str, ok: dict) -> dict:
             "responses": {
                 **ok,
                 "401": _error("no or wrong token"),
+                "403": _error("the token has the read scope only"),
                 "404": _error("unknown schedule"),
                 "503": _error("Redis or database down"),
             },
@@ -363,6 +366,52 @@ RUN_LIST_PATHS = {
 }
 
 
+AUDIT_ENTRY = {
+    "type": "object",
+    "required": ["id", "at", "actor", "action", "outcome", "source"],
+    "properties": {
+        "id": {"type": "integer"},
+        "at": ISO_TIME,
+        "actor": {"type": "string", "description": 'user or token name, "cli:<os user>", or "anonymous"'},
+        "role": {"type": ["string", "null"], "enum": ["viewer", "operator", None]},
+        "action": {"type": "string", "description": "e.g. run.trigger, run.cancel, schedule.pause, rq.requeue"},
+        "target": {"type": ["string", "null"], "description": 'e.g. "job:forecast run:<id>"'},
+        "outcome": {"type": "string", "enum": [o.value for o in Outcome]},
+        "reason": {"type": ["string", "null"], "description": "why refused or failed: status, code, message"},
+        "source": {"type": "string", "enum": [s.value for s in Source]},
+        "remote_addr": {"type": ["string", "null"]},
+        "request_id": {"type": ["string", "null"]},
+    },
+}
+AUDIT_PATHS = {
+    "/api/audit": {
+        "get": {
+            "summary": "The audit log, newest first: every action from the API, the dashboards and the CLI, and refusals",
+            "description": "Always needs a token (read or operate scope), whatever API_READ_AUTH says; `until` is exclusive.",
+            "security": BEARER,
+            "parameters": _query_parameters(AuditQuery),
+            "responses": {
+                **_ok("a page of entries", "AuditPage"),
+                "400": _error("bad filter or cursor"),
+                "401": _error("no or wrong token"),
+                "503": _error("database down"),
+            },
+        }
+    },
+}
+AUDIT_SCHEMAS = {
+    "AuditEntry": AUDIT_ENTRY,
+    "AuditPage": {
+        "type": "object",
+        "required": ["entries", "next_cursor"],
+        "properties": {
+            "entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+}
+
+
 def build_document() -> dict:
     trigger_body = TriggerBody.model_json_schema()
     trigger_body.pop("title", None)
@@ -465,6 +514,7 @@ def build_document() -> dict:
                     "required": ["schedules"],
                     "properties": {"schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}},
                 },
+                **AUDIT_SCHEMAS,
             },
         },
         "paths": {
@@ -485,6 +535,7 @@ def build_document() -> dict:
                         **_ok("queued", "Triggered", "202"),
                         "400": _error("bad body"),
                         "401": _error("no or wrong token"),
+                        "403": _error("the token has the read scope only"),
                         "404": _error("unknown job"),
                         "409": _error("a run is queued or running"),
                         "413": _error("body too large"),
@@ -530,6 +581,7 @@ def build_document() -> dict:
                         **_ok("stop requested", "Canceled", "202"),
                         "400": _error("invalid id"),
                         "401": _error("no or wrong token"),
+                        "403": _error("the token has the read scope only"),
                         "404": _error("unknown job or run"),
                         "409": _error("already ended"),
                         "503": _error("Redis or database down"),
@@ -633,6 +685,7 @@ def build_document() -> dict:
             **REPORT_PATHS,
             **FORECAST_PATHS,
             **TREND_PATHS,
+            **AUDIT_PATHS,
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": _ok("alive", "Object")}},
             "/readyz": {
                 "get": {

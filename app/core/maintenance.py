@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.config import Settings
+from app.core import audit
 from app.connections import database
 from app.forecast import accuracy
 from app.models import Alert, JobRun, utcnow
@@ -29,7 +30,7 @@ def delete_in_batches(model: Any, condition: Any, batch_size: int) -> int:
 
 
 def cleanup(settings: Settings) -> dict[str, Any]:
-    """Delete expired alerts, runs and recorded forecasts; what was deleted and the alerts' cutoff.
+    """Delete expired alerts, runs, recorded forecasts and audit entries; what was deleted and the alerts' cutoff.
 
     Alert retention counts from `last_seen_at`, not `created_at`: an alert first raised long ago
     that a recent forecast saw again is still live (deleting it made the next forecast raise and
@@ -46,9 +47,12 @@ def cleanup(settings: Settings) -> dict[str, Any]:
     )
     # What past forecast runs predicted (scored for accuracy) lives as long as the run history.
     deleted_forecasts: int = accuracy.delete_before(run_cutoff, settings.cleanup_batch_size)
+    audit_cutoff = now - timedelta(days=settings.audit_retention_days)
+    deleted_audit: int = audit.delete_before(audit_cutoff, settings.cleanup_batch_size)
     return {
         "deleted_alerts": deleted_alerts,
         "deleted_runs": deleted_runs,
         "deleted_forecasts": deleted_forecasts,
+        "deleted_audit_entries": deleted_audit,
         "alert_cutoff": alert_cutoff.isoformat() + "Z",
     }
