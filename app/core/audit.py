@@ -19,8 +19,8 @@ from typing import Any
 
 from app.connections import database, db_session
 from app.core.errors import ValueOutOfRange
-from app.models import AuditEntry, iso, utcnow
 from app.core.pagination import decode_cursor, encode_cursor, unsafe_text
+from app.models import AuditEntry, iso, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 from app.config import Settings
-from app.core import audit
 from app.connections import database
+from app.core import audit
 from app.forecast import accuracy
 from app.models import Alert, JobRun, utcnow
 from app.runs.status import TERMINAL_VALUES
