@@ -24,7 +24,7 @@ from flask.cli import with_appcontext
 from werkzeug.datastructures import MultiDict
 
 from app.api.schemas import AlertQuery, HistoryQuery, parse_query
-from app.api.serializers import alert_json, report_json, run_json
+from app.api.serializers import alert_json, report_json, run_attempts_json, run_json
 from app.cli_audit import reads_only
 from app.config import get_settings
 from app.connections import database, db_session
@@ -198,6 +198,34 @@ def cancel_command(job: str, run_id: str):
     """Cancel a queued run of JOB or stop a running one."""
     outcome = jobs.cancel(_redis(), job, run_id)
     click.echo(f"run {run_id} " + ("stop requested" if outcome == jobs.CancelOutcome.STOPPING else "canceled"))
+
+
+@reads_only
+@click.command("attempts")
+@click.argument("job")
+@click.argument("run_id")
+@json_option
+@operator_errors
+def attempts_command(job: str, run_id: str, as_json: bool):
+    """Every attempt of one run of JOB (worker, times, how it ended, error, traceback) and its retry links."""
+    history = jobs.run_history(job, run_id)
+    body = run_attempts_json(history.run, history.attempts, history.retried_by)
+    lines = [f"run {body['job_id']} ({body['job_name']}): {body['status']}, {body['attempts']} attempt(s)"]
+    if body["retry_of"]:
+        lines.append(f"retries run {body['retry_of']}")
+    if body["retried_by"]:
+        lines.append(f"retried by: {', '.join(body['retried_by'])}")
+    for attempt in body["attempts_detail"]:
+        retry = f", retried at {attempt['next_retry_at']}" if attempt["next_retry_at"] else ""
+        lines.append(
+            f"attempt {attempt['number']}: {attempt['status']} on {attempt['worker'] or '?'}, "
+            f"{attempt['started_at']} - {attempt['ended_at'] or '…'}{retry}"
+        )
+        if attempt["error"]:
+            lines.append(f"  error: {attempt['error']}")
+        if attempt["traceback"]:
+            lines.extend("  | " + line for line in attempt["traceback"].rstrip().splitlines())
+    _emit(body, as_json, lines)
 
 
 @click.command("retry")
@@ -482,6 +510,7 @@ COMMANDS = [
     status_command,
     cancel_command,
     retry_command,
+    attempts_command,
     runs_command,
     schedules_group,
     alerts_command,

@@ -8,6 +8,7 @@ each attempt's traceback, and the job's success rate counts both runs.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta, timezone
 
 import pytest
@@ -300,6 +301,22 @@ def test_long_tracebacks_keep_their_end(app):
 
 
 # --- the CLI -----------------------------------------------------------------------------------------
+
+
+def test_cli_attempts_show_each_error_and_traceback(runner, client, auth, run_worker):
+    run_id = failed_run(client, auth, run_worker)
+    result = runner.invoke(args=["attempts", "forecast", run_id])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"run {run_id} (forecast): failed, 2 attempt(s)" in out
+    assert "attempt 1: failed on " in out and "retried at " in out
+    assert "  error: RuntimeError: planned failure on attempt 1" in out
+    assert "  error: RuntimeError: planned failure on attempt 2" in out
+    assert out.count("  | Traceback (most recent call last)") == 2
+    body = json.loads(runner.invoke(args=["attempts", "forecast", run_id, "--json"]).output)
+    assert body == attempts_of(client, run_id)
+    result = runner.invoke(args=["attempts", "forecast", "missing"])
+    assert result.exit_code == 1 and "no forecast run with id missing" in result.output
 
 
 def test_cli_retry_and_failed_since(runner, client):
