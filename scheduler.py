@@ -31,6 +31,7 @@ from rq_scheduler.utils import to_unix
 from app import runs
 from app.config import Settings, get_settings
 from app.connections import bind_database, db_session, redis_connection
+from app.core import ops_events
 from app.core.catalog import JOBS, QUEUES, JobSpec
 from app.logging_setup import setup_logging
 from app.runs.keys import release_if_owner
@@ -198,6 +199,7 @@ class ServiceScheduler(Scheduler):
                 self.enqueue_jobs()
                 self.move_due_retries()
                 runs.reconcile(self.connection, self.settings)
+                ops_events.ops_step(self.connection, self.settings, slot_key=SLOT_KEY)  # never raises; posts off-loop
         finally:
             self.remove_lock()
 

@@ -1,10 +1,12 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the health summary (what is wrong now, one line per problem)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from app.auth import require_read_token
 from app.connections import database
+from app.core.health import health_summary
 
 bp = Blueprint("health", __name__)
 
@@ -32,3 +34,10 @@ def readyz():
     response = jsonify(status="ready" if ready else "unavailable", checks=checks)
     response.status_code = 200 if ready else 503
     return response
+
+
+@bp.get("/api/health/summary")
+@require_read_token
+def summary():
+    """Always 200 (it reports outages instead of failing with them): `ok`, `checks` and `problems`."""
+    return jsonify(health_summary(current_app.extensions["redis"], current_app.config["SETTINGS"]))

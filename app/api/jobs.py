@@ -13,6 +13,7 @@ from app.api.schemas import HistoryQuery, TriggerBody, parse_json_body, parse_qu
 from app.auth import require_read_token, require_token
 from app.core import jobs
 from app.core.errors import RunMissing
+from app.core.run_states import add_retry_states
 from app.core.stats import service_stats
 from app.listings import history_page, run_status
 
@@ -59,7 +60,9 @@ def trigger(job_name: str):
 def history(job_name: str):
     name = jobs.job_name(job_name)
     query = parse_query(HistoryQuery, request.args)
-    return jsonify(history_page(name, query))
+    page = history_page(name, query)
+    add_retry_states(_redis(), page["runs"])
+    return jsonify(page)
 
 
 @bp.get("/<job_name>/<run_id>")
@@ -71,6 +74,7 @@ def status(job_name: str, run_id: str):
     body = run_status(name, run_id)
     if body is None:
         raise RunMissing(run_id, name)
+    add_retry_states(_redis(), [body])  # additive: state_detail, and next_retry_at while waiting for a retry
     return jsonify(body)
 
 

@@ -77,6 +77,13 @@ RUN = {
         "ended_at": ISO_TIME,
         "slot": ISO_TIME,
         "attempts": {"type": "integer", "minimum": 0},
+        "state_detail": {
+            "type": ["string", "null"],
+            "description": "what a waiting run does, e.g. 'retrying at 14:05 UTC (attempt 2 of 4)'",
+        },
+        "next_retry_at": ISO_TIME,
+        "next_attempt": {"type": "integer"},
+        "max_attempts": {"type": ["integer", "null"]},
     },
 }
 ALERT = {
@@ -110,8 +117,15 @@ SCHEDULE = {
         "timezone": {"type": "string"},
         "queue": {"type": "string"},
         "task": {"type": "string"},
-        "registered": {"type": "boolean", "description": "the scheduler has registered its template"},
-        "paused": {"type": "boolean", "description": "paused: its slots are skipped until resumed"},
+        "registered": {
+            "type": ["boolean", "null"],
+            "description": "the scheduler has registered its template (null: unknown, Redis unavailable)",
+        },
+        "paused": {
+            "type": ["boolean", "null"],
+            "description": "paused: its slots are skipped until resumed (null: unknown, Redis unavailable)",
+        },
+        "state_note": {"type": ["string", "null"], "description": "why a field is unknown"},
         "next_run": ISO_TIME,
         "last_run": ISO_TIME,
         "last_run_id": {"type": ["string", "null"]},
@@ -146,7 +160,7 @@ SCHEDULE_PATHS = {
             "responses": {
                 **_ok("schedules", "ScheduleList"),
                 "401": _error("no or wrong token"),
-                "503": _error("Redis or database down"),
+                "503": _error("database down (without Redis: cron and next run only)"),
             },
         }
     },
@@ -432,6 +446,13 @@ def build_document() -> dict:
             **REPORT_PATHS,
             **FORECAST_PATHS,
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": _ok("alive", "Object")}},
+            "/api/health/summary": {
+                "get": {
+                    "summary": "What is wrong now, one line per problem (the dashboard's health strip)",
+                    "security": READ,
+                    "responses": {**_ok("the summary", "Object"), "401": _error("no or wrong token")},
+                }
+            },
             "/readyz": {
                 "get": {
                     "summary": "Readiness: Redis and database",
