@@ -36,6 +36,7 @@ bp = Blueprint(
 )
 
 REFRESH_SECONDS = 5
+STALE_SECONDS = 3 * REFRESH_SECONDS  # no successful refresh for this long: the page says its figures are stale
 
 # The dashboard's one table: domain error -> (HTTP status, JSON error code, message or None for
 # the error's own). The most specific class wins.
@@ -91,6 +92,7 @@ def home():
             "rq-job": url_for("rq_dashboard.job_view", instance_number=0, job_id="JOB_ID"),
         },
         refresh_seconds=REFRESH_SECONDS,
+        stale_seconds=STALE_SECONDS,
     )
     return _no_store(make_response(page))
 
