@@ -79,9 +79,7 @@ def dashboard_data(redis: Redis, settings: Settings) -> dict:
     part("jobs", False, True, lambda: job_summaries(now))
     part("runs_per_hour", False, True, lambda: runs_per_hour(now))
     part("queues", True, False, lambda: queue_stats(redis))
-    part("workers", True, False, lambda: worker_rows(redis, settings))
-    if out["workers"] is not None and database_up:
-        part("workers", True, True, lambda: out["workers"] + lost_worker_rows(out["workers"], now))
+    part("workers", True, False, lambda: _workers(redis, settings, now, database_up))
     part("schedules", False, True, lambda: schedules.list_schedules(redis, settings))
     part("active_runs", False, True, lambda: _redis_marks(redis, redis_up, active_runs()))
     part("recent_runs", False, True, lambda: _redis_marks(redis, redis_up, recent_runs()))
@@ -93,6 +91,11 @@ def dashboard_data(redis: Redis, settings: Settings) -> dict:
     if not database_up:
         out["unavailable"].append("database")
     return out
+
+
+def _workers(redis: Redis, settings: Settings, now: datetime, database_up: bool) -> list[dict]:
+    live = worker_rows(redis, settings)
+    return live + lost_worker_rows(live, now) if database_up else live
 
 
 def _redis_marks(redis: Redis, redis_up: bool, rows: list[dict]) -> list[dict]:
