@@ -15,17 +15,19 @@ What is detected, each tick of the scheduler (`ops_step`, after `runs.reconcile`
   module's migration was applied: no flood of old failures on the first deploy);
 - a schedule whose latest slot is past due + OPS_OVERDUE_GRACE with no run recorded for it
   (or recorded as missed), while the schedule is not paused; one event per slot;
-- a worker whose heartbeat is older than its deadline (`app.core.stats.heartbeat_deadline`);
-  one event per worker life (its name and birth).
+- a worker whose heartbeat is older than its deadline (`app.core.stats.heartbeat_deadline`),
+  or that vanished from RQ without a death record; one event per worker life (name and birth).
 
 Redis keys owned here: `WATCH_KEY` (since when each schedule's cron has been watched, so a new
-or changed cron never reports slots from before) and `STEP_KEY` (the ops step's heartbeat,
-which the health summary reads to tell whether any scheduler runs).
+or changed cron never reports slots from before), `KNOWN_WORKERS_KEY` (the live workers the
+last step saw: RQ forgets a dead one within seconds) and `STEP_KEY` (the ops step's
+heartbeat, which the health summary reads to tell whether any scheduler runs).
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import threading
 from collections.abc import Iterable
@@ -50,6 +52,7 @@ from app.scheduling import PAUSED_KEY, InvalidCron
 log = logging.getLogger(__name__)
 
 WATCH_KEY = "forecast-service:ops:schedule-watch"  # hash: schedule name -> "<epoch> <cron>"
+KNOWN_WORKERS_KEY = "forecast-service:ops:known-workers"  # hash: worker name -> JSON of its last sighting
 STEP_KEY = "forecast-service:ops:last-step"  # epoch of the last ops step (expires: no scheduler)
 STEP_KEY_TTL = 120
 MAX_BACKOFF = 3600.0
@@ -334,40 +337,60 @@ def open_overdue(settings: Settings, now: datetime | None = None) -> list[OpsEve
 # --- detection: workers ---------------------------------------------------------------------------
 
 
-def lost_workers(redis: Redis, settings: Settings, now: datetime | None = None) -> list[BaseWorker]:
-    """Workers RQ still lists whose heartbeat is past its deadline (killed, frozen or cut off)."""
-    now = now or utcnow()
-    return [w for w in Worker.all(connection=redis) if worker_state(w, settings, now) == LOST]
+def _worker_info(worker: BaseWorker) -> dict[str, Any]:
+    return {
+        "name": worker.name,
+        "birth": int(worker.birth_date.timestamp()) if worker.birth_date else 0,
+        "last_heartbeat": iso(worker.last_heartbeat),
+        "queues": worker.queue_names(),
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "current_job": worker.get_current_job_id(),
+    }
 
 
 def detect_lost_workers(redis: Redis, settings: Settings, now: datetime | None = None) -> list[OpsEvent]:
+    """Record a lost worker: listed past its heartbeat deadline, or gone from RQ without a death record.
+
+    RQ drops a dead worker's key as soon as its last heartbeat's TTL runs out (seconds to a
+    minute), so each step remembers the live workers (`KNOWN_WORKERS_KEY`): one that vanished
+    without `register_death` (a clean stop writes it) died. One event per worker life.
+    """
     now = now or utcnow()
+    known = {_text(k): json.loads(v) for k, v in redis.hgetall(KNOWN_WORKERS_KEY).items()}
+    listed = Worker.all(connection=redis)
+    lost = []
+    for worker in listed:
+        info = _worker_info(worker)
+        if worker_state(worker, settings, now) == LOST:
+            lost.append(info)
+        else:
+            redis.hset(KNOWN_WORKERS_KEY, worker.name, json.dumps(info))
+    listed_names = {w.name for w in listed}
+    for name, info in known.items():
+        if name in listed_names:
+            continue
+        if redis.hexists(Worker.redis_worker_namespace_prefix + name, "death"):
+            redis.hdel(KNOWN_WORKERS_KEY, name)  # stopped cleanly
+            continue
+        lost.append(info)
     events = []
-    for worker in lost_workers(redis, settings, now):
-        beat = worker.last_heartbeat
-        birth = worker.birth_date
-        born = int(birth.timestamp()) if birth else 0
-        job_id = worker.get_current_job_id()
-        doing = f" while running {job_id}" if job_id else ""
+    for info in lost:
+        doing = f" while running {info['current_job']}" if info.get("current_job") else ""
         message = (
-            f"worker {worker.name} on {worker.hostname or '?'} (pid {worker.pid}) is lost{doing}: "
-            f"last heartbeat {iso(beat)}, {worker.queue_names() and ', '.join(worker.queue_names())}"
+            f"worker {info['name']} on {info.get('hostname') or '?'} (pid {info.get('pid')}) is lost{doing}: "
+            f"last heartbeat {info.get('last_heartbeat') or 'never'}; queues {', '.join(info.get('queues') or [])}"
         )
         event = record_event(
             settings,
             EventKind.WORKER_LOST,
-            f"worker:{worker.name}:{born}",
-            worker.name,
+            f"worker:{info['name']}:{info.get('birth', 0)}",
+            info["name"],
             message,
-            details={
-                "last_heartbeat": iso(beat),
-                "queues": worker.queue_names(),
-                "hostname": worker.hostname,
-                "pid": worker.pid,
-                "current_job": job_id,
-            },
+            details={k: v for k, v in info.items() if k != "name"},
             now=now,
         )
+        redis.hdel(KNOWN_WORKERS_KEY, info["name"])
         if event is not None:
             events.append(event)
     return events
