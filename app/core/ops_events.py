@@ -37,6 +37,7 @@ from typing import Any
 
 import peewee
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.worker import BaseWorker
 
@@ -528,6 +529,8 @@ def ops_step(
     for name, detect in steps:
         try:
             counts[name] = len(detect())
+        except (RedisError, peewee.OperationalError, peewee.InterfaceError) as exc:
+            log.warning("ops step: %s detection skipped (%s unavailable)", name, type(exc).__name__)
         except Exception:  # noqa: BLE001 - logged; the scheduler's own work goes on
             log.exception("ops step: %s detection failed", name)
     try:
