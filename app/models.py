@@ -122,6 +122,8 @@ class JobRun(BaseModel):
             (("job_name", "status", "enqueued_at", "duration_s"), False),
             # Durations in order: the k-th duration of a window is an OFFSET along it.
             (("job_name", "status", "duration_s", "enqueued_at"), False),
+            # Runs that ended failed or stopped lately: the scheduler's ops step reads them each tick (0008).
+            (("status", "ended_at"), False),
         )
 
     def save(self, *args, **kwargs):

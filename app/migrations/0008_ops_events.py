@@ -4,7 +4,8 @@ An event (a run failed for good, stopped or abandoned; a schedule overdue; a wor
 recorded once per `dedup_key`; each webhook post of it is a delivery row the scheduler's ops
 step retries with backoff, recording attempts, the last error and when it was delivered
 (app/core/ops_events.py). A frozen copy of the models as this step made them, created with
-`safe=True`, so the step is idempotent and independent of later models.
+`safe=True`, so the step is idempotent and independent of later models. It also indexes
+job_runs by (status, ended_at): the ops step finds the runs that ended lately along it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class WebhookDelivery(_Base):
 MODELS = [OpsEvent, WebhookDelivery]
 
 
+RUNS_INDEX = "job_runs_status_ended_at"  # the runs that ended lately, read by the ops step each tick
+
+
 def upgrade(ctx) -> None:
     with ctx.db.bind_ctx(MODELS):
         ctx.db.create_tables(MODELS, safe=True)
+    if not ctx.has_index("job_runs", RUNS_INDEX):
+        ctx.db.execute_sql(f'CREATE INDEX "{RUNS_INDEX}" ON "job_runs" ("status", "ended_at")')
