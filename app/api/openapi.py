@@ -79,7 +79,7 @@ RUN = {
         "attempts": {"type": "integer", "minimum": 0},
         "state_detail": {
             "type": ["string", "null"],
-            "description": "what a waiting run does, e.g. 'retrying at 14:05 UTC (attempt 2 of 4)'",
+            "description": "a run waiting for its retry only: e.g. 'retrying at 14:05 UTC (attempt 2 of 4)'",
         },
         "next_retry_at": ISO_TIME,
         "next_attempt": {"type": "integer"},

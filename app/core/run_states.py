@@ -29,13 +29,11 @@ def retry_detail(next_retry_at: datetime | None, attempt: int | None, of: int | 
 
 
 def add_retry_states(redis: Redis, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add `state_detail` (None unless waiting for a retry) and, for those, the retry's time and counts.
+    """Add `state_detail`, the retry's time and counts to the rows waiting for a retry (others are unchanged).
 
     `rows` are run JSON dicts (`job_id`, `status`, `queue`, `attempts`); one Redis round trip.
     """
     waiting = [row for row in rows if row.get("status") == RETRY_STATUS]
-    for row in rows:
-        row.setdefault("state_detail", None)
     if not waiting:
         return rows
     try:
