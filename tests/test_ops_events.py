@@ -153,6 +153,11 @@ def test_a_failing_receiver_is_retried_and_recorded_and_never_blocks_runs(
     assert delivery.attempts == 3 and "HTTP 500" in delivery.last_error and delivery.delivered_at is None
     assert len(receiver.received) == 3  # posted, retried twice with backoff, then given up
     assert len(events(run_id=failing)) == 1
+    [listed] = client.get("/api/health/events?kind=run_failed").get_json()["events"]
+    assert listed["run_id"] == failing and listed["deliveries"][0]["status"] == "failed"
+    assert listed["deliveries"][0]["attempts"] == 3 and "HTTP 500" in listed["deliveries"][0]["last_error"]
+    assert client.get("/api/health/events?kind=nope").status_code == 400
+    assert client.get("/api/health/events?limit=0").status_code == 400
     summary = client.get("/api/health/summary").get_json()
     failing_lines = [p for p in summary["problems"] if p["kind"] == "webhook_failing"]
     assert failing_lines and "1 gave up" in failing_lines[0]["message"] and "HTTP 500" in failing_lines[0]["message"]

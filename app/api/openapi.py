@@ -13,6 +13,7 @@ from app.api.forecast import AccuracyQuery
 from app.api.reports import DailyReportQuery, ReportPageQuery
 from app.api.schemas import RUN_ID_PATTERN, AlertQuery, HistoryQuery, TriggerBody
 from app.core.catalog import JOBS
+from app.core.ops_events import EventKind
 
 bp = Blueprint("openapi", __name__)
 
@@ -53,7 +54,8 @@ RUN_ID = {
     "name": "run_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": 64},
+    # `history` is the history route's own segment, not a run id (/api/jobs/{job}/history)
+    "schema": {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": 64, "not": {"enum": ["history"]}},
 }
 BEARER = [{"bearer": []}]
 READ = [{"bearer": []}, {}]  # reads need the token when API_READ_AUTH=on, or by default in production
@@ -451,6 +453,25 @@ def build_document() -> dict:
                     "summary": "What is wrong now, one line per problem (the dashboard's health strip)",
                     "security": READ,
                     "responses": {**_ok("the summary", "Object"), "401": _error("no or wrong token")},
+                }
+            },
+            "/api/health/events": {
+                "get": {
+                    "summary": "The newest operational events and their webhook deliveries",
+                    "security": READ,
+                    "parameters": [
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": [k.value for k in EventKind]},
+                        },
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    ],
+                    "responses": {
+                        **_ok("events", "Object"),
+                        "400": _error("bad kind or limit"),
+                        "401": _error("no or wrong token"),
+                    },
                 }
             },
             "/readyz": {
