@@ -30,7 +30,7 @@ from rq_scheduler.utils import to_unix
 
 from app.config import Settings, get_settings
 from app.connections import bind_database, db_session, redis_connection
-from app.core import scheduled
+from app.core import ops_events, scheduled
 from app.core.catalog import JOBS, QUEUES, JobSpec
 from app.logging_setup import setup_logging
 from app.runs.keys import release_if_owner
@@ -191,6 +191,7 @@ class ServiceScheduler(Scheduler):
                 self.enqueue_jobs()
                 self.move_due_retries()
                 scheduled.reconcile(self.connection, self.settings)
+                ops_events.ops_step(self.connection, self.settings, slot_key=SLOT_KEY)  # never raises; posts off-loop
         finally:
             self.remove_lock()
 

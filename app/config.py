@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     summary_webhook_url: str = ""
     alert_webhook_url: str = ""
     webhook_timeout: float = Field(10.0, gt=0)
+    # Operational alerts (a run failed for good, stopped or abandoned; a schedule overdue; a worker
+    # lost), posted by the scheduler's ops step (app/core/ops_events.py); empty: ALERT_WEBHOOK_URL.
+    ops_webhook_url: str = ""
+    ops_overdue_grace: int = Field(300, ge=0)  # seconds after its fire time before a slot without a run is overdue
+    ops_delivery_max_attempts: int = Field(8, ge=1)  # then the delivery is recorded `failed`
+    ops_delivery_backoff: float = Field(30.0, gt=0)  # seconds before the 2nd attempt; doubles, at most 1 h
+    ops_event_lookback_hours: int = Field(24, ge=1)  # runs that ended this long ago are still reported once
 
     @field_validator(*(spec.cron_setting for spec in JOBS.values()))
     @classmethod
@@ -159,7 +166,7 @@ class Settings(BaseSettings):
             raise ValueError(f"invalid cron string {value!r}: {exc}") from None
         return value
 
-    @field_validator("summary_webhook_url", "alert_webhook_url")
+    @field_validator("summary_webhook_url", "alert_webhook_url", "ops_webhook_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         value = value.strip()
@@ -246,6 +253,11 @@ class Settings(BaseSettings):
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"{host}:{self.port}"
+
+    @property
+    def ops_webhook(self) -> str:
+        """Where operational alerts go: OPS_WEBHOOK_URL, else ALERT_WEBHOOK_URL (empty: not posted)."""
+        return self.ops_webhook_url or self.alert_webhook_url
 
     @property
     def is_sqlite(self) -> bool:

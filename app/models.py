@@ -151,6 +151,8 @@ class JobRun(BaseModel):
             (("job_name", "status", "enqueued_at", "duration_s"), False),
             # Durations in order: the k-th duration of a window is an OFFSET along it.
             (("job_name", "status", "duration_s", "enqueued_at"), False),
+            # Runs that ended failed or stopped lately: the scheduler's ops step reads them each tick (0008).
+            (("status", "ended_at"), False),
         )
 
     def save(self, *args, **kwargs):
@@ -284,6 +286,54 @@ class AuditEntry(BaseModel):
         )
 
 
+class OpsEvent(BaseModel):
+    """An operational event (a run failed for good, stopped or abandoned; a schedule overdue; a worker lost).
+
+    `dedup_key` is unique: detection may run again and again (several schedulers, restarts) and
+    still records each event once (app/core/ops_events.py). Its webhook deliveries hang off it.
+    """
+
+    id = peewee.AutoField()
+    kind = peewee.CharField(max_length=40)
+    dedup_key = peewee.CharField(max_length=200, unique=True)
+    subject = peewee.CharField(max_length=200)  # run id, schedule name or worker name
+    job_name = peewee.CharField(max_length=40, null=True)
+    run_id = peewee.CharField(max_length=64, null=True, index=True)
+    run_attempts = peewee.IntegerField(null=True)  # a run's event is per attempt count: a retried run may fail again
+    message = peewee.TextField()
+    details = JSONField(default=dict)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "ops_events"
+        indexes = (
+            (("created_at", "id"), False),
+            (("kind", "created_at"), False),
+        )
+
+
+class WebhookDelivery(BaseModel):
+    """One event's post to the ops webhook: an outbox row the scheduler's delivery step works off."""
+
+    id = peewee.AutoField()
+    event = peewee.ForeignKeyField(OpsEvent, backref="deliveries", on_delete="CASCADE")
+    event_id: int
+    target = peewee.CharField(max_length=200)  # scheme://host[:port] only: the URL is a secret
+    status = peewee.CharField(max_length=10, default="pending")  # pending | delivered | failed
+    attempts = peewee.IntegerField(default=0)
+    next_attempt_at = peewee.DateTimeField(default=utcnow)
+    last_error = peewee.TextField(null=True)
+    delivered_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "webhook_deliveries"
+        indexes = (
+            (("status", "next_attempt_at"), False),
+            (("created_at",), False),
+        )
+
+
 ALL_MODELS = [
     ProductionLine,
     DemandHistory,
@@ -295,6 +345,8 @@ ALL_MODELS = [
     ForecastSnapshot,
     ForecastLine,
     AuditEntry,
+    OpsEvent,
+    WebhookDelivery,
 ]
 
 

@@ -1,4 +1,4 @@
-"""Slack-compatible webhook messages: the daily report and new high-severity alerts.
+"""Slack-compatible webhook messages: the daily report, new high-severity alerts, operational alerts.
 
 Posting uses the standard library (one JSON POST needs no HTTP client dependency). A
 webhook URL is a secret (Slack's carries its token in the path), so only its scheme and
@@ -194,3 +194,34 @@ def _record_alert_delivery(alerts: list, state: str, error: str | None) -> None:
             ).execute()
     except Exception:
         log.warning("could not record the alert webhook's delivery state", exc_info=True)
+
+
+OPS_TITLES = {
+    "run_failed": "Run failed for good",
+    "run_stopped": "Run stopped",
+    "run_abandoned": "Run abandoned",
+    "schedule_overdue": "Schedule overdue",
+    "worker_lost": "Worker lost",
+}
+
+
+def ops_message(event: dict) -> dict:
+    """An operational event (`app.core.ops_events.event_json`) as a Slack message plus structured fields.
+
+    Slack reads `text` and `blocks` and ignores the rest; other receivers read `event`, which
+    carries the kind, subject, run and job, and the details as plain JSON.
+    """
+    title = OPS_TITLES.get(event.get("kind", ""), str(event.get("kind")))
+    text = f"[forecast service] {title}: {event.get('message')}"
+    context = " · ".join(
+        f"{label} {_escape(event[key])}"
+        for key, label in (("job_name", "job"), ("run_id", "run"), ("created_at", "at"))
+        if event.get(key)
+    )
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(event.get("message", ""))}},
+    ]
+    if context:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
+    return {"text": text, "blocks": blocks, "event": event}

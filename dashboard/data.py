@@ -11,22 +11,29 @@ jobs between registries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import peewee
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from app.api.serializers import alert_json, iso, run_json
 from app.config import Settings
+from app.connections import db_session
+from app.core import ops_events, schedules
 from app.core.catalog import JOBS
-from app.core.stats import STATUSES, hour_bucket_sql, queue_stats, run_figures, schedule_json
+from app.core.health import health_summary
+from app.core.run_states import add_retry_states
+from app.core.stats import LOST, STATUSES, hour_bucket_sql, queue_stats, run_figures, worker_state
 from app.models import Alert, DailySummary, JobRun, utcnow
 from app.runs import TERMINAL_VALUES
-from app.scheduling import read_schedules
 from app.worker_resources import worker_resources
 
 log = logging.getLogger(__name__)
@@ -41,23 +48,65 @@ ACTIVE_RUNS_LIMIT = 50
 SEVERITIES = ("high", "medium", "low")
 
 
+def page_data(redis: Redis, settings: Settings) -> dict:
+    """`dashboard_data` in a database session when the database answers, else without one."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(db_session())
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            log.warning("dashboard data without the database: %r", exc)
+        return dashboard_data(redis, settings)
+
+
 def dashboard_data(redis: Redis, settings: Settings) -> dict:
+    """The page's data. Redis down: the database parts (runs, alerts, reports, schedules) are still
+    given, the Redis parts are null and `unavailable` names Redis; the reverse for the database."""
     now = utcnow()
-    return {
-        "generated_at": iso(now),
-        "jobs": job_summaries(now),
-        "runs_per_hour": runs_per_hour(now),
-        "queues": queue_stats(redis),
-        "workers": worker_rows(redis),
-        "schedules": [schedule_json(info) for info in read_schedules(redis, settings)],
-        "active_runs": mark_rq_jobs(redis, active_runs()),
-        "recent_runs": mark_rq_jobs(redis, recent_runs()),
-        "alerts": alert_summary(now),
-        "daily_report": latest_daily_report(),
-        "last_outcomes": last_outcomes(),
-        "skipped_slots": skipped_slots(now),
-        "forecast_accuracy": forecast_accuracy(),
-    }
+    health = health_summary(redis, settings, now)
+    redis_up = health["checks"].get("redis") == "ok"
+    database_up = health["checks"].get("database") == "ok"
+    out: dict = {"generated_at": iso(now), "health": health, "unavailable": []}
+
+    def part(key: str, needs_redis: bool, needs_database: bool, compute: Callable[[], Any]) -> None:
+        out[key] = None
+        if (needs_redis and not redis_up) or (needs_database and not database_up):
+            return
+        try:
+            out[key] = compute()
+        except (RedisError, peewee.OperationalError, peewee.InterfaceError) as exc:
+            log.warning("dashboard part %s unavailable: %r", key, exc)
+
+    part("jobs", False, True, lambda: job_summaries(now))
+    part("runs_per_hour", False, True, lambda: runs_per_hour(now))
+    part("queues", True, False, lambda: queue_stats(redis))
+    part("workers", True, False, lambda: _workers(redis, settings, now, database_up))
+    part("schedules", False, True, lambda: schedules.list_schedules(redis, settings))
+    part("active_runs", False, True, lambda: _redis_marks(redis, redis_up, active_runs()))
+    part("recent_runs", False, True, lambda: _redis_marks(redis, redis_up, recent_runs()))
+    part("alerts", False, True, lambda: alert_summary(now))
+    part("daily_report", False, True, latest_daily_report)
+    part("last_outcomes", False, True, last_outcomes)
+    part("skipped_slots", False, True, lambda: skipped_slots(now))
+    part("forecast_accuracy", False, True, forecast_accuracy)
+    if not redis_up:
+        out["unavailable"].append("redis")
+    if not database_up:
+        out["unavailable"].append("database")
+    return out
+
+
+def _workers(redis: Redis, settings: Settings, now: datetime, database_up: bool) -> list[dict]:
+    live = worker_rows(redis, settings)
+    return live + lost_worker_rows(live, now) if database_up else live
+
+
+def _redis_marks(redis: Redis, redis_up: bool, rows: list[dict]) -> list[dict]:
+    """Run rows with their RQ job link and retry state; without Redis, each says what is unknown."""
+    if not redis_up:
+        for row in rows:
+            row["rq_job"] = False
+        return add_retry_states(redis, rows) if any(r["status"] == "scheduled" for r in rows) else rows
+    return add_retry_states(redis, mark_rq_jobs(redis, rows))
 
 
 def forecast_accuracy(runs: int = 60) -> list[dict]:
@@ -200,8 +249,48 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def worker_rows(redis: Redis) -> list[dict]:
-    """Workers with state, current job, heartbeat age and the CPU/RSS they published."""
+def lost_worker_rows(live: list[dict], now: datetime) -> list[dict]:
+    """Workers reported lost in the last hour that RQ no longer lists (it forgets a dead worker in minutes)."""
+    listed = {row["name"] for row in live}
+    rows = []
+    for event in ops_events.recent_lost_workers(now):
+        if event.subject in listed:
+            continue
+        listed.add(event.subject)
+        details = event.details or {}
+        beat = details.get("last_heartbeat")
+        age = (now - datetime.fromisoformat(beat.rstrip("Z"))).total_seconds() if beat else None
+        rows.append(
+            {
+                "name": event.subject,
+                "state": LOST,
+                "queues": details.get("queues") or [],
+                "current_job": details.get("current_job"),
+                "current_job_name": None,
+                "current_job_description": "(its run is found abandoned, then retried or failed)"
+                if details.get("current_job")
+                else None,
+                "current_job_exists": False,
+                "last_heartbeat": beat,
+                "heartbeat_age_seconds": round(age, 1) if age is not None else None,
+                "cpu_percent": None,
+                "rss_bytes": None,
+                "resources_age_seconds": None,
+                "successful_jobs": None,
+                "failed_jobs": None,
+                "pid": details.get("pid"),
+                "hostname": details.get("hostname"),
+                "gone": True,
+            }
+        )
+    return rows
+
+
+def worker_rows(redis: Redis, settings: Settings | None = None) -> list[dict]:
+    """Workers with state, current job, heartbeat age and the CPU/RSS they published.
+
+    With `settings`, a worker whose heartbeat is past its deadline is `lost`, not busy
+    (`app.core.stats.worker_state`)."""
     workers = sorted(Worker.all(connection=redis), key=lambda w: w.name)
     now = datetime.now(timezone.utc)
     rows = []
@@ -221,7 +310,7 @@ def worker_rows(redis: Redis) -> list[dict]:
         rows.append(
             {
                 "name": worker.name,
-                "state": str(worker.get_state()),
+                "state": worker_state(worker, settings) if settings is not None else str(worker.get_state()),
                 "queues": worker.queue_names(),
                 "current_job": job_id,
                 "current_job_name": job_name,
@@ -296,8 +385,11 @@ def find_runs(redis: Redis, query: str, limit: int = 10) -> list[dict]:
     """The run with this id, else runs whose id starts with it (3+ characters, any case), newest first."""
     run = JobRun.get_or_none(JobRun.id == query)
     if run is not None:
-        return mark_rq_jobs(redis, [{**run_json(run), "active": run.status not in TERMINAL_VALUES}])
+        return add_retry_states(
+            redis, mark_rq_jobs(redis, [{**run_json(run), "active": run.status not in TERMINAL_VALUES}])
+        )
     if len(query) < 3:
         return []
     rows = JobRun.select().where(JobRun.id.startswith(query)).order_by(JobRun.enqueued_at.desc()).limit(limit)
-    return mark_rq_jobs(redis, [{**run_json(r), "active": r.status not in TERMINAL_VALUES} for r in rows])
+    found = [{**run_json(r), "active": r.status not in TERMINAL_VALUES} for r in rows]
+    return add_retry_states(redis, mark_rq_jobs(redis, found))

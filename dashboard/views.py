@@ -22,7 +22,7 @@ from app.connections import db_session
 from app.core import jobs, schedules
 from app.core.errors import Conflict, InvalidInput, InvalidRunId, NotFound, ServiceError
 from app.errors import BadRequest, error_response
-from dashboard.data import dashboard_data, find_runs
+from dashboard.data import find_runs, page_data
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ bp = Blueprint(
 )
 
 REFRESH_SECONDS = 5
+STALE_SECONDS = 3 * REFRESH_SECONDS  # no successful refresh for this long: the page says its figures are stale
 
 # The dashboard's one table: domain error -> (HTTP status, JSON error code, message or None for
 # the error's own). The most specific class wins.
@@ -92,14 +93,14 @@ def home():
             "rq-job": url_for("rq_dashboard.job_view", instance_number=0, job_id="JOB_ID"),
         },
         refresh_seconds=REFRESH_SECONDS,
+        stale_seconds=STALE_SECONDS,
     )
     return _no_store(make_response(page))
 
 
 @bp.get("/data.json")
 def data():
-    with db_session():
-        return _no_store(jsonify(dashboard_data(_redis(), _settings())))
+    return _no_store(jsonify(page_data(_redis(), _settings())))  # parts without Redis or the database
 
 
 @bp.get("/runs")

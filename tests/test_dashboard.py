@@ -674,18 +674,40 @@ def test_search_a_run_by_id_or_prefix(client, creds, auth):
     assert client.get("/dashboard/runs?q=" + "a" * 65, headers=creds).status_code == 400
 
 
-def test_data_with_redis_down_is_503_json(settings_overrides, creds):
+def test_data_with_redis_down_keeps_the_database_parts(settings_overrides, creds):
+    """Issue 14: with Redis down the page still shows runs, alerts, reports and schedules, and says Redis is down."""
     from app import create_app
     from app.connections import db_session
-    from app.models import create_tables
+    from app.models import JobRun, create_tables, utcnow
     from tests.servers import free_port
 
     app = create_app({**settings_overrides, "redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     with db_session():
         create_tables()
+        JobRun.create(
+            id="db-run-1",
+            job_name="forecast",
+            queue="forecast",
+            trigger="manual",
+            status="failed",
+            enqueued_at=utcnow(),
+            started_at=utcnow(),
+            ended_at=utcnow(),
+            attempts=4,
+            error="boom",
+        )
     client = app.test_client()
     response = client.get("/dashboard/data.json", headers=creds)
-    assert response.status_code == 503 and response.get_json()["error"]["code"] == "redis_unavailable"
+    assert response.status_code == 200
+    data = response.get_json()
+    assert data["unavailable"] == ["redis"]
+    assert data["queues"] is None and data["workers"] is None
+    assert [r["job_id"] for r in data["recent_runs"]] == ["db-run-1"]
+    assert data["alerts"] is not None and data["jobs"]["forecast"]["24h"]["failure"] == 1
+    assert {s["name"] for s in data["schedules"]} == {"forecast", "daily-summary", "cleanup"}
+    assert all(s["paused"] is None and "Redis unavailable" in s["state_note"] for s in data["schedules"])
+    kinds = [p["kind"] for p in data["health"]["problems"]]
+    assert "redis_unavailable" in kinds and "failed_runs" in kinds
     assert client.get("/dashboard/", headers=creds).status_code == 200  # the page still loads and says so
 
 

@@ -31,6 +31,7 @@ from app.config import using_settings
 from app.connections import using_database
 from app.core import jobs, listings
 from app.core.errors import ServiceError
+from app.core.run_states import add_retry_states
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -90,13 +91,20 @@ class FastReads:
             return None
         job, second = match.groups()
         name = jobs.job_name(job)
+        redis = self.app.extensions["redis"]
         if second == "history":
             history_query = HistoryQuery.model_validate(args)
-            return self._run(lambda: listings.history_page(name, history_query))
+
+            def history() -> dict[str, Any]:
+                page = listings.history_page(name, history_query)
+                add_retry_states(redis, page["runs"])  # as the view: runs waiting for a retry say when
+                return page
+
+            return self._run(history)
         if second == "trigger" or args:  # GET on trigger is a 405; status takes no parameters
             return None
         run_id = jobs.run_id(second)
-        return self._run(lambda: listings.run_status(name, run_id))
+        return self._run(lambda: add_retry_states(redis, [listings.run_status(name, run_id)])[0])
 
     def _run(self, use_case: Callable[[], dict[str, Any]]) -> bytes | None:
         db = self.database

@@ -17,6 +17,7 @@ from app.api.serializers import run_attempts_json
 from app.auth import require_read_token, require_token
 from app.core import jobs
 from app.core.listings import history_page, run_status
+from app.core.run_states import add_retry_states
 from app.core.stats import service_stats
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
@@ -74,7 +75,9 @@ def trigger(job_name: str):
 def history(job_name: str):
     name = jobs.job_name(job_name)
     query = parse_query(HistoryQuery, request.args)
-    return jsonify(history_page(name, query))
+    page = history_page(name, query)
+    add_retry_states(_redis(), page["runs"])
+    return jsonify(page)
 
 
 @bp.get("/<job_name>/<run_id>")
@@ -83,7 +86,9 @@ def status(job_name: str, run_id: str):
     if run_id in ACTION_SEGMENTS:  # GET on the trigger route lands here: answer as for a wrong method
         raise MethodNotAllowed(valid_methods=[ACTION_SEGMENTS[run_id]])
     name, run_id = jobs.job_name(job_name), jobs.run_id(run_id)
-    return jsonify(run_status(name, run_id))
+    body = run_status(name, run_id)
+    add_retry_states(_redis(), [body])  # additive: state_detail, and next_retry_at while waiting for a retry
+    return jsonify(body)
 
 
 @bp.post("/<job_name>/<run_id>/cancel")

@@ -16,6 +16,7 @@ from app.api.reports import DailyReportQuery, ReportPageQuery
 from app.api.schemas import RUN_ID_PATTERN, AlertActionBody, AlertQuery, HistoryQuery, TriggerBody
 from app.core.audit import Outcome, Source
 from app.core.catalog import JOBS
+from app.core.ops_events import EventKind
 from app.core.run_history import RunQuery
 
 bp = Blueprint("openapi", __name__)
@@ -58,7 +59,8 @@ RUN_ID = {
     "name": "run_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": 64},
+    # `history` is the history route's own segment, not a run id (/api/jobs/{job}/history)
+    "schema": {"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": 64, "not": {"enum": ["history"]}},
 }
 BEARER = [{"bearer": []}]
 READ = [{"bearer": []}, {}]  # reads need the token when API_READ_AUTH=on, or by default in production
@@ -85,6 +87,13 @@ RUN = {
         "duration_s": {"type": ["number", "null"], "description": "/api/runs: start to end of the last attempt"},
         "active": {"type": "boolean", "description": "/api/runs: queued, waiting for a retry or running"},
         "retry_of": {"type": ["string", "null"], "description": "the run this run retries (trigger retry)"},
+        "state_detail": {
+            "type": ["string", "null"],
+            "description": "a run waiting for its retry only: e.g. 'retrying at 14:05 UTC (attempt 2 of 4)'",
+        },
+        "next_retry_at": ISO_TIME,
+        "next_attempt": {"type": "integer"},
+        "max_attempts": {"type": ["integer", "null"]},
     },
 }
 ATTEMPT = {
@@ -190,8 +199,15 @@ SCHEDULE = {
         "timezone": {"type": "string"},
         "queue": {"type": "string"},
         "task": {"type": "string"},
-        "registered": {"type": "boolean", "description": "the scheduler has registered its template"},
-        "paused": {"type": "boolean", "description": "paused: its slots are skipped until resumed"},
+        "registered": {
+            "type": ["boolean", "null"],
+            "description": "the scheduler has registered its template (null: unknown, Redis unavailable)",
+        },
+        "paused": {
+            "type": ["boolean", "null"],
+            "description": "paused: its slots are skipped until resumed (null: unknown, Redis unavailable)",
+        },
+        "state_note": {"type": ["string", "null"], "description": "why a field is unknown"},
         "next_run": ISO_TIME,
         "last_run": ISO_TIME,
         "last_run_id": {"type": ["string", "null"]},
@@ -227,7 +243,7 @@ SCHEDULE_PATHS = {
             "responses": {
                 **_ok("schedules", "ScheduleList"),
                 "401": _error("no or wrong token"),
-                "503": _error("Redis or database down"),
+                "503": _error("database down (without Redis: cron and next run only)"),
             },
         }
     },
@@ -687,6 +703,32 @@ def build_document() -> dict:
             **TREND_PATHS,
             **AUDIT_PATHS,
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": _ok("alive", "Object")}},
+            "/api/health/summary": {
+                "get": {
+                    "summary": "What is wrong now, one line per problem (the dashboard's health strip)",
+                    "security": READ,
+                    "responses": {**_ok("the summary", "Object"), "401": _error("no or wrong token")},
+                }
+            },
+            "/api/health/events": {
+                "get": {
+                    "summary": "The newest operational events and their webhook deliveries",
+                    "security": READ,
+                    "parameters": [
+                        {
+                            "name": "kind",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": [k.value for k in EventKind]},
+                        },
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    ],
+                    "responses": {
+                        **_ok("events", "Object"),
+                        "400": _error("bad kind or limit"),
+                        "401": _error("no or wrong token"),
+                    },
+                }
+            },
             "/readyz": {
                 "get": {
                     "summary": "Readiness: Redis and database",

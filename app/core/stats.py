@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from peewee import SQL, PostgresqlDatabase, fn
 from redis import Redis
 from rq import Queue, Worker
+from rq.worker import BaseWorker
 
 from app.config import Settings
 from app.connections import database
@@ -16,15 +17,45 @@ from app.models import JobRun, iso, utcnow
 from app.runs import RunStatus
 from app.scheduling import read_schedules
 
+LOST = "lost"  # a worker state of ours: its heartbeat is older than it can be while the worker lives
 
-def worker_stats(redis: Redis) -> dict[str, Any]:
+
+def heartbeat_deadline(settings: Settings, busy: bool) -> float:
+    """Seconds a live worker's heartbeat can age: its beat interval plus WORKER_ABANDONED_AFTER.
+
+    A busy worker beats every WORKER_HEARTBEAT_INTERVAL (workers/worker.py keeps the run's
+    heartbeat); an idle one each time its blocking dequeue wakes, at most every
+    WORKER_MAINTENANCE_INTERVAL. RQ keeps a dead worker's key for minutes after its last beat
+    (worker TTL + 60 s), still "busy": past this deadline it is shown and reported as lost.
+    """
+    interval = settings.worker_heartbeat_interval
+    if not busy:
+        interval = max(interval, settings.worker_maintenance_interval)
+    return float(interval + settings.worker_abandoned_after)
+
+
+def worker_state(worker: BaseWorker, settings: Settings, now: datetime | None = None) -> str:
+    """RQ's state of the worker, or `lost` when its heartbeat is past `heartbeat_deadline`."""
+    state = str(worker.get_state())
+    beat = worker.last_heartbeat
+    if beat is None:
+        return state
+    if beat.tzinfo is not None:
+        beat = beat.astimezone(timezone.utc).replace(tzinfo=None)
+    age = ((now or utcnow()) - beat).total_seconds()
+    return LOST if age > heartbeat_deadline(settings, state == "busy") else state
+
+
+def worker_stats(redis: Redis, settings: Settings | None = None) -> dict[str, Any]:
+    """Workers RQ lists; with `settings`, a worker past its heartbeat deadline is `lost`, not busy."""
     workers = Worker.all(connection=redis)
+    now = utcnow()
     listed = []
     for worker in workers:
         listed.append(
             {
                 "name": worker.name,
-                "state": worker.get_state(),
+                "state": worker_state(worker, settings, now) if settings is not None else worker.get_state(),
                 "current_job": worker.get_current_job_id(),
                 "queues": worker.queue_names(),
                 "last_heartbeat": iso(worker.last_heartbeat),
@@ -33,10 +64,12 @@ def worker_stats(redis: Redis) -> dict[str, Any]:
             }
         )
     busy = sum(1 for w in listed if w["state"] == "busy")
+    lost = sum(1 for w in listed if w["state"] == LOST)
     return {
-        "active": len(listed),
+        "active": len(listed) - lost,
         "busy": busy,
-        "idle": len(listed) - busy,
+        "idle": len(listed) - busy - lost,
+        "lost": lost,
         "workers": listed,
         "active_tasks": {w["name"]: w["current_job"] for w in listed if w["current_job"]},
     }
@@ -103,7 +136,7 @@ def schedule_json(info: Any) -> dict[str, Any]:
 
 def service_stats(redis: Redis, settings: Settings) -> dict[str, Any]:
     return {
-        "workers": worker_stats(redis),
+        "workers": worker_stats(redis, settings),
         "queues": queue_stats(redis),
         "registered_tasks": [spec.func for spec in JOBS.values()],
         "jobs": {name: {"task": spec.func, "queue": spec.queue} for name, spec in JOBS.items()},

@@ -96,6 +96,26 @@ def _rq_error(redis: Redis, run_id: str) -> str | None:
     return exception_summary(getattr(latest, "exc_string", None))
 
 
+RECORDING_GRACE = 30.0  # seconds a worker has to record a failure RQ already holds
+
+
+def _worker_recording(redis: Redis, run_id: str) -> bool:
+    """True while the RQ job's latest result is a fresh failure of its own (not RQ's AbandonedJobError):
+    the worker that raised it records the row right after RQ, so reconcile must not call it abandoned."""
+    try:
+        latest = Job.fetch(run_id, connection=redis).latest_result()
+    except Exception:  # noqa: BLE001 - without a result, reconcile as before
+        return False
+    if latest is None or "AbandonedJobError" in (getattr(latest, "exc_string", None) or ""):
+        return False
+    created = latest.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return (
+        datetime.now(timezone.utc) - created
+    ).total_seconds() < RECORDING_GRACE and latest.type != latest.Type.SUCCESSFUL
+
+
 def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
     """Bring unfinished rows in line with RQ after paths no worker reported on.
 
@@ -141,6 +161,8 @@ def reconcile(redis: Redis, settings: Settings, limit: int = 500) -> int:
         target = FROM_RQ.get(rq_status)
         if target is None or target == RunStatus.FINISHED or target.value == row.status:
             continue  # finished rows are written by the job itself (or a fan-out's gather step)
+        if row.status == RunStatus.STARTED.value and _worker_recording(redis, row.id):
+            continue  # RQ has the failure; its live worker writes the row next (not an abandoned run)
         if target in TERMINAL:
             error = None
             if target == RunStatus.FAILED:

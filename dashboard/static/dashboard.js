@@ -8,6 +8,11 @@
   if (!root) return;
   const urls = root.dataset;
   const refreshMs = Math.max(2, Number(urls.refreshSeconds) || 5) * 1000;
+  // No successful refresh for this long: the "updated" time turns into a warning, and a hung
+  // request is abandoned so the next one can start.
+  const staleMs = Math.max(refreshMs, (Number(urls.staleSeconds) || 15) * 1000);
+  let lastSuccess = Date.now();
+  let lastGenerated = null;
   const SVG = "http://www.w3.org/2000/svg";
   let serverNow = Date.now();
   let loading = false;
@@ -294,7 +299,7 @@
     const rows = workers.map((w) =>
       h("tr", { dataset: { worker: w.name } },
         h("td", null, h("span", { class: "mono" }, w.name), h("br"), h("span", { class: "muted" }, w.queues.join(", "))),
-        h("td", null, badge(w.state)),
+        h("td", null, badge(w.state), w.gone ? [h("br"), h("span", { class: "muted" }, "no longer listed by RQ")] : null),
         h("td", null, w.current_job
           ? [w.current_job_exists ? h("a", { href: rqJob(w.current_job), class: "mono" }, w.current_job)
                                   : h("span", { class: "mono" }, w.current_job), h("br"),
@@ -322,8 +327,9 @@
       return h("tr", { dataset: { schedule: sc.name } },
         h("td", null, h("strong", null, sc.name), h("br"), h("span", { class: "muted" }, `queue ${sc.queue}`)),
         h("td", null, h("code", null, sc.cron), " ", h("span", { class: "muted" }, sc.timezone)),
-        h("td", { class: "state" }, sc.paused ? badge("paused") : badge("active"),
-          sc.registered ? null : [h("br"), h("span", { class: "muted" }, "not registered yet")]),
+        h("td", { class: "state" }, sc.paused === null ? badge("unknown") : sc.paused ? badge("paused") : badge("active"),
+          sc.state_note ? [h("br"), h("span", { class: "muted state-note" }, sc.state_note)]
+            : sc.registered ? null : [h("br"), h("span", { class: "muted" }, "not registered yet")]),
         next,
         timeCell(sc.last_run),
         h("td", null, sc.last_status ? badge(sc.last_status) : h("span", { class: "muted" }, "–"),
@@ -343,12 +349,32 @@
     return h("tr", { dataset: { run: run.job_id, status: run.status } },
       h("td", null, runLink(run.job_id)),
       h("td", null, run.job_name),
-      h("td", null, badge(run.status)),
+      h("td", null, badge(run.status), stateDetail(run)),
       h("td", null, run.trigger),
       timeCell(run.enqueued_at),
-      h("td", { class: "num" }, duration === null ? (run.started_at ? "running" : "–") : fmtDuration(duration)),
+      h("td", { class: "num" }, duration === null ? (run.status === "started" ? "running" : "–") : fmtDuration(duration)),
       h("td", { class: "error" }, run.error || ""),
       withAction ? h("td", { class: "actions" }, cancelButton(run), rqJobLink(run, "rq →")) : null);
+  }
+
+  // "retrying at 14:05 UTC (attempt 2 of 4)": a run waiting for its retry is not running.
+  function stateDetail(run) {
+    return run.state_detail ? [h("br"), h("span", { class: "state-detail" }, run.state_detail)] : null;
+  }
+
+  // A card whose source is down says so instead of showing nothing or old figures.
+  function unavailable(cardId, what) {
+    fill(cardId, h("p", { class: "unavailable" }, `${what} unavailable: not shown.`));
+  }
+
+  function renderHealth(health) {
+    const list = document.querySelector("#health .health-lines");
+    if (!health) return;
+    const lines = health.problems.length
+      ? health.problems.map((p) => h("li", { class: p.severity, dataset: { kind: p.kind } }, p.message))
+      : [h("li", { class: "ok", dataset: { kind: "ok" } }, "all good")];
+    list.replaceChildren(...lines);
+    document.getElementById("health").dataset.ok = String(health.ok);
   }
 
   function renderRuns(active, recent) {
@@ -448,17 +474,43 @@
     lastData = data;
     lastOutcomes = data.last_outcomes || {};
     serverNow = Date.parse(data.generated_at) || Date.now();
-    renderJobs(data.jobs);
-    renderChart(data.runs_per_hour);
-    renderQueues(data.queues);
-    renderWorkers(data.workers);
-    renderSchedules(data.schedules, data.skipped_slots);
-    renderRuns(data.active_runs, data.recent_runs);
-    renderAlerts(data.alerts);
-    renderReport(data.daily_report);
-    renderAccuracy(data.forecast_accuracy);
+    const down = data.unavailable || [];
+    const db = down.includes("database") ? "Database" : null;
+    const rd = down.includes("redis") ? "Redis" : null;
+    renderHealth(data.health);
+    // Each part is drawn from its own source: with Redis down the database's parts still show.
+    const part = (value, source, cardId, draw) => (source && (value === null || value === undefined) ? unavailable(cardId, source) : draw());
+    part(data.jobs, db, "card-jobs", () => renderJobs(data.jobs));
+    part(data.runs_per_hour, db, "card-chart", () => renderChart(data.runs_per_hour));
+    part(data.queues, rd, "card-queues", () => renderQueues(data.queues));
+    part(data.workers, rd, "card-workers", () => renderWorkers(data.workers));
+    part(data.schedules, db, "card-schedules", () => renderSchedules(data.schedules, data.skipped_slots));
+    part(data.recent_runs, db, "card-runs", () => renderRuns(data.active_runs, data.recent_runs));
+    part(data.alerts, db, "card-alerts", () => renderAlerts(data.alerts));
+    if (db && !data.daily_report) unavailable("card-report", db); else renderReport(data.daily_report);
+    part(data.forecast_accuracy, db, "card-accuracy", () => renderAccuracy(data.forecast_accuracy));
     root.dataset.generatedAt = data.generated_at;
-    document.getElementById("refreshed").textContent = `updated ${clock.format(data.generated_at, true)} ${clock.zone()}`;
+    root.dataset.unavailable = down.join(" ");
+    lastGenerated = data.generated_at;
+    showUpdated();
+  }
+
+  function showUpdated() {
+    const node = document.getElementById("refreshed");
+    if (!lastGenerated) {
+      if (Date.now() - lastSuccess > staleMs) {
+        node.textContent = "⚠ stale: the page could not load its figures";
+        node.classList.add("stale");
+        node.dataset.stale = "true";
+      }
+      return;
+    }
+    const at = `${clock.format(lastGenerated, true)} ${clock.zone()}`;
+    const age = Date.now() - lastSuccess;
+    const stale = age > staleMs;
+    node.textContent = stale ? `⚠ stale: no update for ${fmtAge(age / 1000).replace(" ago", "")}; figures from ${at}` : `updated ${at}`;
+    node.classList.toggle("stale", stale);
+    node.dataset.stale = String(stale);
   }
 
   async function refresh() {
@@ -467,17 +519,22 @@
       return;
     }
     loading = true;
+    const abort = new AbortController();
+    const hung = setTimeout(() => abort.abort(), staleMs);  // a hung request must not block every later refresh
     try {
       const response = await fetch(urls.urlData, { headers: { Accept: "application/json" }, cache: "no-store",
-                                                   credentials: "same-origin" });
+                                                   credentials: "same-origin", signal: abort.signal });
       const body = await response.json().catch(() => null);
       if (!response.ok || !body) throw new Error(body && body.error ? body.error.message : `HTTP ${response.status}`);
+      lastSuccess = Date.now();
       render(body);
       root.dataset.loaded = "true";
       if (document.getElementById("banner").dataset.kind === "refresh") banner("");
     } catch (error) {
-      banner(`Could not refresh: ${error.message} (showing the last figures)`, true, "refresh");
+      const why = error.name === "AbortError" ? `no answer in ${Math.round(staleMs / 1000)} s` : error.message;
+      banner(`Could not refresh: ${why} (showing the last figures)`, true, "refresh");
     } finally {
+      clearTimeout(hung);
       loading = false;
       if (again) {
         again = false;
@@ -493,14 +550,14 @@
       h("dl", { class: "run" },
         field("run", h("span", { class: "mono" }, run.job_id)),
         field("job", run.job_name),
-        field("status", badge(run.status)),
+        field("status", [badge(run.status), stateDetail(run)]),
         field("trigger", run.trigger),
         run.retry_of ? field("retry of", runLink(run.retry_of)) : null,
         field("attempts", run.attempts),
         field("enqueued", fmtTime(run.enqueued_at)),
         field("started", fmtTime(run.started_at)),
         field("ended", fmtTime(run.ended_at)),
-        field("duration", fmtDuration(runDuration(run))),
+        field("duration", runDuration(run) === null && run.status === "started" ? "running" : fmtDuration(runDuration(run))),
         run.error ? field("error", h("pre", { class: "error" }, run.error)) : null,
         run.result ? field("result", h("pre", null, JSON.stringify(run.result, null, 2))) : null),
       h("p", null, cancelButton(run), retryButton(run), " ",
@@ -546,5 +603,6 @@
 
   refresh();
   setInterval(() => { if (!document.hidden) refresh(); }, refreshMs);
+  setInterval(showUpdated, 1000);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
 })();
