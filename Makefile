@@ -115,5 +115,5 @@ screenshots: install redis-check
 	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-dejavu-core; \
 	  else echo "chromium is missing; install it with: sudo apt-get install -y chromium"; exit 1; fi; }
 	mkdir -p screenshots
-	REQUIRE_BROWSER=1 SCREENSHOT_DIR=$(CURDIR)/screenshots $(PY) -m pytest -q -p no:cacheprovider tests/test_dashboard_browser.py tests/test_audit_browser.py -k screenshots
+	REQUIRE_BROWSER=1 SCREENSHOT_DIR=$(CURDIR)/screenshots $(PY) -m pytest -q -p no:cacheprovider tests/test_dashboard_browser.py tests/test_audit_browser.py tests/test_trends_browser.py -k screenshots
 	@ls -1 screenshots/*.png

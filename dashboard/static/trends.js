@@ -52,7 +52,7 @@
     plot(section.querySelector(".runs .plot"), [
       { label: "runs", stroke: css("--info"), fill: css("--info") + "55", bars: true, value: (u, v) => (v ?? "–") },
       { label: "failed / stopped", stroke: css("--bad"), fill: css("--bad"), bars: true, value: (u, v) => (v ?? "–") },
-    ], [xs, job.buckets.map((b) => b.runs), job.buckets.map((b) => b.failed)], "runs", bucketSeconds);
+    ], [xs, job.buckets.map((b) => b.runs || null), job.buckets.map((b) => b.failed || null)], "runs", bucketSeconds);  // no bar for 0
     plot(section.querySelector(".durations .plot"), [
       { label: "p50", stroke: css("--ok"), width: 2, value: (u, v) => fmtDuration(v) },
       { label: "p95", stroke: css("--warn"), width: 2, value: (u, v) => fmtDuration(v) },
