@@ -247,6 +247,20 @@ def print_curve(pairs: dict[str, list[tuple[float, bool]]]) -> None:
             print("    no threshold reaches precision 0.8")
 
 
+def align_ends(ds: Dataset) -> Dataset:
+    """Each series shifted so that its last observation is on the last day: for collections
+    whose series end on different dates without a shared calendar (M4), so that every series is
+    scored at the rolling origins, not only the ones that run to the file's last date."""
+    v = ds.values
+    obs = ~np.isnan(v)
+    last = np.where(obs.any(axis=1), v.shape[1] - 1 - np.argmax(obs[:, ::-1], axis=1), v.shape[1] - 1)
+    out = np.full_like(v, np.nan)
+    for i, e in enumerate(last):
+        shift = v.shape[1] - 1 - e
+        out[i, shift:] = v[i, : v.shape[1] - shift]
+    return Dataset(ds.name, ds.series, ds.lines, ds.start, out)
+
+
 def subset(ds: Dataset, rows: np.ndarray) -> Dataset:
     return Dataset(ds.name, [ds.series[i] for i in rows], [ds.lines[i] for i in rows], ds.start, ds.values[rows])
 
@@ -262,10 +276,20 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=None, help="data set names to run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--align-ends",
+        action="store_true",
+        help="shift each series to end on the last day (series on different calendars, e.g. M4)",
+    )
+    ap.add_argument(
         "--capacity-origins",
         type=int,
         default=12,
         help="weekly origins of the capacity precision-recall curve (0: skip it)",
+    )
+    ap.add_argument(
+        "--capacity-autoets",
+        action="store_true",
+        help="the curve also feeds the rule AutoETS's line forecasts (slow: one AutoETS fit per line and origin)",
     )
     ap.add_argument(
         "--max-days",
@@ -303,6 +327,8 @@ def main() -> None:
         for ds in read_long_csv(path):
             if args.only and ds.name not in args.only:
                 continue
+            if args.align_ends:
+                ds = align_ends(ds)
             if ds.values.shape[1] > args.max_days:
                 ds = Dataset(ds.name, ds.series, ds.lines, ds.start, ds.values[:, -args.max_days :])
             n, days = ds.values.shape
@@ -360,7 +386,7 @@ def main() -> None:
                 f"{sp['runs']} runs"
             )
             if args.capacity_origins:
-                for name, pp in capacity_curve(ds, args.horizon, args.capacity_origins, not args.quick).items():
+                for name, pp in capacity_curve(ds, args.horizon, args.capacity_origins, args.capacity_autoets).items():
                     curve.setdefault(name, []).extend(pp)
             print(f"  ({time.perf_counter() - t0:.1f} s)")
     print("\ngeometric mean of MASE relative to seasonal naive over data sets:")
