@@ -328,17 +328,23 @@ def count_quantiles(mu: np.ndarray, var: np.ndarray, levels: Sequence[float]) ->
         pmf = np.exp(np.where(nbin, r * np.log(p), -m))
     cdf_prev = np.zeros_like(m)
     res = np.full((len(levels), m.size), np.nan)
+    top = float(max(levels)) if levels else 0.0
+    live = np.arange(m.size)  # values whose highest quantile is not found yet: most counts are small
     kmax = int(np.ceil(np.max(m + 12 * np.sqrt(v) + 20)))
     for j in range(kmax + 1):
         cdf = cdf_prev + pmf
         for k, q in enumerate(levels):
-            hit = np.isnan(res[k]) & (cdf >= q)
-            with np.errstate(all="ignore"):
-                res[k] = np.where(hit, j + (q - cdf_prev) / np.where(pmf > 0, pmf, 1.0), res[k])
-        if not np.isnan(res).any():
+            hit = np.isnan(res[k, live]) & (cdf >= q)
+            if hit.any():
+                with np.errstate(all="ignore"):
+                    res[k, live[hit]] = j + (q - cdf_prev[hit]) / np.where(pmf[hit] > 0, pmf[hit], 1.0)
+        go = cdf < top
+        if not go.any():
             break
+        live, cdf, pmf = live[go], cdf[go], pmf[go]
+        nb_l, r_l, p_l, m_l = nbin[live], r[live], p[live], m[live]
         with np.errstate(all="ignore"):
-            pmf = pmf * np.where(nbin, (j + r) / (j + 1) * (1 - p), m / (j + 1))
+            pmf = pmf * np.where(nb_l, (j + r_l) / (j + 1) * (1 - p_l), m_l / (j + 1))
         cdf_prev = cdf
     res = np.where(np.isnan(res), (m + np.sqrt(v) * 3)[None, :], res)
     out[:, small] = res
