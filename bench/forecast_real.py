@@ -156,6 +156,111 @@ def spike_rate(values: np.ndarray, runs: int) -> dict[str, float]:
     }
 
 
+CURVE_THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _path_probability(fitted: Any, mean: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """The engine's exceedance rule (pooled backtest error paths added to a mean forecast, share
+    of paths whose peak exceeds capacity) fed another mean forecast (lines x horizon)."""
+    paths = fitted.paths
+    z = np.moveaxis(paths, -1, 0).reshape(-1, paths.shape[1])
+    z = z[np.isfinite(z).all(axis=1)]
+    prob = np.full(mean.shape[0], np.nan)
+    if z.shape[0] == 0:
+        return prob
+    for i in range(mean.shape[0]):
+        if np.isfinite(cap[i]) and cap[i] > 0:
+            peaks = (mean[i][None, :] + fitted.scale[i] * z).max(axis=1)
+            prob[i] = float((peaks > cap[i]).mean())
+    return prob
+
+
+def capacity_curve(ds: Dataset, horizon: int, origins: int, with_autoets: bool) -> dict[str, list[tuple[float, bool]]]:
+    """(probability, overloaded) per line-origin for the engine's rule, the same rule fed
+    AutoETS's forecast of the line load, and fed the actual future mean load (an oracle-ish upper
+    bound: the rule with a perfect 14-day level), at `origins` weekly origins."""
+    from app.forecast.backtest import CAPACITY_DAYS, CAPACITY_QUANTILE, origin_cuts
+    from app.forecast.engine import _fit, line_totals
+    from app.forecast.engine.capacity import EXCEEDANCE_ORIGINS, EXCEEDANCE_SPACING
+
+    _codes, lidx = ds.line_index
+    loads = line_totals(ds.values.astype(np.float64), lidx)
+    out: dict[str, list[tuple[float, bool]]] = {"engine": [], "rule fed AutoETS": [], "rule fed actual mean": []}
+    for cut in origin_cuts(loads.shape[1], horizon, origins):
+        lh = loads[:, max(0, cut - CAPACITY_DAYS) : cut]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cap = np.where(np.isfinite(lh).sum(axis=1) >= 28, np.nanquantile(lh, CAPACITY_QUANTILE, axis=1), np.nan)
+        la = loads[:, cut : cut + horizon]
+        over = (la > cap[:, None]).any(axis=1)
+        judged = np.isfinite(cap) & (cap > 0) & np.isfinite(la).any(axis=1)
+        if not judged.any():
+            continue
+        fitted = _fit(
+            loads[:, :cut],
+            horizon,
+            eval_horizon=horizon,
+            origins=EXCEEDANCE_ORIGINS,
+            spacing=EXCEEDANCE_SPACING,
+            keep_paths=True,
+        )
+        probs = {"engine": _path_probability(fitted, fitted.prediction.mean, cap)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            actual_mean = np.nan_to_num(np.nanmean(la, axis=1))
+        probs["rule fed actual mean"] = _path_probability(fitted, np.repeat(actual_mean[:, None], horizon, 1), cap)
+        if with_autoets:
+            fc, _ = autoets(loads[:, :cut], horizon)
+            probs["rule fed AutoETS"] = _path_probability(fitted, fc, cap)
+        for name, pr in probs.items():
+            for i in np.flatnonzero(judged & np.isfinite(pr)):
+                out[name].append((float(pr[i]), bool(over[i])))
+    return out
+
+
+def print_curve(pairs: dict[str, list[tuple[float, bool]]]) -> None:
+    """Recall and precision of a warning at each probability threshold, the best recall with
+    precision >= 0.8, and the Brier score, per method."""
+    for name, pp in pairs.items():
+        if not pp:
+            continue
+        p = np.array([a for a, _ in pp])
+        e = np.array([b for _, b in pp])
+        cells = []
+        best = None
+        for thr in CURVE_THRESHOLDS:
+            w = p >= thr
+            tp = int((w & e).sum())
+            rec = tp / e.sum() if e.sum() else float("nan")
+            prec = tp / w.sum() if w.sum() else float("nan")
+            cells.append(f"{thr:.2f}:{rec:.2f}/{prec:.2f}")
+            if w.sum() and prec >= 0.8 and (best is None or rec > best[1]):
+                best = (thr, rec, prec)
+        brier = float(np.mean((p - e) ** 2))
+        print(f"  {name:<22} {len(p)} line-origins, {int(e.sum())} overloads, Brier {brier:.3f}")
+        print("    threshold:recall/precision  " + "  ".join(cells))
+        if best:
+            print(
+                f"    best recall at precision >= 0.8: {best[1]:.2f} (threshold {best[0]:.2f}, precision {best[2]:.2f})"
+            )
+        else:
+            print("    no threshold reaches precision 0.8")
+
+
+def align_ends(ds: Dataset) -> Dataset:
+    """Each series shifted so that its last observation is on the last day: for collections
+    whose series end on different dates without a shared calendar (M4), so that every series is
+    scored at the rolling origins, not only the ones that run to the file's last date."""
+    v = ds.values
+    obs = ~np.isnan(v)
+    last = np.where(obs.any(axis=1), v.shape[1] - 1 - np.argmax(obs[:, ::-1], axis=1), v.shape[1] - 1)
+    out = np.full_like(v, np.nan)
+    for i, e in enumerate(last):
+        shift = v.shape[1] - 1 - e
+        out[i, shift:] = v[i, : v.shape[1] - shift]
+    return Dataset(ds.name, ds.series, ds.lines, ds.start, out)
+
+
 def subset(ds: Dataset, rows: np.ndarray) -> Dataset:
     return Dataset(ds.name, [ds.series[i] for i in rows], [ds.lines[i] for i in rows], ds.start, ds.values[rows])
 
@@ -170,6 +275,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 origins, 60-series sample, no statsmodels")
     ap.add_argument("--only", action="append", default=None, help="data set names to run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--align-ends",
+        action="store_true",
+        help="shift each series to end on the last day (series on different calendars, e.g. M4)",
+    )
+    ap.add_argument(
+        "--capacity-origins",
+        type=int,
+        default=12,
+        help="weekly origins of the capacity precision-recall curve (0: skip it)",
+    )
+    ap.add_argument(
+        "--capacity-autoets",
+        action="store_true",
+        help="the curve also feeds the rule AutoETS's line forecasts (slow: one AutoETS fit per line and origin)",
+    )
     ap.add_argument(
         "--max-days",
         type=int,
@@ -200,11 +321,14 @@ def main() -> None:
     methods["autoets"] = autoets
     rel: dict[str, list[float]] = {}
     cap_all: dict[str, list[float]] = {}  # method -> [overloads, warned, warned hits, Brier sum, line origins]
+    curve: dict[str, list[tuple[float, bool]]] = {}
     rng = np.random.default_rng(args.seed)
     for path in files:
         for ds in read_long_csv(path):
             if args.only and ds.name not in args.only:
                 continue
+            if args.align_ends:
+                ds = align_ends(ds)
             if ds.values.shape[1] > args.max_days:
                 ds = Dataset(ds.name, ds.series, ds.lines, ds.start, ds.values[:, -args.max_days :])
             n, days = ds.values.shape
@@ -261,6 +385,9 @@ def main() -> None:
                 f"per run, {100 * sp['series_alerted']:.1f}% of series alerted at least once in "
                 f"{sp['runs']} runs"
             )
+            if args.capacity_origins:
+                for name, pp in capacity_curve(ds, args.horizon, args.capacity_origins, args.capacity_autoets).items():
+                    curve.setdefault(name, []).extend(pp)
             print(f"  ({time.perf_counter() - t0:.1f} s)")
     print("\ngeometric mean of MASE relative to seasonal naive over data sets:")
     for meth, vals in rel.items():
@@ -277,6 +404,12 @@ def main() -> None:
             f"  {meth:<20} recall {recall} ({int(hits)}/{int(events)} overloads), precision {precision} "
             f"({int(warned)} warnings), Brier {brier_sum / judged:.3f} ({int(judged)} line origins)"
         )
+    if curve:
+        print(
+            f"\ncapacity precision-recall curve over {args.capacity_origins} weekly origins of all data sets (the "
+            "engine's path rule; the same rule fed AutoETS's line forecast; fed the actual future mean load):"
+        )
+        print_curve(curve)
 
 
 if __name__ == "__main__":

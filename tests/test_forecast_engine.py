@@ -93,8 +93,43 @@ def test_constant_series_forecasts_the_constant() -> None:
 def test_all_zero_series_forecast_zero() -> None:
     p = predict(np.zeros((2, 50)), 7)
     check_guarantees(p, 2, 7)
-    assert (p.mean == 0).all() and (p.quantiles == 0).all()
+    assert (p.mean == 0).all()
+    # counts: quantiles of the count spread over [k, k+1): surely 0 is U(0, 1), floor() is 0
+    assert np.allclose(p.quantiles, np.array([0.1, 0.5, 0.9])[:, None, None])
+    assert (np.floor(p.quantiles) == 0).all()
     assert list(p.method) == ["zero", "zero"]
+
+
+def test_count_quantiles_are_those_of_the_spread_count() -> None:
+    from app.forecast.engine import count_quantiles
+
+    # Poisson(1): P(0) = P(1) = 0.3679, so the 0.1 quantile of X + U lies in [0, 1), the 0.5 in [1, 2)
+    q = count_quantiles(np.array([1.0]), np.array([1.0]), (0.1, 0.5, 0.9))[:, 0]
+    assert q[0] == pytest.approx(0.1 / np.exp(-1.0))
+    assert 1.0 <= q[1] < 2.0
+    assert np.floor(q[2]) == 2  # P(X <= 1) = 0.736 < 0.9 <= P(X <= 2) = 0.920
+    # overdispersed (negative binomial) bands are wider than Poisson ones of the same mean
+    wide = count_quantiles(np.array([3.0]), np.array([9.0]), (0.1, 0.9))[:, 0]
+    narrow = count_quantiles(np.array([3.0]), np.array([3.0]), (0.1, 0.9))[:, 0]
+    assert wide[1] - wide[0] > narrow[1] - narrow[0]
+
+
+def test_short_count_bands_cover_by_randomised_pit() -> None:
+    """Items with two weeks of mostly-zero counts (no backtest possible): the band holds about
+    80% of new counts scored by the randomised PIT (the share of [k, k+1) inside the band), not
+    the ~95% an inclusive band gets from ties at 0."""
+    from app.forecast.backtest import Scores, count_series
+
+    rng = np.random.default_rng(3)
+    rate = rng.gamma(0.6, 1.0, 3000)[:, None]
+    y = rng.poisson(rate * np.ones((1, 28))).astype(float)
+    p = predict(y[:, :14], 14, quantiles=(0.1, 0.9))
+    sc = Scores()
+    sc.add(p.mean, p.quantiles, y[:, 14:], np.ones(3000), count_series(y[:, :14]))
+    cover = sc.summary()["coverage"]
+    assert cover is not None and 0.75 <= cover <= 0.87
+    inclusive = ((y[:, 14:] >= p.quantiles[0]) & (y[:, 14:] <= p.quantiles[1])).mean()
+    assert inclusive < cover + 0.1  # no longer inflated by ties at whole numbers
 
 
 @pytest.mark.parametrize("magnitude", [1e-300, 1e-6, 1e6, 1e150, 1e300])

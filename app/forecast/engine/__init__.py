@@ -38,6 +38,7 @@ LOOKBACK_DAYS = core.LOOKBACK_DAYS  # the engine reads at most this many trailin
 _SCAN_ROWS = 8192  # rows per chunk of the first pass over the history
 _POOL_ROWS = 256  # series per block and class whose backtest errors enter the pooled interval shape
 T_FALLBACK = True  # normal-quantile fallback widened to Student t by the origins behind each scale
+COUNT_EXACT_MAX_MEAN = 50.0  # above this mean a count band is normal (with continuity), not summed pmfs
 _FMAX = np.finfo(np.float64).max  # outputs are clipped here: finite whatever the input
 
 
@@ -176,6 +177,8 @@ def _fit(
     spread_scale = np.zeros(n)  # per-series spread (original units)
     method = np.array(["no_data"] * n, dtype=object)
     intermittent = np.zeros(n, bool)
+    count = np.zeros(n, bool)  # every observed value a whole number
+    dispersion = np.full(n, np.nan)  # variance / mean of the NB band (short count series only)
     z_pool: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {False: [], True: []}
     path_parts: list[tuple[np.ndarray, np.ndarray]] = []
     method[has_obs & ~has_pos] = "zero"
@@ -193,12 +196,21 @@ def _fit(
             m1 = np.nanmean(y1, axis=1)
         ys = (y1 / m1[:, None]).astype(np.float32)
         scale = top * m1
-        fit = core.fit_block(ys, first, horizon, origins=origins, spacing=spacing, eval_horizon=eval_horizon)
+        counts_b = _is_counts(y)
+        count[rows] = counts_b
+        with np.errstate(all="ignore"):
+            unit = np.where(counts_b & (scale > 0), 1.0 / scale, 0.0)
+        fit = core.fit_block(
+            ys, first, horizon, origins=origins, spacing=spacing, eval_horizon=eval_horizon, count_unit=unit
+        )
         mean[rows] = np.clip(np.nan_to_num(fit.mean * scale[:, None], nan=0.0, posinf=_FMAX), 0, _FMAX)
         method[rows] = np.array(core.FAMILIES, dtype=object)[fit.method]
         intermittent[rows] = fit.intermittent
         s = np.where(np.isfinite(fit.err_scale), fit.err_scale * scale, _fallback_spread(y, mean[rows]))
         spread_scale[rows] = s
+        short = ~np.isfinite(fit.err_scale) & counts_b
+        if short.any():  # counts too short for a backtest: a negative binomial around the mean
+            dispersion[rows[short]] = _count_dispersion(y[short])
         for cls in (False, True):
             sel = np.flatnonzero(fit.intermittent == cls)
             if sel.size:
@@ -233,6 +245,13 @@ def _fit(
         spread = spread_scale[members][:, None] * growth[None, :]  # (m, horizon)
         for k in range(len(levels)):
             quant[k][members] = mean[members] + qz[k] * spread
+    zero = np.flatnonzero(has_obs & ~has_pos)
+    if zero.size and levels:  # nothing but zeros: surely 0, i.e. U(0, 1) in the spread-count view
+        quant[:, zero] = np.asarray(levels)[:, None, None]
+    nb = np.flatnonzero(np.isfinite(dispersion))
+    if nb.size and levels:
+        var = mean[nb] * dispersion[nb][:, None]
+        quant[:, nb] = count_quantiles(mean[nb], var, levels)
     quant = np.clip(np.nan_to_num(quant, nan=0.0, posinf=_FMAX, neginf=0.0), 0.0, _FMAX)
     if len(levels) > 1:  # ordered in level even after clipping
         order = np.argsort(levels)
@@ -264,6 +283,72 @@ def _fallback_spread(y: np.ndarray, mean: np.ndarray) -> np.ndarray:
         sd = np.maximum(sd, np.where(counts, np.sqrt(level), 0.0))
         spread: np.ndarray = 0.6745 * np.maximum(sd, 0.1 * level)
         return spread
+
+
+def _is_counts(y: np.ndarray) -> np.ndarray:
+    """(n,) True where every observed value of a row is a whole number (and one is observed)."""
+    with np.errstate(all="ignore"):
+        whole = np.isnan(y) | (np.abs(y - np.round(y)) < 1e-9)
+    out: np.ndarray = whole.all(axis=1) & (~np.isnan(y)).any(axis=1)
+    return out
+
+
+def _count_dispersion(y: np.ndarray) -> np.ndarray:
+    """Variance-to-mean ratio (>= 1: at least Poisson) of short count series, inflated by
+    1 + 1/days for the error of a mean estimated from so few days."""
+    with np.errstate(all="ignore"):
+        cnt = (~np.isnan(y)).sum(axis=1)
+        m = np.nanmean(y, axis=1)
+        v = np.nanvar(y, axis=1, ddof=1)
+        d = np.where((m > 0) & np.isfinite(v), v / np.where(m > 0, m, 1.0), 1.0)
+        out: np.ndarray = np.maximum(d, 1.0) * (1.0 + 1.0 / np.maximum(cnt, 1))
+    return out
+
+
+def count_quantiles(mu: np.ndarray, var: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Quantiles (len(levels), *mu.shape) of a count X (negative binomial with mean mu and
+    variance var >= mu; Poisson at var == mu) spread uniformly over [k, k+1): X + U, U ~ U(0, 1).
+    Continuous, so a band holds its nominal share of the randomised PIT (Czado, Gneiting and
+    Held 2009) with no ties on whole numbers; floor() of a quantile is the count quantile."""
+    mu = np.maximum(np.asarray(mu, np.float64), 0.0)
+    var = np.maximum(np.asarray(var, np.float64), mu)
+    out = np.broadcast_to(np.asarray(levels, np.float64).reshape((-1,) + (1,) * mu.ndim), (len(levels),) + mu.shape)
+    out = out.copy()  # mean 0: surely 0, spread over [0, 1)
+    big = mu > COUNT_EXACT_MAX_MEAN
+    for k, q in enumerate(levels):  # large means: normal + continuity, never ties
+        out[k] = np.where(big, mu + np.sqrt(var) * core.student_t_quantile(float(q), np.inf) + 0.5, out[k])
+    small = ~big & (mu > 0)
+    if not small.any():
+        return out
+    m, v = mu[small], var[small]
+    nbin = v > m * (1 + 1e-9)
+    p = np.where(nbin, m / np.where(nbin, v, 1.0), 1.0)
+    r = np.where(nbin, m * m / np.maximum(v - m, 1e-300), np.inf)
+    with np.errstate(all="ignore"):
+        pmf = np.exp(np.where(nbin, r * np.log(p), -m))
+    cdf_prev = np.zeros_like(m)
+    res = np.full((len(levels), m.size), np.nan)
+    top = float(max(levels)) if levels else 0.0
+    live = np.arange(m.size)  # values whose highest quantile is not found yet: most counts are small
+    kmax = int(np.ceil(np.max(m + 12 * np.sqrt(v) + 20)))
+    for j in range(kmax + 1):
+        cdf = cdf_prev + pmf
+        for k, q in enumerate(levels):
+            hit = np.isnan(res[k, live]) & (cdf >= q)
+            if hit.any():
+                with np.errstate(all="ignore"):
+                    res[k, live[hit]] = j + (q - cdf_prev[hit]) / np.where(pmf[hit] > 0, pmf[hit], 1.0)
+        go = cdf < top
+        if not go.any():
+            break
+        live, cdf, pmf = live[go], cdf[go], pmf[go]
+        nb_l, r_l, p_l, m_l = nbin[live], r[live], p[live], m[live]
+        with np.errstate(all="ignore"):
+            pmf = pmf * np.where(nb_l, (j + r_l) / (j + 1) * (1 - p_l), m_l / (j + 1))
+        cdf_prev = cdf
+    res = np.where(np.isnan(res), (m + np.sqrt(v) * 3)[None, :], res)
+    out[:, small] = res
+    return out
 
 
 def _monotone_ratio(r_h: np.ndarray) -> np.ndarray:
