@@ -340,3 +340,69 @@ def test_a_spike_on_a_count_series_is_reported_while_the_forecast_stays_put(app)
     calm[0, -1] = np.nan
     assert spiked <= 1.5 * predict(calm, 14).mean.sum()  # the outlier does not carry into the forecast
     assert not [a for a in alerts if a["type"] == "capacity_warning"]
+
+
+def _exceedance_line_by_line(line_history: np.ndarray, capacity: np.ndarray, horizon: int):
+    """The capacity probability as `exceedance_probability` computed it one line at a time (before
+    the lines were done in blocks): the reference its figures must equal to the last bit."""
+    from app.forecast.engine import _fit
+    from app.forecast.engine import capacity as cap_module
+
+    hist = np.asarray(line_history, dtype=np.float64)
+    cap = np.broadcast_to(np.asarray(capacity, dtype=np.float64), (hist.shape[0],)).copy()
+    fitted = _fit(
+        hist,
+        horizon,
+        eval_horizon=horizon,
+        origins=cap_module.EXCEEDANCE_ORIGINS,
+        spacing=cap_module.EXCEEDANCE_SPACING,
+        keep_paths=True,
+    )
+    z = np.moveaxis(fitted.paths, -1, 0).reshape(-1, fitted.paths.shape[1])
+    z = z[np.isfinite(z).all(axis=1)]
+    out = {}
+    for i in range(hist.shape[0]):
+        if np.isfinite(cap[i]) and cap[i] > 0 and z.shape[0] >= cap_module.MIN_PATHS:
+            loads = fitted.prediction.mean[i][None, :] + fitted.scale[i] * z
+            peaks = loads.max(axis=1)
+            out[i] = (
+                float((peaks > cap[i]).mean()),
+                float((loads > cap[i]).sum(axis=1).mean()),
+                float(np.quantile(peaks, 0.9)),
+            )
+    blocks = (
+        cap_module._path_figures(fitted.prediction.mean, fitted.scale, z, cap, np.isfinite(cap) & (cap > 0))
+        if z.shape[0] >= cap_module.MIN_PATHS
+        else {}
+    )
+    return out, blocks
+
+
+@pytest.mark.parametrize("lines", [1, 7, 300])
+def test_exceedance_probability_in_blocks_equals_line_by_line(lines, monkeypatch):
+    from app.forecast.engine import capacity as cap_module
+    from app.forecast.engine import exceedance_probability
+
+    rng = np.random.default_rng(lines)
+    days = 400
+    level = rng.uniform(50, 500, (lines, 1))
+    weekly = 1 + 0.3 * np.sin(2 * np.pi * np.arange(days) / 7 + rng.uniform(0, 7, (lines, 1)))
+    history = level * weekly * rng.gamma(20, 1 / 20, (lines, days))
+    history[rng.random(history.shape) < 0.03] = np.nan  # missing line-days
+    capacity = np.nanquantile(history[:, -365:], rng.uniform(0.8, 1.0, lines), axis=1).diagonal().copy()
+    capacity[1::5] = np.nan  # lines without a capacity get no probability
+    monkeypatch.setattr(cap_module, "_PATH_BLOCK_VALUES", 50_000)  # several blocks even for a few lines
+    prob, figures = exceedance_probability(history, capacity, 14)
+
+    expected, blocks = _exceedance_line_by_line(history, capacity, 14)
+    assert expected, "no line was computed from paths"
+    assert blocks == expected  # exactly: probability, expected overloaded days, P90 of the peak
+    for i in range(lines):
+        if i in expected:
+            p, days_over, peak_p90 = expected[i]
+            assert prob[i] == p
+            assert figures[i]["expected_overloaded_days"] == round(days_over, 3)
+            assert figures[i]["peak_p90"] == round(peak_p90, 3)
+            assert figures[i]["source"] == "backtest error paths"
+        else:
+            assert np.isnan(prob[i]) and figures[i]["source"] == "no capacity"
