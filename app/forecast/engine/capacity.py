@@ -62,12 +62,15 @@ def exceedance_probability(
     z = np.moveaxis(paths, -1, 0).reshape(-1, paths.shape[1])  # (O*n, H)
     z = z[np.isfinite(z).all(axis=1)]
     valid_cap = np.isfinite(cap) & (cap > 0)
-    by_paths = _path_figures(pred.mean, fitted.scale, z, cap, valid_cap) if z.shape[0] >= MIN_PATHS else {}
     figures: list[dict[str, Any]] = []
     for i in range(n):
         mean = pred.mean[i]
-        if i in by_paths:
-            prob[i], days_over, peak_p90 = by_paths[i]
+        if valid_cap[i] and z.shape[0] >= MIN_PATHS:
+            loads = mean[None, :] + fitted.scale[i] * z
+            peaks = loads.max(axis=1)
+            prob[i] = float((peaks > cap[i]).mean())
+            days_over = float((loads > cap[i]).sum(axis=1).mean())
+            peak_p90 = float(np.quantile(peaks, 0.9))
             source = "backtest error paths"
         elif valid_cap[i]:
             lo, hi = pred.quantiles[0, i], pred.quantiles[-1, i]
@@ -96,35 +99,3 @@ def exceedance_probability(
             }
         )
     return prob, figures
-
-
-_PATH_BLOCK_VALUES = 1 << 22  # lines x paths x steps per block of `_path_figures` (32 MiB of float64)
-
-
-def _path_figures(
-    mean: np.ndarray, scale: np.ndarray, z: np.ndarray, cap: np.ndarray, valid: np.ndarray
-) -> dict[int, tuple[float, float, float]]:
-    """(probability, expected overloaded days, P90 of the peak) of every line with a valid capacity,
-    from the bootstrapped paths `z` (paths x steps): line i's loads are mean[i] + scale[i] * z.
-
-    The same element-wise operations and reductions as one line at a time (so the same figures to
-    the last bit), done for blocks of lines at once: hundreds of lines cost one NumPy pass
-    instead of hundreds of small ones.
-    """
-    rows = np.flatnonzero(valid)
-    out: dict[int, tuple[float, float, float]] = {}
-    if rows.size == 0:
-        return out
-    paths = z.shape[0]
-    block = max(1, _PATH_BLOCK_VALUES // max(1, z.size))
-    for b in range(0, rows.size, block):
-        idx = rows[b : b + block]
-        loads = mean[idx][:, None, :] + scale[idx][:, None, None] * z[None, :, :]  # (lines, paths, steps)
-        limit = cap[idx][:, None]
-        peaks = loads.max(axis=2)
-        over = np.count_nonzero(peaks > limit, axis=1)
-        days = np.count_nonzero(loads > limit[:, :, None], axis=2).sum(axis=1)
-        p90 = np.quantile(peaks, 0.9, axis=1)
-        for j, i in enumerate(idx):
-            out[int(i)] = (over[j] / paths, float(days[j] / paths), float(p90[j]))
-    return out
