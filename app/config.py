@@ -132,10 +132,11 @@ class Settings(BaseSettings):
     capacity_low_probability: float = Field(0.1, gt=0, le=1)
     spike_medium_score: float = 4.0
     spike_high_score: float = 8.0
-    # Fan-out: a built-in forecast run with more series than the threshold is split into chunk
-    # jobs of `forecast_chunk_size` series on the forecast queue (any free worker takes one).
+    # Fan-out: a built-in forecast run with more series than the threshold is split into one
+    # chunk job per live worker on the forecast queue, each of at most `forecast_chunk_size`
+    # series (its memory bound); one worker alone runs a run that fits one chunk in one piece.
     forecast_fanout_threshold: int = Field(4000, ge=0)
-    forecast_chunk_size: int = Field(2500, ge=1)
+    forecast_chunk_size: int = Field(16000, ge=1)
     # Test hook: "<chunk index>:<failures>" makes that chunk fail its first <failures> attempts.
     forecast_chunk_fault: str = Field("", pattern=r"^(\d+:\d+)?$")
 

@@ -250,3 +250,62 @@ def test_a_chunk_stopped_from_outside_stops_its_run(app, client, auth, redis, se
     assert Job.fetch(gather_job_id(run_id), connection=redis).get_status() == JobStatus.CANCELED
     assert runs.active_run_id(redis, "forecast") is None
     assert trigger(client, auth).status_code == 202  # not held until the lease runs out
+
+
+@pytest.mark.parametrize(
+    ("series", "workers", "chunks"),
+    [
+        (60, 1, 1),  # one worker, fits one chunk: in one piece
+        (60, 2, 2),  # one chunk per live worker
+        (60, 3, 3),
+        (20, 2, 1),  # not above the threshold
+        (250, 1, 3),  # chunks never exceed FORECAST_CHUNK_SIZE, whatever the workers
+        (250, 2, 3),
+        (250, 5, 5),
+        (21, 40, 21),  # never more chunks than series
+    ],
+)
+def test_chunk_count_follows_live_workers_within_the_chunk_size(settings, series, workers, chunks):
+    from app.runs.fanout import chunk_count
+
+    config = settings.model_copy(update={"forecast_fanout_threshold": 20, "forecast_chunk_size": 100})
+    assert chunk_count(series, config, workers) == chunks
+
+
+def wait_for_workers(redis, count: int, timeout: float = 30) -> None:
+    from rq import Worker
+
+    deadline = time.monotonic() + timeout
+    while len(Worker.all(queue=Queue("forecast", connection=redis))) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} workers registered within {timeout}s"
+        time.sleep(0.1)
+
+
+def test_one_worker_runs_in_one_piece_and_two_workers_get_one_chunk_each(
+    app, client, auth, redis, settings, start_process
+):
+    """The fast path (no fan-out: one worker listens) and the fanned-out path store the same alerts."""
+    expected = seed()
+    use_settings(settings, forecast_chunk_size=100)  # the 60 series fit one chunk
+
+    first = trigger(client, auth).get_json()["job_id"]
+    work(app)  # this test process's worker is the only one listening
+    in_line = wait_for_end(client, first)
+    assert in_line["status"] == "finished" and "fanout" not in in_line["result"]
+    with pytest.raises(NoSuchJobError):
+        Job.fetch(chunk_job_id(first, 0), connection=redis)
+    assert in_line["result"]["new_alerts"] == len(expected)
+    assert stored_alerts() == expected
+
+    for _ in range(2):
+        start_process("-m", "workers", env_extra={"FORECAST_CHUNK_SIZE": "100"})
+    wait_for_workers(redis, 2)
+    run_id = trigger(client, auth).get_json()["job_id"]
+    fanned = wait_for_end(client, run_id)
+    assert fanned["status"] == "finished"
+    assert fanned["result"]["fanout"]["chunks"] == 2 and fanned["result"]["fanout"]["chunk_size"] == ITEMS // 2
+    assert (fanned["result"]["new_alerts"], fanned["result"]["updated_alerts"]) == (0, len(expected))
+    assert fanned["result"]["summary"] == in_line["result"]["summary"]
+    for key in ("horizon_start", "stale_series", "stale_lines"):
+        assert fanned["result"]["forecast"][key] == in_line["result"]["forecast"][key]
+    assert stored_alerts() == expected  # same titles, messages and figures

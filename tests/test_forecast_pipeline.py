@@ -340,3 +340,33 @@ def test_a_spike_on_a_count_series_is_reported_while_the_forecast_stays_put(app)
     calm[0, -1] = np.nan
     assert spiked <= 1.5 * predict(calm, 14).mean.sum()  # the outlier does not carry into the forecast
     assert not [a for a in alerts if a["type"] == "capacity_warning"]
+
+
+def test_plan_lists_every_series_with_its_first_and_last_day(app):
+    """The plan's index hops (both databases) give what a GROUP BY over every row gives."""
+    rng = np.random.default_rng(5)
+    day0 = date(2025, 3, 1)
+    with db_session():
+        lines = [ProductionLine.create(code=f"L{i}", name=f"Line {i}", daily_capacity=10).id for i in range(4)]
+        rows = []
+        # Items on one, several or all lines, names that sort close together (prefixes, '' and case).
+        for item in ["", "a", "a0", "A", "b", "item-10", "item-2", "item-20", "zz"]:
+            for line_id in rng.choice(lines, rng.integers(1, len(lines) + 1), replace=False):
+                days = np.sort(rng.choice(60, rng.integers(1, 8), replace=False))
+                rows += [(item, int(line_id), day0 + timedelta(days=int(d)), float(d)) for d in days]
+        DemandHistory.insert_many(
+            rows, fields=[DemandHistory.item, DemandHistory.line, DemandHistory.day, DemandHistory.quantity]
+        ).execute()
+    expected: dict[tuple[str, int], list[date]] = {}
+    for item, line_id, day, _ in rows:
+        expected.setdefault((item, line_id), []).append(day)
+
+    planned = pipeline.plan(None)
+    assert planned is not None
+    assert planned.keys == sorted(expected)  # the database's key order (byte order of the item)
+    assert planned.start == min(min(days) for days in expected.values())
+    assert planned.end == max(max(days) for days in expected.values())
+    cutoff = planned.end - timedelta(days=9)
+    recent = pipeline.plan(10)
+    assert recent is not None and recent.start == cutoff
+    assert recent.keys == sorted(key for key, days in expected.items() if max(days) >= cutoff)

@@ -57,8 +57,11 @@ def run_forecast(run_id: str, settings: Settings, job: Job | None) -> dict[str, 
     planned = time.perf_counter() - began
     if job is not None and plan is not None:
         waits_for = fanout.running_gather(job.connection, run_id)
-        if len(plan.keys) > settings.forecast_fanout_threshold or waits_for:
-            return fanout.fan_out(run_id, plan, settings, job.connection, waits_for, planned)
+        chunks = 1
+        if len(plan.keys) > settings.forecast_fanout_threshold:
+            chunks = fanout.chunk_count(len(plan.keys), settings, fanout.live_workers(job.connection))
+        if chunks > 1 or waits_for:  # behind another run's gather: wait for it as a fan-out
+            return fanout.fan_out(run_id, plan, settings, job.connection, waits_for, planned, chunks)
     stats: dict[str, Any] = {}
     alerts = pipeline.run_builtin(settings, plan, stats, run_id=run_id) if plan is not None else []
     stored_from = time.perf_counter()
@@ -175,7 +178,7 @@ def _gather(
             peak_rss_mb=merged.peak_rss_mb,
             fanout={
                 "chunks": len(chunk_ids),
-                "chunk_size": settings.forecast_chunk_size,
+                "chunk_size": -(-merged.series // max(1, len(chunk_ids))),
                 "retried_chunks": [c.id for c in chunks if fanout.attempt_of(c) > 1],
                 "workers": sorted({c.worker_name for c in chunks if c.worker_name}),
             },

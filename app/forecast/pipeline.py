@@ -133,10 +133,13 @@ def _snapshot():
     return database.atomic(isolation_level="REPEATABLE READ") if _is_postgres() else database.atomic()
 
 
-# Every series with its first and last day. PostgreSQL: a "loose index scan" that hops from one
-# (item, line) to the next on the unique (item, line_id, day) index and reads both ends of each
-# series from it: a few index probes a series instead of reading every row (0.25 s instead of
-# 1.4 s for 10,000 series x 730 days). SQLite walks the same index in order.
+# Every series with its first and last day. Both databases: a "loose index scan" that hops from
+# one (item, line) to the next on the unique (item, line_id, day) index and reads both ends of
+# each series from it: a few index probes a series instead of reading every row (PostgreSQL:
+# 0.25 s instead of 1.4 s for 10,000 series x 730 days; SQLite: 20x faster than its GROUP BY
+# over the covering index). SQLite seeks with single-column ranges (a row-value comparison would
+# scan the current series' rows at each hop) and allows no subquery over the recursive table,
+# hence the next line of the same item, else the first line of the next item.
 _PG_KEYS = """
 WITH RECURSIVE k(item, line_id) AS (
     (SELECT item, line_id FROM demand_history ORDER BY item, line_id LIMIT 1)
@@ -150,9 +153,24 @@ SELECT k.item, k.line_id,
     (SELECT MAX(d.day) FROM demand_history d WHERE d.item = k.item AND d.line_id = k.line_id)
 FROM k ORDER BY k.item, k.line_id
 """
-_SQLITE_KEYS = (
-    "SELECT item, line_id, MIN(day), MAX(day) FROM demand_history GROUP BY item, line_id ORDER BY item, line_id"
+_SQLITE_KEYS = """
+WITH RECURSIVE k(item, line_id) AS (
+    SELECT item, line_id FROM (SELECT item, line_id FROM demand_history ORDER BY item, line_id LIMIT 1)
+    UNION ALL
+    SELECT
+        CASE WHEN EXISTS (SELECT 1 FROM demand_history d WHERE d.item = k.item AND d.line_id > k.line_id)
+            THEN k.item ELSE (SELECT MIN(d.item) FROM demand_history d WHERE d.item > k.item) END,
+        COALESCE(
+            (SELECT MIN(d.line_id) FROM demand_history d WHERE d.item = k.item AND d.line_id > k.line_id),
+            (SELECT MIN(d.line_id) FROM demand_history d
+             WHERE d.item = (SELECT MIN(e.item) FROM demand_history e WHERE e.item > k.item)))
+    FROM k WHERE k.item IS NOT NULL
 )
+SELECT k.item, k.line_id,
+    (SELECT MIN(d.day) FROM demand_history d WHERE d.item = k.item AND d.line_id = k.line_id),
+    (SELECT MAX(d.day) FROM demand_history d WHERE d.item = k.item AND d.line_id = k.line_id)
+FROM k WHERE k.item IS NOT NULL ORDER BY k.item, k.line_id
+"""
 
 
 def plan(lookback_days: int | None = LOOKBACK_DAYS) -> Plan | None:
