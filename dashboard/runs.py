@@ -15,12 +15,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, current_app, make_response, render_template, request, url_for
+from flask import Response, current_app, jsonify, make_response, render_template, request, url_for
 from redis import Redis
 
-from app.core import run_history
+from app.connections import db_session
+from app.core import jobs, run_history
 from app.core.catalog import JOBS
-from dashboard.views import bp
+from app.errors import BadRequest
+from dashboard.data import find_runs
+from dashboard.views import _no_store, bp
 
 STATUSES = ["queued", "scheduled", "started", "finished", "failed", "canceled", "stopped", "skipped"]
 TRIGGERS = ["scheduled", "manual", "retry"]
@@ -103,6 +106,19 @@ def run_page(run_id: str) -> Response:
         run_url=run_url,
     )
     return _page(page)
+
+
+@bp.get("/runs")
+def search_runs() -> Response:
+    """`?q=`: find runs by id or prefix (JSON, the home page's search); without `q`: the run list page."""
+    if "q" not in request.args:
+        return run_list()
+    query = request.args.get("q", "").strip()
+    if not query:
+        raise BadRequest("give a run id (or its first characters) as ?q=")
+    jobs.run_id(query)
+    with db_session():
+        return _no_store(jsonify(runs=find_runs(_redis(), query)))
 
 
 def run_list() -> Response:

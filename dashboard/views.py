@@ -21,8 +21,8 @@ from app.config import Settings
 from app.connections import db_session
 from app.core import jobs, schedules
 from app.core.errors import Conflict, InvalidInput, InvalidRunId, NotFound, ServiceError
-from app.errors import BadRequest, error_response
-from dashboard.data import find_runs, page_data
+from app.errors import error_response
+from dashboard.data import page_data
 
 log = logging.getLogger(__name__)
 
@@ -101,21 +101,6 @@ def home():
 @bp.get("/data.json")
 def data():
     return _no_store(jsonify(page_data(_redis(), _settings())))  # parts without Redis or the database
-
-
-@bp.get("/runs")
-def search_runs():
-    """`?q=`: find runs by id or prefix (JSON); without `q`: the run list page (`dashboard.runs`)."""
-    if "q" not in request.args:
-        from dashboard.runs import run_list
-
-        return run_list()
-    query = request.args.get("q", "").strip()
-    if not query:
-        raise BadRequest("give a run id (or its first characters) as ?q=")
-    jobs.run_id(query)
-    with db_session():
-        return _no_store(jsonify(runs=find_runs(_redis(), query)))
 
 
 @bp.post("/schedules/<name>/pause")
