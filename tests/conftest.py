@@ -24,7 +24,7 @@ RAM_TMPDIR_MIN_FREE = 2 << 30  # bytes; a small /dev/shm (as in a default contai
 
 
 def _use_ram_for_temporary_files() -> None:
-    if os.environ.get("TMPDIR") or tempfile.tempdir is not None:
+    if os.environ.get("TMPDIR"):
         return
     try:
         stat = os.statvfs(RAM_TMPDIR)
