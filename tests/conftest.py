@@ -1,10 +1,12 @@
 """Fixtures: real Redis and PostgreSQL servers on free ports, the app, its client and CLI runner.
 
-Tests that take `app` run twice, on SQLite and on PostgreSQL. Set REQUIRE_POSTGRES=1 (CI does)
+Tests that take `app` run twice, on SQLite and on PostgreSQL (once, on SQLite, when marked
+`any_database`: they run no SQL). Set REQUIRE_POSTGRES=1 (CI does)
 to fail instead of skip when PostgreSQL is not installed.
 
-Safe under pytest-xdist (`make test` runs `-n auto`): session fixtures run once per xdist worker
-process, so each worker has its own Redis and PostgreSQL on its own free ports and data dirs.
+Safe under pytest-xdist (`make test` runs `-n auto --dist worksteal`): session fixtures run once per
+xdist worker process, so each worker has its own Redis and PostgreSQL on its own free ports and data
+dirs (and each browser test module its own Chromium).
 Temporary files (tmp_path, the servers' data dirs, SQLite databases) go to RAM (/dev/shm) when it
 has room, so SQLite commits do not wait on the disk; TMPDIR set by the caller wins.
 """
