@@ -46,8 +46,12 @@ openssl-check:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl; \
 	  else echo "openssl is missing; install it with: sudo apt-get install -y openssl"; exit 1; fi; }
 
+# The suite runs on every core (pytest-xdist; each worker process starts its own Redis and
+# PostgreSQL, see tests/conftest.py); worksteal rebalances the long process and browser tests.
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= auto
 test: install redis-check openssl-check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # The fast tier: no servers and no worker processes (the service layer's use cases on a SQLite
 # file, the engine, the rules, settings, catalogue, dependencies, docs and the import layering),

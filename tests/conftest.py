@@ -1,17 +1,42 @@
 """Fixtures: real Redis and PostgreSQL servers on free ports, the app, its client and CLI runner.
 
-Tests that take `app` run twice, on SQLite and on PostgreSQL. Set REQUIRE_POSTGRES=1 (CI does)
+Tests that take `app` run twice, on SQLite and on PostgreSQL (once, on SQLite, when marked
+`any_database`: they run no SQL). Set REQUIRE_POSTGRES=1 (CI does)
 to fail instead of skip when PostgreSQL is not installed.
+
+Safe under pytest-xdist (`make test` runs `-n auto --dist worksteal`): session fixtures run once per
+xdist worker process, so each worker has its own Redis and PostgreSQL on its own free ports and data
+dirs (and each browser test module its own Chromium).
+Temporary files (tmp_path, the servers' data dirs, SQLite databases) go to RAM (/dev/shm) when it
+has room, so SQLite commits do not wait on the disk; TMPDIR set by the caller wins.
 """
 
 from __future__ import annotations
 
 import os
-import time
+import signal
+import tempfile
 
 import pytest
 
 from tests.servers import PostgresServer, RedisServer, ServerUnavailable
+
+RAM_TMPDIR = "/dev/shm"
+RAM_TMPDIR_MIN_FREE = 2 << 30  # bytes; a small /dev/shm (as in a default container) keeps the disk
+
+
+def _use_ram_for_temporary_files() -> None:
+    if os.environ.get("TMPDIR"):
+        return
+    try:
+        stat = os.statvfs(RAM_TMPDIR)
+    except OSError:
+        return
+    if stat.f_bavail * stat.f_frsize >= RAM_TMPDIR_MIN_FREE and os.access(RAM_TMPDIR, os.W_OK | os.X_OK):
+        tempfile.tempdir = RAM_TMPDIR
+
+
+_use_ram_for_temporary_files()
 
 TEST_TOKEN = "test-token-0123456789"
 DASHBOARD_USER = "operator"
@@ -46,6 +71,22 @@ def redis_url(redis_server):
 
     Redis.from_url(redis_server.url).flushall()
     return redis_server.url
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc):
+    """`@pytest.mark.any_database`: a test whose outcome cannot depend on the database runs on SQLite only.
+
+    Only for tests that run no SQL (checked by counting the queries of their SQLite run); a test
+    that parametrizes `database_url` itself keeps its own choice.
+    """
+    if "database_url" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("any_database") is None:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if "database_url" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return
+    metafunc.definition.add_marker(pytest.mark.parametrize("database_url", ["sqlite"], indirect=True))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -129,6 +170,49 @@ def settings_env(overrides: dict) -> dict:
     return env
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        found = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                found += [int(child) for child in fh.read().split()]
+        return found
+    except FileNotFoundError:  # gone, or a kernel without the children files: scan /proc
+        pass
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, whatever their process group or signal handlers.
+
+    Each process is stopped (SIGSTOP) before its children are listed, so none forks a new child
+    that would escape; then all are killed.
+    """
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            os.kill(current, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        tree.append(current)
+        pending.extend(_children(current))
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture
 def start_process(settings_overrides, tmp_path):
     """Start `python -m <module> args…` with the test settings; all are stopped at teardown.
@@ -136,7 +220,6 @@ def start_process(settings_overrides, tmp_path):
     Output goes to a file (a pipe nobody reads could block the process) and is printed at
     teardown, so a failing test shows it.
     """
-    import signal
     import subprocess
     import sys
 
@@ -154,16 +237,11 @@ def start_process(settings_overrides, tmp_path):
 
     yield start
     for proc in procs:
-        # RQ: a second SIGTERM turns warm shutdown into a cold one that kills the work-horse.
-        for _ in range(2):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                time.sleep(0.3)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # The test is over: no graceful shutdown to wait for (RQ's work-horse ignores SIGTERM and
+        # runs in its own process group, so it would outlive a killed worker and write into the
+        # next test's Redis). The whole tree is frozen, then killed.
+        kill_process_tree(proc.pid)
+        proc.wait()
         with open(proc.log_path, "rb") as fh:
             print(
                 f"--- output of {proc.args[1:]} (exit {proc.returncode}):\n{fh.read().decode(errors='replace')[-30000:]}"

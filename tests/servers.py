@@ -23,6 +23,15 @@ class ServerUnavailable(RuntimeError):
     """The server's binaries are not installed on this machine."""
 
 
+class PortTaken(RuntimeError):
+    """The server exited at start: another process (e.g. another xdist worker) took its free port first."""
+
+
+# Attempts at starting a server on a new free port: free_port() releases the port before the
+# server binds it, so a parallel worker may take it in between; the server then exits at once.
+START_ATTEMPTS = 5
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -33,12 +42,29 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
+            raise PortTaken(f"server exited early with code {proc.returncode} (port {port})")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
+
+
+def _start_on_a_free_port(server):
+    """The first start moves to another free port when its port was taken; a restart keeps its port."""
+    if server.started:
+        return server._start()
+    for attempt in range(START_ATTEMPTS):
+        try:
+            server._start()
+        except PortTaken:
+            if attempt == START_ATTEMPTS - 1:
+                raise
+            server.port = free_port()
+            continue
+        server.started = True
+        return server
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -48,6 +74,7 @@ class RedisServer:
     appendonly: bool = False
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="redis-test-")))
     proc: subprocess.Popen | None = None
+    started: bool = False
 
     @property
     def url(self) -> str:
@@ -55,6 +82,9 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
+        return _start_on_a_free_port(self)
+
+    def _start(self) -> "RedisServer":
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServerUnavailable("redis-server not installed (apt-get install redis-server)")
@@ -119,6 +149,7 @@ class PostgresServer:
     port: int = field(default_factory=free_port)
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pg-test-")))
     proc: subprocess.Popen | None = None
+    started: bool = False
     user: str = "forecast"
     dbname: str = "forecast_test"
 
@@ -138,6 +169,9 @@ class PostgresServer:
         return preexec
 
     def start(self) -> "PostgresServer":
+        return _start_on_a_free_port(self)
+
+    def _start(self) -> "PostgresServer":
         initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
         account = _server_user()
         datadir = self.dir / "data"

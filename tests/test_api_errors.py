@@ -47,6 +47,7 @@ def test_bad_trigger_body_is_400_and_queues_nothing(client, auth, body, content_
         "unknown=1",
     ],
 )
+@pytest.mark.any_database
 def test_bad_history_query_is_400(client, query):
     error_of(client.get(f"/api/jobs/forecast/history?{query}"), 400)
 
@@ -54,10 +55,12 @@ def test_bad_history_query_is_400(client, query):
 @pytest.mark.parametrize(
     "query", ["severity=urgent", "since=yesterday", "limit=-1", "cursor=%00%01", "type=DROP%20TABLE"]
 )
+@pytest.mark.any_database
 def test_bad_alert_query_is_400(client, query):
     error_of(client.get(f"/api/alerts?{query}"), 400)
 
 
+@pytest.mark.any_database
 def test_bad_and_long_job_ids_are_400(client, auth):
     long_id = "a" * 5000
     error_of(client.get(f"/api/jobs/forecast/{long_id}"), 400)
@@ -86,6 +89,7 @@ def test_reads_are_open_by_default(client):
     assert client.get("/api/alerts").status_code == 200
 
 
+@pytest.mark.any_database
 def test_wrong_method_is_405(client, auth):
     error_of(client.get("/api/jobs/forecast/trigger", headers=auth), 405)
     error_of(client.delete("/api/alerts"), 405)
@@ -101,6 +105,7 @@ def test_body_over_limit_is_413(client, auth):
     assert JobRun.select().count() == 0
 
 
+@pytest.mark.any_database
 def test_openapi_document_lists_every_api_route(client, app):
     doc = client.get("/api/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
@@ -165,6 +170,7 @@ def cursor_of(*values) -> str:
         "0001-01-01T00:00:00+23:59",
     ],
 )
+@pytest.mark.any_database
 def test_since_out_of_range_after_utc_conversion_is_400(client, since):
     from urllib.parse import quote
 
@@ -199,6 +205,7 @@ def test_since_at_the_edges_of_the_range_still_works(client, since, count):
         ("/api/jobs/forecast/history", cursor_of("2026-01-01T00:00:00\x00", "abc")),
     ],
 )
+@pytest.mark.any_database
 def test_cursor_with_out_of_range_or_unsafe_id_is_400(client, path, cursor):
     assert error_of(client.get(f"{path}?cursor={cursor}"), 400)["message"] == "invalid cursor"
 
@@ -242,6 +249,7 @@ def test_pathological_trigger_bodies_are_400_and_queue_nothing(client, auth, red
         "/api/jobs/forecast/a%00b",
     ],
 )
+@pytest.mark.any_database
 def test_nul_in_url_is_400(client, url):
     assert "NUL" in error_of(client.get(url), 400)["message"]
 
@@ -255,6 +263,7 @@ def test_nul_in_url_is_400(client, url):
         ("x" * 300 + "=1", "x" * 50 + ": Extra inputs are not permitted"),
     ],
 )
+@pytest.mark.any_database
 def test_names_quoted_in_errors_are_escaped_and_short(client, query, shown):
     message = error_of(client.get(f"/api/alerts?{query}"), 400)["message"]
     assert message == shown and message.isprintable()

@@ -49,6 +49,7 @@ class TestRuns:
         body = json.loads(ok(invoke(runner, "trigger", "daily-summary", "--json")))
         assert body["job_name"] == "daily-summary" and body["status"] == "queued" and body["job_id"]
 
+    @pytest.mark.any_database
     def test_unknown_job_is_a_usage_error(self, runner):
         fails(invoke(runner, "trigger", "nope"), 2, "unknown job 'nope'; known: forecast, daily-summary, cleanup")
         fails(invoke(runner, "runs", "nope"), 2, "unknown job")
@@ -88,6 +89,7 @@ class TestRuns:
             (["--cursor", "garbage"], "cursor=garbage"),
         ],
     )
+    @pytest.mark.any_database
     def test_bad_filters_fail_with_the_api_message(self, runner, client, args, api_query):
         api_message = client.get(f"/api/jobs/forecast/history?{api_query}").get_json()["error"]["message"]
         fails(invoke(runner, "runs", "forecast", *args), 2, api_message)
@@ -117,6 +119,7 @@ class TestSchedules:
         assert ok(invoke(runner, "schedules", "resume", "forecast")).strip() == "schedule forecast resumed"
         assert not redis.sismember(PAUSED_KEY, "forecast")
 
+    @pytest.mark.any_database
     def test_unknown_schedule_fails(self, runner):
         fails(invoke(runner, "schedules", "pause", "nope"), 1, "unknown schedule 'nope'")
 
@@ -155,6 +158,7 @@ class TestAlertsAndReports:
     @pytest.mark.parametrize(
         "args", [["--severity", "urgent"], ["--since", "yesterday"], ["--limit", "-1"], ["--type", "DROP TABLE"]]
     )
+    @pytest.mark.any_database
     def test_bad_alert_filters_are_usage_errors(self, runner, args):
         fails(invoke(runner, "alerts", *args), 2, "Error:")
 
@@ -199,6 +203,7 @@ def test_redis_down_is_a_clear_error(settings_overrides):
         configure(None)
 
 
+@pytest.mark.any_database
 def test_every_operator_command_is_registered(app):
     commands = set(app.cli.list_commands(None))
     assert {

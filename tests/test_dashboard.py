@@ -44,6 +44,7 @@ def dummy_path(rule) -> str:
 # --- authentication ----------------------------------------------------------------------
 
 
+@pytest.mark.any_database
 def test_home_needs_credentials(client, creds):
     response = client.get("/dashboard/")
     assert response.status_code == 401
@@ -66,12 +67,14 @@ def test_home_needs_credentials(client, creds):
         {"Authorization": "Basic not-base64!"},
     ],
 )
+@pytest.mark.any_database
 def test_wrong_credentials_are_refused(client, headers):
     response = client.get("/dashboard/", headers=headers)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Basic realm="dashboard"'
 
 
+@pytest.mark.any_database
 def test_every_dashboard_rule_and_method_needs_credentials(app, client):
     """Walks the URL map, so a route added later (by either blueprint) cannot slip through."""
     rules = dashboard_rules(app)
@@ -102,11 +105,13 @@ def test_every_dashboard_rule_and_method_needs_credentials(app, client):
         "/dashboard/rq/favicon.ico",
     ],
 )
+@pytest.mark.any_database
 def test_unknown_and_static_paths_need_credentials(client, path):
     response = client.get(path)
     assert response.status_code == 401
 
 
+@pytest.mark.any_database
 def test_double_slash_does_not_serve_the_dashboard(client):
     response = client.get("//dashboard/rq/")
     assert response.status_code in (308, 401, 404)
@@ -114,6 +119,7 @@ def test_double_slash_does_not_serve_the_dashboard(client):
 
 
 @pytest.mark.parametrize("missing", ["dashboard_username", "dashboard_password"])
+@pytest.mark.any_database
 def test_empty_configured_credentials_refuse_everything(settings_overrides, missing):
     from app import create_app
 
@@ -142,11 +148,13 @@ def test_empty_configured_credentials_refuse_everything(settings_overrides, miss
         "/dashboard/rq/favicon.ico",
     ],
 )
+@pytest.mark.any_database
 def test_rq_dashboard_pages_are_reachable(client, creds, path):
     response = client.get(path, headers=creds)
     assert response.status_code == 200, response.get_data(as_text=True)[:300]
 
 
+@pytest.mark.any_database
 def test_rq_dashboard_shows_this_apps_queues(client, creds, redis):
     enqueue_never_run(redis, 1)
     queues = client.get("/dashboard/rq/0/data/queues.json", headers=creds).get_json()["queues"]
@@ -155,11 +163,13 @@ def test_rq_dashboard_shows_this_apps_queues(client, creds, redis):
     assert job_page.status_code == 200
 
 
+@pytest.mark.any_database
 def test_unknown_redis_instance_is_404_not_500(client, creds):
     response = client.get("/dashboard/rq/1/view/queues", headers=creds)
     assert response.status_code == 404
 
 
+@pytest.mark.any_database
 def test_several_apps_in_one_process_each_use_their_own_redis(app, settings_overrides, redis, creds):
     from app import create_app
 
@@ -179,6 +189,7 @@ def test_several_apps_in_one_process_each_use_their_own_redis(app, settings_over
     assert other.test_client().get("/dashboard/", headers=creds).status_code == 200
 
 
+@pytest.mark.any_database
 def test_password_protected_redis_url_works(settings_overrides, creds):
     from app import create_app
     from tests.servers import RedisServer
@@ -213,6 +224,7 @@ def test_rq_client_url_keeps_tls_and_password_and_adds_timeouts():
     assert rq_client_url("redis://h:6379/0?socket_timeout=3").count("socket_timeout") == 1
 
 
+@pytest.mark.any_database
 def test_rq_dashboard_per_request_client_has_timeouts(app, client, creds):
     """rq-dashboard opens a new client from its configured URL on each view/data request."""
     client.get("/dashboard/rq/0/data/queues.json", headers=creds)
@@ -236,6 +248,7 @@ def test_rq_dashboard_per_request_client_has_timeouts(app, client, creds):
         {},
     ],
 )
+@pytest.mark.any_database
 def test_cross_origin_action_is_refused(client, creds, redis, headers):
     enqueue_never_run(redis, 1)
     response = client.post("/dashboard/rq/queue/forecast/queued/empty", headers={**creds, **headers})
@@ -248,6 +261,7 @@ def test_cross_origin_action_is_refused(client, creds, redis, headers):
     "headers",
     [SAME_ORIGIN, {"Origin": "http://localhost:80"}, {"Referer": "http://localhost/dashboard/rq/0/view/jobs"}],
 )
+@pytest.mark.any_database
 def test_same_origin_action_is_accepted(client, creds, redis, headers):
     enqueue_never_run(redis, 1)
     response = client.post("/dashboard/rq/queue/forecast/queued/empty", headers={**creds, **headers})
@@ -256,6 +270,7 @@ def test_same_origin_action_is_accepted(client, creds, redis, headers):
     assert Queue("forecast", connection=redis).count == 0
 
 
+@pytest.mark.any_database
 def test_same_origin_is_scheme_and_host_of_the_request(app, creds, redis):
     enqueue_never_run(redis, 1)  # rq's compact() fails on a queue that does not exist
     client = app.test_client()
@@ -272,6 +287,7 @@ def test_same_origin_is_scheme_and_host_of_the_request(app, creds, redis):
     assert refused.status_code == 403
 
 
+@pytest.mark.any_database
 def test_every_rq_action_checks_origin(app, client, creds):
     actions = [r for r in dashboard_rules(app) if "POST" in r.methods]
     assert {r.endpoint for r in actions} >= {
@@ -294,6 +310,7 @@ def _failed_job(redis: Redis):
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+@pytest.mark.any_database
 def test_requeue_all_refuses_get(client, creds, redis, method):
     job = _failed_job(redis)
     response = client.open("/dashboard/rq/requeue/forecast", method=method, headers={**creds, **SAME_ORIGIN})
@@ -302,6 +319,7 @@ def test_requeue_all_refuses_get(client, creds, redis, method):
     assert FailedJobRegistry("forecast", connection=redis).get_job_ids(cleanup=False) == [job.id]
 
 
+@pytest.mark.any_database
 def test_requeue_all_works_by_same_origin_post(client, creds, redis):
     job = _failed_job(redis)
     response = client.post("/dashboard/rq/requeue/forecast", headers={**creds, **SAME_ORIGIN})
@@ -321,6 +339,7 @@ def _directives(csp: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     "path", ["/dashboard/", "/dashboard/rq/", "/dashboard/rq/0/data/queues.json", "/dashboard/rq/static/css/main.css"]
 )
+@pytest.mark.any_database
 def test_security_headers(client, creds, path):
     for headers in ({}, creds):
         response = client.get(path, headers=headers)
@@ -333,10 +352,12 @@ def test_security_headers(client, creds, path):
         assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.any_database
 def test_api_responses_do_not_get_dashboard_headers(client):
     assert "Content-Security-Policy" not in client.get("/healthz").headers
 
 
+@pytest.mark.any_database
 def test_home_page_allows_only_its_own_script_and_style_files(client, creds):
     """No inline script or style at all on the project's page: injected markup could not run."""
     response = client.get("/dashboard/", headers=creds)
@@ -360,6 +381,7 @@ RQ_PAGES = {
 
 
 @pytest.mark.parametrize("path", list(RQ_PAGES))
+@pytest.mark.any_database
 def test_rq_pages_have_no_inline_script_and_a_fixed_csp(client, creds, path):
     """Scripts come from files compiled at start-up; the page's values travel in a JSON block
     that is never executed; the CSP is the same for every rq page, whatever the response holds."""
@@ -426,6 +448,7 @@ def test_home_page_data_is_json_and_its_script_inserts_text_only(client, creds, 
         assert sink not in script, sink
 
 
+@pytest.mark.any_database
 def test_job_arguments_are_escaped_on_rq_dashboard_pages(client, creds, redis):
     """rq-dashboard renders job data in the browser with Underscore; its `<%= %>` inserts raw
     HTML (issue 526), so every interpolation must have become an escaping `<%- %>`."""
@@ -449,6 +472,7 @@ def test_job_arguments_are_escaped_on_rq_dashboard_pages(client, creds, redis):
     assert "<%- d.description %>" in jobs_page  # escaped once, not twice
 
 
+@pytest.mark.any_database
 def test_job_data_is_served_as_json_only(client, creds, redis):
     job = enqueue_never_run(redis, SCRIPT)
     for path in (f"/dashboard/rq/0/data/job/{job.id}.json", "/dashboard/rq/0/data/jobs/forecast/queued/8/asc/1.json"):
@@ -584,6 +608,7 @@ def test_workers_publish_cpu_and_rss_on_heartbeat(app, client, creds, redis):
     assert redis.ttl(worker.key) > 0  # the figures live and expire with the worker's own hash
 
 
+@pytest.mark.any_database
 def test_resources_are_not_published_from_the_work_horse(app, redis):
     from app.worker_resources import publish_worker_resources
     from workers.worker import build_worker
@@ -629,6 +654,7 @@ def test_pause_resume_run_a_schedule_from_the_page(client, creds, redis):
 @pytest.mark.parametrize(
     "path", ["/dashboard/schedules/forecast/pause", "/dashboard/schedules/forecast/run", "/dashboard/runs/abc/cancel"]
 )
+@pytest.mark.any_database
 def test_page_actions_refuse_cross_origin_and_get(client, creds, redis, path):
     from app.scheduling import PAUSED_KEY
 
@@ -711,6 +737,7 @@ def test_data_with_redis_down_keeps_the_database_parts(settings_overrides, creds
     assert client.get("/dashboard/", headers=creds).status_code == 200  # the page still loads and says so
 
 
+@pytest.mark.any_database
 def test_static_files_are_guarded_and_typed(client, creds):
     assert client.get("/dashboard/static/dashboard.js").status_code == 401
     script = client.get("/dashboard/static/dashboard.js", headers=creds)

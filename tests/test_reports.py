@@ -57,6 +57,7 @@ class TestReportRoutes:
             "date=" + "9" * 300,
         ],
     )
+    @pytest.mark.any_database
     def test_bad_date_is_400(self, client, query):
         response = client.get(f"/api/reports/daily?{query}")
         assert response.status_code == 400, response.get_data(as_text=True)
@@ -85,9 +86,11 @@ class TestReportRoutes:
             "cursor=MjAyNC0xMy0wMQ",
         ],
     )
+    @pytest.mark.any_database
     def test_bad_list_query_is_400(self, client, query):
         assert client.get(f"/api/reports?{query}").status_code == 400
 
+    @pytest.mark.any_database
     def test_wrong_method_is_405(self, client, auth):
         assert client.post("/api/reports/daily", headers=auth).status_code == 405
 

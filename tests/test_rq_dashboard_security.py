@@ -121,6 +121,7 @@ def assert_harmless(response, value: str = "pwned") -> None:
 # --- point 1: the reported URL and its shapes ------------------------------------------------------
 
 
+@pytest.mark.any_database
 def test_the_reported_url_is_404_before_any_template(app, client, creds):
     with rendered_templates(app) as rendered:
         response = client.get(ISSUE_URL, headers=creds)
@@ -136,6 +137,7 @@ def refusals(value: str) -> set[int]:
 
 
 @pytest.mark.parametrize("value", HOSTILE)
+@pytest.mark.any_database
 def test_hostile_queue_names_are_404_in_every_queue_route(app, client, creds, redis, value):
     enqueue_never_run(redis, 1)
     segment = quote(value, safe="")
@@ -180,6 +182,7 @@ def test_hostile_queue_names_are_404_in_every_queue_route(app, client, creds, re
         "/dashboard/rq/0/data/job/bad.id.json",
     ],
 )
+@pytest.mark.any_database
 def test_unknown_segments_are_404_before_any_template(app, client, creds, path):
     with rendered_templates(app) as rendered:
         response = client.get(path, headers=creds)
@@ -197,6 +200,7 @@ def test_unknown_segments_are_404_before_any_template(app, client, creds, path):
         "/dashboard/rq/requeue/nope",
     ],
 )
+@pytest.mark.any_database
 def test_actions_on_unknown_things_are_404(client, creds, redis, path):
     enqueue_never_run(redis, 1)
     response = client.post(path, headers={**creds, **SAME_ORIGIN})
@@ -204,6 +208,7 @@ def test_actions_on_unknown_things_are_404(client, creds, redis, path):
     assert Queue("forecast", connection=redis).count == 1
 
 
+@pytest.mark.any_database
 def test_real_names_still_work(client, creds, redis, job):
     """The guard is no wall: every queue of the service and every registry opens, with data."""
     enqueue_never_run(redis, 1, queue="reports")
@@ -220,12 +225,14 @@ def test_real_names_still_work(client, creds, redis, job):
     assert client.get("/dashboard/rq/0/view/jobs", headers=creds).status_code == 200  # RQ's default queue
 
 
+@pytest.mark.any_database
 def test_a_queue_rq_has_in_redis_opens_too(client, creds, redis):
     enqueue_never_run(redis, 1, queue="adhoc-queue.v2")
     assert client.get("/dashboard/rq/0/view/jobs/adhoc-queue.v2/queued/8/asc/1", headers=creds).status_code == 200
     assert client.get("/dashboard/rq/0/view/jobs/adhoc-queue.v3/queued/8/asc/1", headers=creds).status_code == 404
 
 
+@pytest.mark.any_database
 def test_a_hostile_queue_name_stored_in_redis_is_not_served(client, creds, redis):
     """Only someone with Redis could store one; it still never reaches a page."""
     name = "x');window.__pwned=1;0"
@@ -311,6 +318,7 @@ def test_fuzz_random_segments(app, client, creds, data):
         assert "pwned" not in body
 
 
+@pytest.mark.any_database
 def test_page_values_reach_the_page_only_as_json_data(client, creds, job):
     """Even where a value does reach a page, it is JSON in a block that never runs, escaped."""
     html = client.get("/dashboard/rq/0/view/jobs/forecast/failed/8/dsc/2", headers=creds).get_data(as_text=True)
@@ -331,6 +339,7 @@ def test_page_values_reach_the_page_only_as_json_data(client, creds, job):
     assert json.loads(re.search(r'id="rq-page-config">(.*?)</script>', job_html, re.S)[1])["id"] == job.id
 
 
+@pytest.mark.any_database
 def test_without_the_path_guard_the_page_still_cannot_run_a_payload(app, client, creds, monkeypatch):
     """Defence in depth: with the segment check switched off, upstream renders the hostile name,
     but only as escaped JSON data, and the CSP is the fixed one (no hash of anything)."""
@@ -349,6 +358,7 @@ def test_without_the_path_guard_the_page_still_cannot_run_a_payload(app, client,
         assert value not in html.replace(block, "") or not re.search(r"[<>'\"&]", value)
 
 
+@pytest.mark.any_database
 def test_compiled_scripts_are_fixed_at_start_up(client, creds, redis):
     """The script a page loads is the same bytes whatever the URL or data: it holds no values."""
     from dashboard.rq_pages import PAGE_SCRIPTS
@@ -416,6 +426,7 @@ def test_job_data_of_a_run_queued_with_force(client, creds, auth, redis):
     assert data["depends_on_status"] == ["expired"]
 
 
+@pytest.mark.any_database
 def test_job_data_survives_an_unserialisable_result_and_meta(client, creds, redis):
     job = enqueue_never_run(redis, 1)
     job.meta["when"] = {1, 2}  # a set: not JSON
@@ -425,6 +436,7 @@ def test_job_data_survives_an_unserialisable_result_and_meta(client, creds, redi
     assert "{1, 2}" in response.get_json()["metadata"]
 
 
+@pytest.mark.any_database
 def test_requeue_of_a_job_that_did_not_fail_is_409_and_compact_of_an_empty_queue_is_ok(client, creds, redis, job):
     response = client.post(f"/dashboard/rq/job/{job.id}/requeue", headers={**creds, **SAME_ORIGIN})
     assert response.status_code == 409 and response.get_json()["error"]["code"] == "conflict"
@@ -498,12 +510,14 @@ def test_the_job_page_of_a_missing_rq_job_explains(app, client, creds, run_id, s
     assert EXECUTABLE_SCRIPT.search(html) is None and "<script" not in html
 
 
+@pytest.mark.any_database
 def test_the_job_page_of_a_malformed_id_does_not_echo_it(client, creds):
     response = client.get("/dashboard/rq/0/view/job/" + quote("x'><svg onload=alert(1)>pwned", safe=""), headers=creds)
     assert response.status_code == 404
     assert_harmless(response)
 
 
+@pytest.mark.any_database
 def test_rq_workers_list_survives_a_worker_whose_job_expired(client, creds, redis, job):
     """Upstream fetched each current job: one expired job made the whole list a 404."""
     from rq import Worker
