@@ -293,6 +293,7 @@ LISTING_VALUES = {
     "error": texts(),
     "window": st.one_of(st.sampled_from(["24h", "7d", "30d", "1y", ""]), texts()),
     "state": st.one_of(st.sampled_from(["open", "acknowledged", "resolved", "closed"]), texts()),
+    "kind": st.one_of(st.sampled_from(["run_failed", "worker_lost", "nope", ""]), texts()),
 }
 ALERT_IDS = ["1", "30"]
 RUN_FILTERS = ["limit", "cursor", "job", "status", "trigger", "since", "until", "error"]
@@ -357,6 +358,8 @@ ROUTES = [
     ("GET", "/api/docs", {}, [], False, "none"),
     ("GET", "/api/static/<path:filename>", {"filename": ["docs.js", "swagger-ui/swagger-ui.css"]}, [], False, "none"),
     ("GET", "/favicon.ico", {}, [], False, "none"),
+    ("GET", "/api/health/summary", {}, [], False, "token"),
+    ("GET", "/api/health/events", {}, ["kind", "limit"], False, "token"),
     ("GET", "/api/trends", {}, ["window", "job"], False, "token"),
     ("GET", "/api/alerts/<alert_id>", {"alert_id": ALERT_IDS}, [], False, "token"),
     ("POST", "/api/alerts/<alert_id>/acknowledge", {"alert_id": ALERT_IDS}, [], True, "token"),

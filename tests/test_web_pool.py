@@ -49,11 +49,24 @@ def test_a_connection_killed_while_idle_fails_one_request_then_the_next_reconnec
         cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
     admin.close()
 
-    failed = client.get("/api/alerts")
+    failed = client.get("/api/reports")  # a route Flask answers (the alerts page has a fast path: below)
     assert failed.status_code == 503
     assert failed.get_json()["error"]["code"] == "database_unavailable"
     assert database.obj._connections == []  # the dead connection was not put back
 
+    assert client.get("/api/reports").status_code == 200
+    assert _backend_pid(client) != pid
+
+
+def test_a_fast_read_on_a_killed_connection_is_answered_by_flask_on_a_fresh_one(client, postgres_server):
+    """The read routes' fast path (app/api/fast_reads.py) hands any failure to Flask, whose view
+    checks out a new connection: a GET of the alerts page does not fail for a connection that died idle."""
+    pid = _backend_pid(client)
+    admin = psycopg2.connect(postgres_server.url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
     assert client.get("/api/alerts").status_code == 200
     assert _backend_pid(client) != pid
 

@@ -54,7 +54,7 @@ def events():
     if kind is not None and kind not in {k.value for k in ops_events.EventKind}:
         raise BadRequest(f"kind must be one of: {', '.join(k.value for k in ops_events.EventKind)}")
     raw_limit = request.args.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
+    if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 3 and 1 <= int(raw_limit) <= 200):
         raise BadRequest("limit must be an integer from 1 to 200")
     with db_session():
         return jsonify(events=ops_events.list_events(int(raw_limit), kind))

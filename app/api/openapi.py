@@ -702,6 +702,20 @@ def build_document() -> dict:
             **FORECAST_PATHS,
             **TREND_PATHS,
             **AUDIT_PATHS,
+            "/api/": {
+                "get": {
+                    "summary": "This API's index: every route with its methods, links to this document and its viewer",
+                    "security": [],
+                    "responses": _ok("the index", "Object"),
+                }
+            },
+            "/api/docs": {
+                "get": {
+                    "summary": "The OpenAPI viewer (Swagger UI, served from this service)",
+                    "security": [],
+                    "responses": {"200": {"description": "an HTML page", "content": {"text/html": {}}}},
+                }
+            },
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": _ok("alive", "Object")}},
             "/api/health/summary": {
                 "get": {

@@ -398,7 +398,7 @@
           h("span", { class: "muted" }, a.message)),
         h("td", null, a.subject),
         h("td", { class: "num" }, a.occurrences),
-        h("td", null, a.last_job_id ? runLink(a.last_job_id) : "–")));
+        h("td", null, a.last_job_id || a.job_id ? runLink(a.last_job_id || a.job_id) : "–")));
     fill("card-alerts", h("div", { class: "counts" }, counts("24h", "last 24 h"), counts("7d", "last 7 d"),
       h("a", { href: `${urls.urlAlerts}?state=open` }, "open alerts →"), h("a", { href: urls.urlAlerts }, "all alerts →")),
       rows.length ? table([`created (${clock.zone()})`, "severity, state", "type", "alert", "subject", ["seen", "num"], "latest run"], rows)
