@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, current_app, jsonify, make_response, render_template, request, url_for
+from markupsafe import Markup
 from redis import Redis
 
 from app.connections import db_session
@@ -77,8 +78,11 @@ def _input_time(value: datetime | None) -> str:
 
 
 @bp.app_template_filter("run_time")
-def _run_time(value: str | None) -> str:
-    return fmt_time(value)
+def _run_time(value: str | None) -> Markup:
+    """A time as the page first shows it (UTC); clock.js rewrites it in the reader's zone."""
+    if not value:
+        return Markup("–")
+    return Markup('<time datetime="{}" data-clock="seconds">{}</time>').format(value, fmt_time(value))
 
 
 @bp.app_template_filter("run_duration")

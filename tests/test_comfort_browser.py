@@ -9,6 +9,7 @@ from tests.test_dashboard_browser import (  # noqa: F401 - fixtures
     _MISSING,
     browser,
     database_url,
+    expect,
     live_server,
     open_page,
     settings_overrides,
@@ -139,3 +140,41 @@ def test_at_phone_width_nothing_scrolls_sideways_and_every_action_is_on_screen(o
     assert cell.bounding_box()["width"] > 250
     schedule_actions = page.locator("#card-schedules td.actions button")
     assert schedule_actions.count() >= 3
+
+
+def test_the_run_page_and_list_show_times_in_the_browser_zone_too(browser, live_server, app):
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from app.connections import db_session
+    from app.models import JobRun, utcnow
+
+    enqueued = (utcnow() - timedelta(hours=3)).replace(microsecond=0)
+    with db_session():
+        JobRun.create(
+            id="tz-run-page",
+            job_name="forecast",
+            queue="forecast",
+            trigger="manual",
+            status="finished",
+            enqueued_at=enqueued,
+            started_at=enqueued,
+            ended_at=enqueued + timedelta(seconds=5),
+            attempts=1,
+        )
+    zone = "America/St_Johns"  # a half-hour offset: no hour-only shortcut passes
+    local = enqueued.replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
+    context = browser.new_context(
+        http_credentials={"username": DASHBOARD_USER, "password": DASHBOARD_PASSWORD}, timezone_id=zone
+    )
+    try:
+        page = context.new_page()
+        for path in ("/dashboard/runs/tz-run-page", "/dashboard/runs?job=forecast"):
+            page.goto(live_server + path)
+            expect(page.locator("time[data-clock]").first).to_contain_text(zone.split("/")[1])
+            assert f"{local} {zone}" in page.locator("main").inner_text(), path
+        page.click("#tz-toggle")
+        expect(page.locator("time[data-clock]").first).to_contain_text("UTC")
+        assert enqueued.strftime("%Y-%m-%d %H:%M:%S UTC") in page.locator("main").inner_text()
+    finally:
+        context.close()

@@ -145,7 +145,10 @@ def test_markup_in_run_data_is_text(client, creds):
     assert "<script>window" not in page and "<b>bold</b>" not in page
     assert "&lt;script&gt;window.__x=1&lt;/script&gt;" in page
     assert "it&#39;s &#34;quoted&#34; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
-    assert re.findall(r"<script\b([^>]*)>", page) == [' src="/dashboard/static/runs.js" defer']
+    assert re.findall(r"<script\b([^>]*)>", page) == [
+        ' src="/dashboard/static/clock.js" defer',
+        ' src="/dashboard/static/runs.js" defer',
+    ]
     assert "style=" not in page and "<style" not in page
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self';" in csp and "style-src 'self';" in csp
@@ -433,7 +436,7 @@ def test_retry_from_the_page_url_links_both_runs(client, creds):
     assert f'href="/dashboard/runs/{new_id}"' in page
     new_page = html(client.get(f"/dashboard/runs/{new_id}", headers=creds))
     assert 'id="run-retry-of" href="/dashboard/runs/failed-run"' in new_page
-    assert "retry (who is not recorded)" in new_page and re.findall(r'data-action="(\w+)"', new_page) == ["cancel"]
+    assert "(dashboard)" in new_page and "who is not recorded" not in new_page and re.findall(r'data-action="(\w+)"', new_page) == ["cancel"]
     listed = client.get("/api/runs?trigger=retry").get_json()["runs"]
     assert [(r["job_id"], r["retry_of"]) for r in listed] == [(new_id, "failed-run")]
 
@@ -450,5 +453,63 @@ def test_a_run_waiting_for_its_retry_says_when(client, creds):
             next_retry_at=BASE + timedelta(minutes=5),
         )
     page = html(client.get("/dashboard/runs/waiting", headers=creds))
-    assert 'id="run-next-retry">retrying at 2026-11-01 12:05:00 UTC (attempt 2)<' in page
+    assert (
+        'id="run-next-retry">retrying at <time datetime="2026-11-01T12:05:00Z" data-clock="seconds">'
+        "2026-11-01 12:05:00 UTC</time> (attempt 2)<" in page
+    )
     assert re.findall(r'data-action="(\w+)"', page) == ["cancel"]
+
+
+def test_the_run_page_names_who_triggered_it_from_the_audit_log(client, auth, redis):
+    """The API token's trigger and the dashboard user's retry are attributed; a scheduled run is the scheduler's."""
+    run_id = client.post("/api/jobs/forecast/trigger", headers=auth).get_json()["job_id"]
+    client.post(f"/api/jobs/forecast/{run_id}/cancel", headers=auth)
+    page = client.get(f"/dashboard/runs/{run_id}", headers=basic()).get_data(as_text=True)
+    assert "api-token (api)" in page
+    retried = client.post(f"/dashboard/runs/{run_id}/retry", headers={**basic(), **SAME_ORIGIN})
+    new_id = retried.get_json()["job_id"]
+    new_page = client.get(f"/dashboard/runs/{new_id}", headers=basic()).get_data(as_text=True)
+    assert "(dashboard)" in new_page and "who is not recorded" not in new_page
+    # the original run's page still names its own trigger, not the retry that named it in its URL
+    assert "api-token (api)" in client.get(f"/dashboard/runs/{run_id}", headers=basic()).get_data(as_text=True)
+
+
+def test_the_run_page_shows_the_ops_webhook_delivery_of_its_events(client):
+    from app.models import OpsEvent, WebhookDelivery
+
+    now = datetime(2026, 11, 30, 10, 0)
+    with db_session():
+        JobRun.create(
+            id="failed-for-good",
+            job_name="forecast",
+            queue="forecast",
+            trigger="manual",
+            status="failed",
+            enqueued_at=now,
+            started_at=now,
+            ended_at=now + timedelta(seconds=3),
+            attempts=3,
+            error="boom",
+        )
+        event = OpsEvent.create(
+            kind="run_failed",
+            dedup_key="run_failed:failed-for-good:3",
+            subject="failed-for-good",
+            job_name="forecast",
+            run_id="failed-for-good",
+            run_attempts=3,
+            message="forecast run failed-for-good failed after 3 attempts: boom",
+            created_at=now,
+        )
+        WebhookDelivery.create(
+            event=event,
+            target="https://hooks.example",
+            status="failed",
+            attempts=3,
+            last_error="HTTP 500 <b>",
+            next_attempt_at=now,
+        )
+    html = client.get("/dashboard/runs/failed-for-good", headers=basic()).get_data(as_text=True)
+    section = html[html.index('id="run-notifications"') :]
+    assert "run_failed" in section and "failed after 3 attempts" in section
+    assert "https://hooks.example: failed after 3 attempts" in section and "HTTP 500 &lt;b&gt;" in section

@@ -21,7 +21,7 @@ import enum
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import peewee
@@ -35,7 +35,7 @@ from app.core.catalog import JOBS
 from app.core.errors import InvalidInput, RunMissing
 from app.core.jobs import run_id as valid_run_id
 from app.core.pagination import decode_cursor, encode_cursor
-from app.models import Alert, JobRun, RunAttempt, iso, run_duration
+from app.models import Alert, AuditEntry, JobRun, OpsEvent, RunAttempt, WebhookDelivery, iso, run_duration
 from app.runs import fanout
 from app.runs.status import RETRYABLE_VALUES, TERMINAL_VALUES
 
@@ -313,14 +313,55 @@ def chunk_progress(connection: Redis | None, run: JobRun) -> ChunkProgress | Non
         return ChunkProgress(False, "the chunk jobs' records could not be read", total=planned)
 
 
+# Audit actions that create a run; the audit entry's target ends with the created run (app/request_audit.py).
+CREATING_ACTIONS = ("run.trigger", "run.retry", "run.retry_failed", "schedule.run", "rq.requeue", "rq.requeue_all")
+
+
 def triggered_by(run: JobRun) -> str:
-    """Who asked for the run: the recorded user when there is one, else the kind of trigger."""
-    recorded = getattr(run, "triggered_by", None) if "triggered_by" in JobRun._meta.fields else None
-    if recorded:
-        return str(recorded)
+    """Who asked for the run: the scheduler, or the actor of the audit entry that created it
+    (API token or dashboard user, and from where); else the kind of trigger."""
     if run.trigger == "scheduled":
         return "scheduler"
+    suffix = f"run:{run.id}"
+    entries: Any = (
+        AuditEntry.select(AuditEntry.actor, AuditEntry.source, AuditEntry.target)
+        .where(
+            AuditEntry.action.in_(CREATING_ACTIONS)
+            & (AuditEntry.outcome == "ok")
+            & AuditEntry.target.contains(suffix)
+            & (AuditEntry.at >= run.enqueued_at - timedelta(minutes=5))
+        )
+        .order_by(AuditEntry.at.desc())
+        .limit(10)
+        .tuples()
+    )
+    for actor, source, target in entries:
+        if target.endswith(suffix):  # the created run, not the one a retry named in its URL
+            return f"{actor} ({source})"
     return f"{run.trigger} (who is not recorded)"
+
+
+def notifications(run_id: str) -> list[dict[str, Any]]:
+    """The operational events about this run (failed for good, stopped, abandoned) and their
+    webhook deliveries: whether anyone was told, when, after how many tries."""
+    events = list(OpsEvent.select().where(OpsEvent.run_id == run_id).order_by(OpsEvent.created_at).limit(20))
+    deliveries: dict[int, list[dict[str, Any]]] = {}
+    if events:
+        query = WebhookDelivery.select().where(WebhookDelivery.event.in_([e.id for e in events]))
+        for d in query:
+            deliveries.setdefault(d.event_id, []).append(
+                {
+                    "status": d.status,
+                    "attempts": d.attempts,
+                    "last_error": d.last_error,
+                    "delivered_at": iso(d.delivered_at),
+                    "target": d.target,
+                }
+            )
+    return [
+        {"kind": e.kind, "message": e.message, "created_at": iso(e.created_at), "deliveries": deliveries.get(e.id, [])}
+        for e in events
+    ]
 
 
 def attempts_of(run: JobRun) -> tuple[list[dict[str, Any]], bool]:
@@ -423,4 +464,5 @@ def run_detail(run_id: str, connection: Redis | None = None) -> dict[str, Any]:
         "alerts_total": alert_total,
         "chunks": chunks.as_json() if chunks is not None else None,
         "actions": [a.value for a in actions_for(run)],
+        "notifications": notifications(run.id),
     }

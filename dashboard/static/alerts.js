@@ -1,17 +1,10 @@
-// The alert pages: times in the reader's zone (clock.js), and acknowledge / resolve with an
+// The alert pages (times in the reader's zone come from clock.js): acknowledge / resolve with an
 // optional comment, posted as JSON; the outcome is shown next to the buttons that asked for it.
 "use strict";
 
 (() => {
   const root = document.getElementById("alerts-page") || document.getElementById("alert-page");
   if (!root) return;
-  const clock = window.DashboardClock;
-
-  function showTimes() {
-    for (const node of document.querySelectorAll("time[datetime]")) {
-      node.textContent = `${clock.format(node.getAttribute("datetime"))} ${clock.zone()}`;
-    }
-  }
 
   async function act(holder, action, button) {
     const id = holder.dataset.alert;
@@ -52,8 +45,5 @@
     const button = event.target.closest(".alert-actions button[data-action]");
     if (button) act(button.closest(".alert-actions"), button.dataset.action, button);
   });
-  document.addEventListener("dashboard:timezone", showTimes);
-  document.addEventListener("DOMContentLoaded", showTimes);
-  if (document.readyState !== "loading") showTimes();
   root.dataset.ready = "true";
 })();

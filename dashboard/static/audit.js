@@ -13,6 +13,16 @@
   const status = document.getElementById("audit-status");
   let cursor = null;
 
+  function timeCell(iso) {  // clock.js writes it in the reader's zone
+    const td = document.createElement("td");
+    const time = document.createElement("time");
+    time.setAttribute("datetime", iso);
+    time.dataset.clock = "seconds";
+    time.textContent = `${iso.replace("T", " ").replace("Z", "").slice(0, 19)} UTC`;
+    td.append(time);
+    return td;
+  }
+
   function cell(text, cls) {
     const td = document.createElement("td");
     if (cls) td.className = cls;
@@ -25,7 +35,7 @@
     tr.dataset.entry = String(entry.id);
     const outcome = entry.outcome + (entry.reason ? ` (${entry.reason})` : "");
     tr.append(
-      cell(entry.at ? entry.at.replace("T", " ").replace("Z", "") : null),
+      entry.at ? timeCell(entry.at) : cell(null),
       cell(entry.actor), cell(entry.role), cell(entry.action), cell(entry.target),
       cell(outcome, `outcome-${entry.outcome}`), cell(entry.source), cell(entry.remote_addr), cell(entry.request_id, "muted"));
     return tr;

@@ -1,6 +1,8 @@
 // Times on the dashboards: the browser's own zone by default, UTC at a click (remembered in this
 // browser). Every page loads this before its own script and formats times with DashboardClock;
 // the toggle is any element with id "tz-toggle", and elements of class "tz-label" name the zone.
+// Server-rendered times are <time datetime="ISO" data-clock> (UTC text until this runs): they are
+// rewritten in the chosen zone on load, on a toggle, and when a page swaps fresh parts in.
 "use strict";
 
 window.DashboardClock = (() => {
@@ -56,9 +58,18 @@ window.DashboardClock = (() => {
         // not remembered; this page still switches
       }
       label();
+      formatTimes();
       document.dispatchEvent(new CustomEvent("dashboard:timezone"));
     },
   };
+
+  function formatTimes(root) {
+    for (const node of (root || document).querySelectorAll("time[datetime][data-clock]")) {
+      const text = `${clock.format(node.getAttribute("datetime"), node.dataset.clock === "seconds")} ${clock.zone()}`;
+      if (node.textContent !== text) node.textContent = text;
+    }
+  }
+  clock.formatTimes = formatTimes;
 
   function label() {
     for (const node of document.querySelectorAll(".tz-label")) node.textContent = clock.zone();
@@ -72,6 +83,13 @@ window.DashboardClock = (() => {
 
   document.addEventListener("DOMContentLoaded", () => {
     label();
+    formatTimes();
+    let pending = false;
+    new MutationObserver(() => {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => { pending = false; formatTimes(); });
+    }).observe(document.body, { childList: true, subtree: true });
     const toggle = document.getElementById("tz-toggle");
     if (toggle) toggle.addEventListener("click", () => clock.set(!utc));
   });
