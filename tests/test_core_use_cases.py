@@ -112,8 +112,14 @@ def test_cleanup_deletes_only_what_outlived_its_retention(db, settings):
     JobRun.create(
         id="old-live", job_name="forecast", queue="forecast", trigger="manual", status="started", enqueued_at=ancient
     )
+    from app.models import OpsEvent, WebhookDelivery
+
+    for key, at in (("old", ancient), ("new", recent)):
+        event = OpsEvent.create(kind="run_failed", dedup_key=key, subject=key, message="m", created_at=at)
+        WebhookDelivery.create(event=event, target="https://h", created_at=at)
     deleted = maintenance.cleanup(settings.model_copy(update={"cleanup_batch_size": 1}))
-    assert (deleted["deleted_alerts"], deleted["deleted_runs"]) == (2, 1)
+    assert (deleted["deleted_alerts"], deleted["deleted_runs"], deleted["deleted_ops_events"]) == (2, 1, 1)
+    assert [e.dedup_key for e in OpsEvent.select()] == ["new"] and WebhookDelivery.select().count() == 1
     assert [a.subject for a in Alert.select()] == ["s2"]
     assert [r.id for r in JobRun.select()] == ["old-live"]  # an unfinished run is never deleted
 

@@ -222,7 +222,7 @@ def test_pause_and_resume_a_schedule(open_page, client):
     expect(row.locator("td.state")).to_contain_text("active")
     row.locator("button[data-action='pause']").click()
     expect(row.locator("td.state")).to_contain_text("paused")
-    expect(page.locator("#banner")).to_contain_text("forecast")
+    expect(row.locator(".action-feedback")).to_contain_text("forecast")  # next to the button, not at the top
     assert {s["name"]: s["paused"] for s in client.get("/api/schedules").get_json()["schedules"]}["forecast"] is True
     row.locator("button[data-action='resume']").click()
     expect(row.locator("td.state")).to_contain_text("active")
@@ -234,11 +234,17 @@ def test_run_a_schedule_now_and_409_is_shown(open_page, client, redis):
     wait_loaded(page)
     button = page.locator("#card-schedules tr[data-schedule='cleanup'] button[data-action='run']")
     button.click()
-    expect(page.locator("#banner")).to_contain_text("cleanup run queued")
+    feedback = page.locator("#card-schedules tr[data-schedule='cleanup'] .action-feedback")
+    expect(feedback).to_contain_text("cleanup run queued")
+    queued = client.get("/api/jobs/cleanup/history").get_json()["runs"][0]["job_id"]
+    expect(feedback).to_contain_text(f"run {queued}")  # names the run
     expect(page.locator("#card-runs tr[data-status='queued']").first).to_contain_text("cleanup")
     assert Queue("maintenance", connection=redis).count == 1
     button.click()
-    expect(page.locator("#banner.error")).to_contain_text("already queued or running")
+    expect(page.locator("#card-schedules tr[data-schedule='cleanup'] .action-feedback.error")).to_contain_text(
+        "already queued or running"
+    )
+    expect(page.locator(".action-feedback")).to_have_count(0, timeout=12000)  # it clears itself
 
 
 class TestStop:
@@ -256,10 +262,10 @@ class TestStop:
         expect(worker).to_contain_text("busy")
         expect(worker).to_contain_text(job_id)
         page.locator(f"#card-runs button[data-action='stop'][data-run='{job_id}']").first.click()
-        expect(page.locator("#banner")).to_contain_text("stop requested")
+        expect(page.locator(f"tr[data-run='{job_id}'] .action-feedback").first).to_contain_text("stop requested")
         wait_for(lambda: run_status(client, job_id) == "stopped")
         expect(page.locator(f"#card-runs tr[data-run='{job_id}']").first).to_contain_text("stopped", timeout=15000)
-        assert page.locator(f"button[data-run='{job_id}']").count() == 0
+        expect(page.locator(f"button[data-run='{job_id}']")).to_have_count(0, timeout=15000)
 
 
 def test_search_a_run_and_cancel_it(open_page, client, auth):

@@ -436,7 +436,11 @@ def test_retry_from_the_page_url_links_both_runs(client, creds):
     assert f'href="/dashboard/runs/{new_id}"' in page
     new_page = html(client.get(f"/dashboard/runs/{new_id}", headers=creds))
     assert 'id="run-retry-of" href="/dashboard/runs/failed-run"' in new_page
-    assert "(dashboard)" in new_page and "who is not recorded" not in new_page and re.findall(r'data-action="(\w+)"', new_page) == ["cancel"]
+    assert (
+        "(dashboard)" in new_page
+        and "who is not recorded" not in new_page
+        and re.findall(r'data-action="(\w+)"', new_page) == ["cancel"]
+    )
     listed = client.get("/api/runs?trigger=retry").get_json()["runs"]
     assert [(r["job_id"], r["retry_of"]) for r in listed] == [(new_id, "failed-run")]
 

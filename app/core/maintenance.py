@@ -13,7 +13,7 @@ from app.config import Settings
 from app.connections import database
 from app.core import audit
 from app.forecast import accuracy
-from app.models import Alert, JobRun, utcnow
+from app.models import Alert, JobRun, OpsEvent, utcnow
 from app.runs.status import TERMINAL_VALUES
 
 
@@ -30,7 +30,7 @@ def delete_in_batches(model: Any, condition: Any, batch_size: int) -> int:
 
 
 def cleanup(settings: Settings) -> dict[str, Any]:
-    """Delete expired alerts, runs, recorded forecasts and audit entries; what was deleted and the alerts' cutoff.
+    """Delete expired alerts, runs, recorded forecasts, operational events and audit entries; what was deleted and the alerts' cutoff.
 
     Alert retention counts from `last_seen_at`, not `created_at`: an alert first raised long ago
     that a recent forecast saw again is still live (deleting it made the next forecast raise and
@@ -47,6 +47,8 @@ def cleanup(settings: Settings) -> dict[str, Any]:
     )
     # What past forecast runs predicted (scored for accuracy) lives as long as the run history.
     deleted_forecasts: int = accuracy.delete_before(run_cutoff, settings.cleanup_batch_size)
+    # Operational events (and their webhook deliveries, deleted with them) live as long as the runs.
+    deleted_events = delete_in_batches(OpsEvent, OpsEvent.created_at < run_cutoff, settings.cleanup_batch_size)
     audit_cutoff = now - timedelta(days=settings.audit_retention_days)
     deleted_audit: int = audit.delete_before(audit_cutoff, settings.cleanup_batch_size)
     return {
@@ -54,5 +56,6 @@ def cleanup(settings: Settings) -> dict[str, Any]:
         "deleted_runs": deleted_runs,
         "deleted_forecasts": deleted_forecasts,
         "deleted_audit_entries": deleted_audit,
+        "deleted_ops_events": deleted_events,
         "alert_cutoff": alert_cutoff.isoformat() + "Z",
     }

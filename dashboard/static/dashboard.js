@@ -145,6 +145,39 @@
     node.hidden = !message;
   }
 
+  // An action's outcome is shown next to the control that asked for it (and names the run), for
+  // FEEDBACK_MS; it survives the cards' re-rendering by being re-attached after each render.
+  const FEEDBACK_MS = 8000;
+  const feedbacks = new Map(); // "schedule:<name>" | "run:<id>" -> { text, ok, until }
+
+  function feedbackKey(button) {
+    if (!button) return null;
+    if (button.dataset.schedule) return `schedule:${button.dataset.schedule}`;
+    return button.dataset.run ? `run:${button.dataset.run}` : null;
+  }
+
+  function attachFeedback() {
+    for (const node of document.querySelectorAll(".action-feedback")) node.remove();
+    const now = Date.now();
+    for (const [key, f] of feedbacks) {
+      if (now > f.until) { feedbacks.delete(key); continue; }
+      const [kind, id] = [key.slice(0, key.indexOf(":")), key.slice(key.indexOf(":") + 1)];
+      const selector = kind === "schedule" ? `#card-schedules tr[data-schedule="${CSS.escape(id)}"] td.actions`
+        : `tr[data-run="${CSS.escape(id)}"] td.actions`;
+      for (const host of document.querySelectorAll(selector)) {
+        host.append(h("span", { class: `action-feedback feedback ${f.ok ? "ok" : "error"}`, role: "status" }, f.text));
+      }
+    }
+  }
+
+  function tell(button, text, ok) {
+    const key = feedbackKey(button);
+    if (!key) { banner(text, !ok); return; }
+    feedbacks.set(key, { text, ok, until: Date.now() + FEEDBACK_MS });
+    attachFeedback();
+    setTimeout(attachFeedback, FEEDBACK_MS + 50);
+  }
+
   async function post(url, button) {
     if (button) button.disabled = true;
     try {
@@ -153,13 +186,14 @@
       const body = await response.json().catch(() => null);
       if (!response.ok) {
         const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
-        banner(`Refused: ${message}`, true);
+        tell(button, `Refused: ${message}`, false);
         return null;
       }
-      banner(body && body.message ? body.message : "done", false);
+      const run = body && body.job_id ? `run ${body.job_id}: ` : "";
+      tell(button, `${run}${body && body.message ? body.message : "done"}`, true);
       return body;
     } catch (error) {
-      banner(`Request failed: ${error.message}`, true);
+      tell(button, `Request failed: ${error.message}`, false);
       return null;
     } finally {
       if (button) button.disabled = false;
@@ -493,6 +527,7 @@
     root.dataset.unavailable = down.join(" ");
     lastGenerated = data.generated_at;
     showUpdated();
+    attachFeedback();
   }
 
   function showUpdated() {
