@@ -259,6 +259,7 @@ def retry_command(job: str, run_id: str | None, failed_since: str | None, force:
         "covers": outcome.covers,
         "created": outcome.created,
         "waits_for": outcome.waits_for,
+        "retries": outcome.retries,
     }
     if outcome.run_id is None:
         line = f"no failed {name} run since {failed_since}"
@@ -268,6 +269,8 @@ def retry_command(job: str, run_id: str | None, failed_since: str | None, force:
         after = f"; it starts when {outcome.waits_for} ends" if outcome.waits_for else ""
         line = f"{name} run {outcome.retry_of} retried as run {outcome.run_id} {payload['status']}{after}"
     lines = [line]
+    if len(outcome.retries) > 1:
+        lines.append(f"each failed slot retried: {', '.join(outcome.retries)} (one after another)")
     if len(outcome.covers) > 1:
         lines.append(f"covers {len(outcome.covers)} failed runs: {', '.join(outcome.covers)}")
     _emit(payload, as_json, lines)

@@ -223,6 +223,45 @@ def test_retry_failed_retries_the_newest_failure_once_and_reports_what_it_covers
     assert nothing.status_code == 200 and nothing.get_json()["job_id"] is None
 
 
+def test_retry_failed_of_the_daily_summary_retries_each_failed_day_one_after_another(client, auth, redis):
+    """Each daily-summary run reports its slot's day: every failed day since then gets its own retry
+    (oldest first, each waiting for the one before); a failure already retried is not queued again."""
+    from rq.job import Job
+
+    days = {"day-1": 3, "day-2": 2, "day-3": 1}
+    with db_session():
+        for run_id, days_ago in days.items():
+            slot = (utcnow() - timedelta(days=days_ago)).replace(hour=8, minute=0, second=0, microsecond=0)
+            JobRun.create(
+                id=run_id,
+                job_name="daily-summary",
+                queue="reports",
+                trigger="scheduled",
+                status="failed",
+                slot=slot,
+                enqueued_at=slot,
+                error="E: webhook down",
+            )
+    since = (utcnow() - timedelta(days=4)).isoformat() + "Z"
+    url = "/api/jobs/daily-summary/retry-failed"
+    response = client.post(url, query_string={"since": since}, headers=auth)
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert body["covers"] == ["day-3", "day-2", "day-1"] and len(body["retries"]) == 3
+    new_runs = [status_of(client, run_id, job="daily-summary") for run_id in body["retries"]]
+    assert [r["retry_of"] for r in new_runs] == ["day-1", "day-2", "day-3"]  # oldest day first
+    with db_session():
+        slots = {r.retry_of: r.slot for r in JobRun.select().where(JobRun.id.in_(body["retries"]))}
+        originals = {r.id: r.slot for r in JobRun.select().where(JobRun.id.in_(list(days)))}
+    assert slots == originals  # each retry reports its own day
+    # each new run waits for the one before: the job's runs never overlap
+    second, third = (Job.fetch(run_id, connection=redis) for run_id in body["retries"][1:])
+    assert second.dependency_ids == [body["retries"][0]] and third.dependency_ids == [body["retries"][1]]
+    again = client.post(url, query_string={"since": since}, headers=auth)
+    assert again.status_code == 200 and again.get_json()["created"] is False
+    assert again.get_json()["job_id"] == body["retries"][-1]
+
+
 @pytest.mark.parametrize(
     "query, text",
     [

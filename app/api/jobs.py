@@ -119,8 +119,11 @@ def _retried(name: str, outcome: jobs.RetryOutcome):
         "status": outcome.status.value if outcome.status else None,
         "covers": outcome.covers,
         "created": outcome.created,
+        "retries": outcome.retries or ([outcome.run_id] if outcome.created else []),
         "message": (
-            f"run {outcome.retry_of} retried as run {outcome.run_id}"
+            f"{len(outcome.retries)} failed runs retried, each as a new run; the last is run {outcome.run_id}"
+            if len(outcome.retries) > 1
+            else f"run {outcome.retry_of} retried as run {outcome.run_id}"
             + (f"; it starts when {outcome.waits_for} ends" if outcome.waits_for else "")
             if outcome.created
             else f"run {outcome.retry_of} was retried already: run {outcome.run_id}"

@@ -136,6 +136,11 @@ RETRIED = {
         "status": {"type": ["string", "null"]},
         "covers": {"type": "array", "items": {"type": "string"}, "description": "the failed runs it answers for"},
         "created": {"type": "boolean", "description": "false: nothing new was queued"},
+        "retries": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "every new run, oldest first (a per-slot job such as daily-summary retries each failed slot)",
+        },
         "message": {"type": "string"},
         "waits_for": {"type": "string"},
     },

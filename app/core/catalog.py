@@ -30,6 +30,9 @@ class JobSpec:
     queue: str
     default_cron: str  # UTC; the setting `cron_setting` overrides it
     cron_setting: str  # the Settings field (and environment variable, upper-cased) of its cron
+    # A run's work depends on its slot (the daily summary reports its slot's day): retrying the
+    # failures since a time retries each failed slot, not only the newest (`app.core.jobs.retry_failed`).
+    per_slot: bool = False
 
     def cron(self, settings: HasSchedules) -> str:
         return settings.schedules[self.name]
@@ -39,7 +42,9 @@ JOBS: dict[str, JobSpec] = {
     spec.name: spec
     for spec in (
         JobSpec("forecast", "workers.jobs.run_scheduled_forecast", "forecast", "0 */2 * * *", "forecast_cron"),
-        JobSpec("daily-summary", "workers.jobs.generate_daily_summary", "reports", "0 8 * * *", "daily_summary_cron"),
+        JobSpec(
+            "daily-summary", "workers.jobs.generate_daily_summary", "reports", "0 8 * * *", "daily_summary_cron", True
+        ),
         JobSpec("cleanup", "workers.jobs.cleanup_old_alerts", "maintenance", "0 0 * * 0", "cleanup_cron"),
     )
 }

@@ -115,6 +115,7 @@ class RetryOutcome:
     waits_for: str | None = None
     covers: list[str] = field(default_factory=list)  # retry_failed: the failed runs since `since`
     created: bool = True  # False: the newest failure had a retry already (`run_id` is that retry)
+    retries: list[str] = field(default_factory=list)  # retry_failed of a per-slot job: every new run, oldest first
 
 
 def retry(
@@ -199,12 +200,14 @@ def retry_failed(
     so one retry answers for every failure since `since`: the newest failed run is retried
     and `covers` lists them all. Nothing is queued when there is no failure, or when the
     newest one has a retry already (that retry is returned, `created` False; if it failed in
-    turn it is itself the newest failure, and is retried). A daily summary retried this way
-    reports the newest failed run's day: older days are retried one by one (`retry`).
+    turn it is itself the newest failure, and is retried). A job whose runs depend on their
+    slot (the daily summary: `JobSpec.per_slot`) has each failed slot retried instead.
     """
     failed = failed_since(name, since)
     if not failed:
         return RetryOutcome(None, None, covers=[], created=False)
+    if get_job(name).per_slot:
+        return _retry_each_slot(redis, settings, failed, force=force, actor=actor)
     newest = failed[0]
     covers = [r.id for r in failed]
     with db_session():
@@ -218,6 +221,36 @@ def retry_failed(
         return RetryOutcome(earlier.id, newest.id, runs.RunStatus(earlier.status), covers=covers, created=False)
     outcome = retry(redis, settings, newest.job_name, newest.id, force=force, actor=actor)
     return RetryOutcome(outcome.run_id, newest.id, outcome.status, outcome.waits_for, covers)
+
+
+def _retry_each_slot(
+    redis: Redis, settings: Settings, failed: list[JobRun], *, force: bool, actor: str | None
+) -> RetryOutcome:
+    """A per-slot job (the daily summary: each run reports its slot's day): every failed run
+    since the time that has no retry yet is retried, oldest first, each queued behind the one
+    before (the job's runs never overlap). The first takes the lock like a trigger (`RunActive`
+    unless `force`); a failure whose retry exists already is answered by that retry."""
+    covers = [r.id for r in failed]
+    with db_session():
+        retried = {r.retry_of for r in JobRun.select(JobRun.retry_of).where(JobRun.retry_of.in_(covers))}
+    pending = [r for r in reversed(failed) if r.id not in retried]
+    if not pending:
+        with db_session():
+            latest = JobRun.select().where(JobRun.retry_of == failed[0].id).order_by(JobRun.enqueued_at.desc()).first()
+        status = runs.RunStatus(latest.status) if latest is not None else None
+        return RetryOutcome(latest.id if latest else None, failed[0].id, status, covers=covers, created=False)
+    created: list[RetryOutcome] = []
+    for number, run in enumerate(pending):
+        created.append(retry(redis, settings, run.job_name, run.id, force=force or number > 0, actor=actor))
+    last = created[-1]
+    return RetryOutcome(
+        last.run_id,
+        last.retry_of,
+        last.status,
+        created[0].waits_for,
+        covers,
+        retries=[c.run_id for c in created if c.run_id],
+    )
 
 
 @dataclass(frozen=True)
