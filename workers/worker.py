@@ -220,6 +220,11 @@ class ServiceWorker(Worker):
 
     def handle_warm_shutdown_request(self):
         """SIGTERM: interrupt a forked run at once; give one in this process the grace period."""
+        # Remember the stop before RQ raises StopRequested from this handler (it does when idle):
+        # raised inside an at-fork callback (a SIGTERM during the standby's fork), Python swallows
+        # the exception and the stop was lost, the worker then blocking in its dequeue. The loop
+        # checks this flag before every dequeue.
+        self._stop_requested = True
         super().handle_warm_shutdown_request()
         if self.horse_pid:
             log.info("shutdown: interrupting the run of work-horse %s to requeue it", self.horse_pid)

@@ -1,0 +1,51 @@
+"""A SIGTERM is never lost: RQ raises StopRequested from its signal handler when the worker is idle,
+and Python swallows an exception raised inside an at-fork callback (a SIGTERM arriving while the
+worker forks its standby work-horse). The worker then kept blocking in its dequeue until SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from rq.exceptions import StopRequested
+
+pytestmark = pytest.mark.any_database
+
+
+@pytest.fixture(autouse=True)
+def _keep_signal_handlers():
+    """request_stop installs RQ's force-stop handlers in this (test) process: put pytest's back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_a_stop_signalled_inside_a_fork_callback_is_still_honoured(app, redis):
+    from workers.worker import build_worker
+
+    worker = build_worker(app.config["SETTINGS"], redis, ["forecast"])
+    worker.set_state("idle")
+    with pytest.raises(StopRequested):  # the usual path: the handler raises, the loop breaks
+        worker.request_stop(signal.SIGTERM, None)
+    assert worker._stop_requested
+
+    lost = build_worker(app.config["SETTINGS"], redis, ["forecast"])
+    lost.set_state("idle")
+    fired = []
+
+    def stop_during_fork() -> None:
+        fired.append(True)
+        lost.request_stop(signal.SIGTERM, None)  # raises; Python prints and ignores it here
+
+    os.register_at_fork(after_in_parent=stop_during_fork)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    finally:
+        lost.request_stop = lambda *args: None  # at-fork callbacks cannot be unregistered: make it a no-op
+    assert fired
+    assert lost._stop_requested  # the loop checks this before its next dequeue
