@@ -51,12 +51,25 @@ def os_user() -> str:
         return f"uid{os.getuid()}"
 
 
+CREATED_RUN = "audit_created_run"  # click context meta key: the run a command created
+
+
+def created_run(run_id: str | None) -> None:
+    """Name the run the current command created: its audit target ends with it, as the API's does,
+    so the run page can say who triggered it (`app.core.run_history.triggered_by`)."""
+    if run_id:
+        click.get_current_context().meta[CREATED_RUN] = run_id
+
+
 def _target(command: click.Command, params: dict) -> str:
     parts = []
     for param in command.params:
         if isinstance(param, click.Argument) and param.name and params.get(param.name) is not None:
             kind = CLI_TARGET_KINDS.get(param.name, param.name)
             parts.append(f"{kind}:{params[param.name]}")
+    created = click.get_current_context().meta.get(CREATED_RUN)
+    if created:
+        parts.append(f"run:{created}")
     return " ".join(parts)
 
 

@@ -25,7 +25,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.api.schemas import AlertQuery, HistoryQuery, parse_query
 from app.api.serializers import alert_json, report_json, run_attempts_json, run_json
-from app.cli_audit import reads_only
+from app.cli_audit import created_run, reads_only
 from app.config import get_settings
 from app.connections import database, db_session
 from app.core import alerts as core_alerts
@@ -167,6 +167,7 @@ def trigger_command(job: str, force: bool, as_json: bool):
     """Trigger a run of JOB (forecast, daily-summary, cleanup), as POST /api/jobs/JOB/trigger."""
     name = jobs.job_name(job)
     outcome = jobs.trigger(_redis(), _settings(), name, force=force)
+    created_run(outcome.run_id)
     payload = {
         "job_id": outcome.run_id,
         "job_name": name,
@@ -248,6 +249,7 @@ def retry_command(job: str, run_id: str | None, failed_since: str | None, force:
     name = jobs.job_name(job)
     if run_id is not None:
         outcome = jobs.retry(_redis(), _settings(), name, run_id, force=force, actor="cli")
+        created_run(outcome.run_id)
     else:
         since = _query(RetryFailedQuery, since=failed_since).since
         outcome = jobs.retry_failed(_redis(), _settings(), name, since, force=force, actor="cli")
@@ -369,6 +371,7 @@ def resume_command(name: str):
 def run_schedule_command(name: str):
     """Run a schedule's job now, as a manual trigger."""
     outcome = schedules.run_now(_redis(), _settings(), name)
+    created_run(outcome.run_id)
     click.echo(f"{name} run {outcome.run_id} {outcome.status.value}")
 
 

@@ -8,6 +8,7 @@ on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import subprocess
@@ -308,6 +309,20 @@ def test_cli_actions_are_recorded_by_a_real_flask_process(app, settings_override
         (actor, "operator", "schedule.pause", "schedule:nonesuch", "refused", "cli"),
     ]  # `runs` only reads: not recorded
     assert "unknown schedule" in entries()[1].reason
+
+
+def test_a_cli_trigger_names_the_run_it_created_and_the_run_page_shows_who(app, client, settings_overrides):
+    from app.models import JobRun
+
+    triggered = flask_cli(settings_overrides, "trigger", "forecast", "--json")
+    assert triggered.returncode == 0, triggered.stderr
+    run_id = json.loads(triggered.stdout)["job_id"]
+    (entry,) = entries(action="run.trigger")
+    assert entry.target == f"job:forecast run:{run_id}" and entry.source == "cli"
+    actor = f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
+    from app.core.run_history import triggered_by
+
+    assert triggered_by(JobRun.get_by_id(run_id)) == f"{actor} (cli)"
 
 
 # --- retention -------------------------------------------------------------------------------
