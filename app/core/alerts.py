@@ -10,6 +10,7 @@ change is one conditional UPDATE, so two operators resolving at once get one suc
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 from app.connections import db_session
@@ -59,46 +60,47 @@ def _load(alert: int) -> Alert:
 
 def acknowledge(alert: object, actor: str, comment: str | None = None) -> Alert:
     """Mark an open alert as being worked on (again: the latest acknowledgement and comment win)."""
-    number, actor_name, text = (
-        alert_id(alert),
-        _text(actor, MAX_ACTOR, "actor") or "unknown",
-        _text(comment, MAX_COMMENT, "comment"),
-    )
-    with db_session():
-        changes: dict[Any, Any] = {
+    return _change_open_alert(
+        alert,
+        actor,
+        comment,
+        lambda name: {
             Alert.state: AlertState.ACKNOWLEDGED.value,
             Alert.acknowledged_at: utcnow(),
-            Alert.acknowledged_by: actor_name,
-        }
-        if text is not None:
-            changes[Alert.comment] = text
-        updated = Alert.update(changes).where((Alert.id == number) & (Alert.resolved == False)).execute()  # noqa: E712
-        if not updated:
-            current = _load(number)
-            raise AlertResolved(number, current.resolved_by)
-        return _load(number)
+            Alert.acknowledged_by: name,
+        },
+    )
 
 
 def resolve(alert: object, actor: str, comment: str | None = None) -> Alert:
     """Close an alert; its condition seen again later opens a new alert."""
-    number, actor_name, text = (
-        alert_id(alert),
-        _text(actor, MAX_ACTOR, "actor") or "unknown",
-        _text(comment, MAX_COMMENT, "comment"),
-    )
-    with db_session():
-        changes: dict[Any, Any] = {
+    return _change_open_alert(
+        alert,
+        actor,
+        comment,
+        lambda name: {
             Alert.state: AlertState.RESOLVED.value,
             Alert.resolved: True,
             Alert.resolved_at: utcnow(),
-            Alert.resolved_by: actor_name,
-        }
+            Alert.resolved_by: name,
+        },
+    )
+
+
+def _change_open_alert(
+    alert: object, actor: str, comment: str | None, changes_by: Callable[[str], dict[Any, Any]]
+) -> Alert:
+    """One conditional UPDATE of an unresolved alert (input checked first); `AlertResolved` if it is not."""
+    number = alert_id(alert)
+    actor_name = _text(actor, MAX_ACTOR, "actor") or "unknown"
+    text = _text(comment, MAX_COMMENT, "comment")
+    with db_session():
+        changes = changes_by(actor_name)
         if text is not None:
             changes[Alert.comment] = text
         updated = Alert.update(changes).where((Alert.id == number) & (Alert.resolved == False)).execute()  # noqa: E712
         if not updated:
-            current = _load(number)
-            raise AlertResolved(number, current.resolved_by)
+            raise AlertResolved(number, _load(number).resolved_by)
         return _load(number)
 
 
