@@ -113,6 +113,30 @@ def autoets(history: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, q
 
 
+def cached(method: Any, folder: Path) -> Any:
+    """`method` with its answers kept on disk by a hash of its input, for iterating on the engine
+    without refitting the slow baselines each time (`--cache`; their seconds per series then read
+    as the cache's, so figures for a report are taken without it)."""
+    import hashlib
+    import pickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(history: np.ndarray, horizon: int) -> Any:
+        key = hashlib.sha1(np.ascontiguousarray(history, dtype=np.float64).tobytes() + str(horizon).encode())
+        path = folder / f"{method.__name__}-{key.hexdigest()}.pkl"
+        if path.exists():
+            with path.open("rb") as f:
+                return pickle.load(f)
+        out = method(history, horizon)
+        with path.open("wb") as f:
+            pickle.dump(out, f)
+        return out
+
+    run.__name__ = method.__name__
+    return run
+
+
 def robustness(values: np.ndarray, horizon: int) -> dict[str, float]:
     """Median |change| of the 14-day forecast total with the last 2 / 7 days missing, and the
     median and 90th percentile ratio with the last day set to 20x the recent median."""
@@ -297,7 +321,16 @@ def main() -> None:
         default=1100,
         help="keep only the last this-many days of each data set (the slow baselines' fit time)",
     )
+    ap.add_argument(
+        "--cache",
+        action="store_true",
+        help="keep the slow baselines' forecasts in var/bench/baseline-cache (for iterating; their seconds are then the cache's)",
+    )
     args = ap.parse_args()
+    if args.cache:
+        global statsmodels_hw, autoets
+        statsmodels_hw = cached(statsmodels_hw, ROOT / "var" / "bench" / "baseline-cache")
+        autoets = cached(autoets, ROOT / "var" / "bench" / "baseline-cache")
     if args.quick:
         args.origins, args.sample = min(args.origins, 2), min(args.sample, 60)
     files: list[str] = []
