@@ -129,8 +129,10 @@ def cached(method: Any, folder: Path) -> Any:
             with path.open("rb") as f:
                 return pickle.load(f)
         out = method(history, horizon)
-        with path.open("wb") as f:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
             pickle.dump(out, f)
+        os.replace(tmp, path)  # concurrent runs sharing the folder never read half a file
         return out
 
     run.__name__ = method.__name__
