@@ -21,6 +21,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from app.config import Settings, configure, get_settings, using_settings
     from app.connections import bind_process_database, database, make_database, redis_connection, using_database
+    from app.login_throttle import LoginThrottle
 
     settings = Settings(_env_file=None, **test_config) if test_config else get_settings()
     configure(settings)  # the process's default, for code outside any app context (as the last app's)
@@ -41,6 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app_database = make_database(settings.database_url, pooled=True)
     app.extensions["database"] = app_database
     app.extensions["redis"] = redis_connection(settings)
+    app.extensions["login_throttle"] = LoginThrottle(settings.login_attempts_per_minute)
     bind_process_database(app_database)  # code outside any app context (scripts, tests) uses the last app's
 
     def enter_app_context(sender: Flask, **extra) -> None:

@@ -10,17 +10,18 @@ Every comparison is constant-time. The principal is kept on `flask.g` for the au
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 from dataclasses import dataclass
 
 from flask import current_app, g, request
 
 from app.config import Settings
-from app.credentials import Role, verify_secret
+from app.credentials import Role, is_remembered, remember, timing_dummy, verify_secret
 from app.errors import APIError, Unauthorized
+from app.login_throttle import LoginThrottle, TooManyLoginAttempts
 
 LEGACY_TOKEN_NAME = "api-token"  # how API_TOKEN appears in the audit log
-_DUMMY_HASH = "sha256$" + "0" * 64  # checked for an unknown user name, so it takes as long as a known one
 
 
 class Forbidden(APIError):
@@ -125,25 +126,57 @@ def require_any_token(view):
     return wrapped
 
 
-def login_principal(settings: Settings, username: str, password: str) -> Principal | None:
-    """The dashboard user with these credentials: a named user, or the single login (an operator)."""
-    for credential in settings.dashboard_user_credentials:
-        if _same(username, credential.name):
-            return Principal(credential.name, credential.role) if verify_secret(password, credential.hash) else None
-    verify_secret(password, _DUMMY_HASH)
+def login_principal(
+    settings: Settings, username: str, password: str, throttle: LoginThrottle | None = None
+) -> Principal | None:
+    """The dashboard user with these credentials: a named user, or the single login (an operator).
+
+    Credentials this process verified before answer at once; any other attempt first spends one
+    check of `throttle` (raising TooManyLoginAttempts when it is spent), then is checked in full:
+    an unknown name against a dummy hash as slow as the real ones, so the time tells nothing."""
+    named = next((c for c in settings.dashboard_user_credentials if _same(username, c.name)), None)
+    single = _single_login_key(settings) if named is None and _same(username, settings.dashboard_username) else ""
+    if named is not None and is_remembered(password, named.hash):
+        return Principal(named.name, named.role)
+    if single and is_remembered(password, single):
+        return Principal(settings.dashboard_username, Role.OPERATOR)
+    if throttle is not None:
+        throttle.take()
+    if named is not None:
+        return Principal(named.name, named.role) if verify_secret(password, named.hash) else None
+    verify_secret(password, timing_dummy([c.hash for c in settings.dashboard_user_credentials]))
     if _same(username, settings.dashboard_username) & _same(password, settings.dashboard_password):
+        remember(password, _single_login_key(settings))
         return Principal(settings.dashboard_username, Role.OPERATOR)
     return None
 
 
+def _single_login_key(settings: Settings) -> str:
+    """What a verified DASHBOARD_USERNAME/PASSWORD login is remembered under: changes with them."""
+    digest = hashlib.sha256(_utf8(f"{settings.dashboard_username}\0{settings.dashboard_password}")).hexdigest()
+    return f"single-login${digest}"
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
 def dashboard_principal() -> Principal | None:
-    """The dashboard user of this request's Basic credentials (looked up once per request)."""
+    """The dashboard user of this request's Basic credentials (looked up once per request).
+
+    None when there are none or they are wrong; also None, with `g.login_retry_after` set, when
+    this process's budget of password checks is spent (the dashboard answers 429)."""
     if "dashboard_principal" not in g:
         auth = request.authorization
-        ok = auth is not None and auth.type == "basic"
-        g.dashboard_principal = (
-            login_principal(_settings(), auth.username or "", auth.password or "") if ok and auth else None
-        )
+        principal = None
+        if auth is not None and auth.type == "basic":
+            try:
+                principal = login_principal(
+                    _settings(), auth.username or "", auth.password or "", current_app.extensions.get("login_throttle")
+                )
+            except TooManyLoginAttempts as exc:
+                g.login_retry_after = exc.retry_after
+        g.dashboard_principal = principal
     return g.dashboard_principal
 
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # API_TOKEN and DASHBOARD_USERNAME/DASHBOARD_PASSWORD keep working beside them, as operators.
     dashboard_users: str = ""
     api_tokens: str = ""
+    # Dashboard password checks per minute per web process for credentials it has not verified
+    # before (each PBKDF2 check costs ~0.5 s of CPU); over it, 429 (app/login_throttle.py). 0: no limit.
+    login_attempts_per_minute: int = Field(10, ge=0)
 
     # Each job's cron (UTC) defaults to the catalogue's (app/core/catalog.py); these only override it.
     forecast_cron: str = JOBS["forecast"].default_cron

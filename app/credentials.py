@@ -109,20 +109,47 @@ _verified: OrderedDict[tuple[str, bytes], None] = OrderedDict()
 _verified_lock = Lock()
 
 
+def _remembered_key(secret: str, stored: str) -> tuple[str, bytes]:
+    return stored, hmac.new(_PROCESS_KEY, _utf8(secret), hashlib.sha256).digest()
+
+
+def is_remembered(secret: str, stored: str) -> bool:
+    """Whether this process has already verified `secret` against `stored` (no hashing)."""
+    key = _remembered_key(secret, stored)
+    with _verified_lock:
+        if key in _verified:
+            _verified.move_to_end(key)
+            return True
+    return False
+
+
+def remember(secret: str, stored: str) -> None:
+    """Note that `secret` matched `stored` (the oldest of `_REMEMBERED` pairs is forgotten)."""
+    key = _remembered_key(secret, stored)
+    with _verified_lock:
+        _verified[key] = None
+        while len(_verified) > _REMEMBERED:
+            _verified.popitem(last=False)
+
+
 def verify_secret(secret: str, stored: str) -> bool:
     """Whether `secret` hashes to `stored`, in constant time for a given hash."""
-    remembered = (stored, hmac.new(_PROCESS_KEY, _utf8(secret), hashlib.sha256).digest())
-    with _verified_lock:
-        if remembered in _verified:
-            _verified.move_to_end(remembered)
-            return True
+    if is_remembered(secret, stored):
+        return True
     ok = _check(secret, stored)
     if ok:
-        with _verified_lock:
-            _verified[remembered] = None
-            while len(_verified) > _REMEMBERED:
-                _verified.popitem(last=False)
+        remember(secret, stored)
     return ok
+
+
+def timing_dummy(stored_hashes: list[str]) -> str:
+    """A hash no secret matches that costs as much to check as the slowest of `stored_hashes`.
+
+    Checked for an unknown user name, so the answer's time does not tell which names exist."""
+    rounds = [int(m.group(1)) for h in stored_hashes if (m := _PBKDF2.fullmatch(h))]
+    if not rounds:
+        return "sha256$" + "0" * 64
+    return f"pbkdf2_sha256${max(rounds)}$timing-dummy${base64.b64encode(bytes(32)).decode()}"
 
 
 def _check(secret: str, stored: str) -> bool:

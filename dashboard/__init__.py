@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import rq_dashboard
 import rq_dashboard.web
-from flask import Flask, Response, current_app, has_request_context, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 
 from app.auth import dashboard_principal
 from app.connections import redis_client_url
@@ -119,7 +119,7 @@ def _guard() -> Response | None:
         return None
     principal = dashboard_principal()
     if principal is None:
-        return _unauthorized()
+        return _too_many_attempts() if "login_retry_after" in g else _unauthorized()
     if request.endpoint in RQ_ACTIONS and request.method != "POST":
         response = error_response(405, "method_not_allowed", "This action only accepts POST.")
         response.headers["Allow"] = "POST"
@@ -141,8 +141,8 @@ def _guard() -> Response | None:
 
 def _audit(response: Response) -> Response:
     """Every mutating dashboard request that matched a route, allowed or refused, into the audit log."""
-    if not (is_dashboard_request() and is_action()):
-        return response
+    if not (is_dashboard_request() and is_action()) or "login_retry_after" in g:
+        return response  # a refusal before any credential was checked names no one: not recorded
     source = Source.RQ_DASHBOARD if request.blueprint == rq_dashboard.blueprint.name else Source.DASHBOARD
     return audit_response(response, source, dashboard_principal())
 
@@ -161,6 +161,15 @@ def _role_context() -> dict:
 def _unauthorized() -> Response:
     response = error_response(401, "unauthorized", "Dashboard credentials required.")
     response.headers["WWW-Authenticate"] = 'Basic realm="dashboard"'
+    return response
+
+
+def _too_many_attempts() -> Response:
+    seconds = g.login_retry_after
+    response = error_response(
+        429, "too_many_login_attempts", f"Too many login attempts on this server; retry in {seconds} s."
+    )
+    response.headers["Retry-After"] = str(seconds)
     return response
 
 

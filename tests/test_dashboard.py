@@ -77,6 +77,9 @@ def test_wrong_credentials_are_refused(client, headers):
 @pytest.mark.any_database
 def test_every_dashboard_rule_and_method_needs_credentials(app, client):
     """Walks the URL map, so a route added later (by either blueprint) cannot slip through."""
+    from app.login_throttle import LoginThrottle
+
+    app.extensions["login_throttle"] = LoginThrottle(0)  # ~100 wrong logins; the budget: test_login_throttle.py
     rules = dashboard_rules(app)
     endpoints = {rule.endpoint for rule in rules}
     assert {"dashboard.home", "rq_dashboard.static", "rq_dashboard.requeue_all", "rq_dashboard.job_view"} <= endpoints
