@@ -50,42 +50,76 @@ def _settings() -> Settings:
     return current_app.config["SETTINGS"]
 
 
-def token_principal(settings: Settings, token: str) -> Principal | None:
-    """The holder of `token`: a named API token, or API_TOKEN (an operator); None if neither."""
+def token_principal(settings: Settings, token: str, throttle: LoginThrottle | None = None) -> Principal | None:
+    """The holder of `token`: a named API token, or API_TOKEN (an operator); None if neither.
+
+    Tokens stored as sha256 (the generated ones) and tokens this process verified before answer
+    at once. A PBKDF2-stored token is checked in full only with a `throttle` to spend a check of
+    (raising TooManyLoginAttempts when it is spent): each check costs ~0.5 s of CPU, so without
+    one (the read routes' fast path) the answer is None and the caller hands the request on."""
     found = None
+    slow = []
     for credential in settings.api_token_credentials:  # every one checked: the time does not tell which
-        if verify_secret(token, credential.hash) and found is None:
+        if credential.hash.startswith("pbkdf2") and not is_remembered(token, credential.hash):
+            slow.append(credential)
+        elif verify_secret(token, credential.hash) and found is None:
             found = Principal(credential.name, credential.role)
     if found is None and _same(token, settings.api_token):
         found = Principal(LEGACY_TOKEN_NAME, Role.OPERATOR)
+    if found is not None or not slow or throttle is None:
+        return found
+    throttle.take()
+    for credential in slow:
+        if verify_secret(token, credential.hash) and found is None:
+            found = Principal(credential.name, credential.role)
     return found
 
 
-def header_principal(settings: Settings, header: str) -> Principal | None:
+def header_principal(settings: Settings, header: str, throttle: LoginThrottle | None = None) -> Principal | None:
     """The holder of the token in an Authorization header value `Bearer <token>`; None if none.
 
     The API's views and the read routes' fast path (`app.api.fast_reads`) both ask this."""
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    return token_principal(settings, token) if scheme.lower() == "bearer" and token else None
+    return token_principal(settings, token, throttle) if scheme.lower() == "bearer" and token else None
 
 
 def api_principal() -> Principal | None:
-    """The bearer token's holder for this request (looked up once per request)."""
+    """The bearer token's holder for this request (looked up once per request).
+
+    None when there is none or it is wrong; also None, with `g.login_retry_after` set, when this
+    process's budget of slow (PBKDF2) token checks is spent: `_require_principal` answers 429."""
     if "api_principal" not in g:
-        g.api_principal = header_principal(_settings(), request.headers.get("Authorization", ""))
+        principal = None
+        try:
+            principal = header_principal(
+                _settings(), request.headers.get("Authorization", ""), current_app.extensions.get("login_throttle")
+            )
+        except TooManyLoginAttempts as exc:
+            g.login_retry_after = exc.retry_after
+        g.api_principal = principal
     return g.api_principal
 
 
-def bearer_token_ok() -> bool:
-    return api_principal() is not None
+class TooManyRequests(APIError):
+    """The process's budget of slow credential checks is spent (`app.login_throttle`)."""
+
+    status, code = 429, "too_many_login_attempts"
+
+
+def _require_principal() -> Principal:
+    principal = api_principal()
+    if principal is None:
+        if "login_retry_after" in g:
+            seconds = g.login_retry_after
+            raise TooManyRequests(f"Too many token checks on this server; retry in {seconds} s.", retry_after_s=seconds)
+        raise Unauthorized("missing or wrong bearer token")
+    return principal
 
 
 def check_operate() -> None:
     """Raise unless the bearer token may act (401 without a valid token, 403 with a read one)."""
-    principal = api_principal()
-    if principal is None:
-        raise Unauthorized("missing or wrong bearer token")
+    principal = _require_principal()
     if not principal.can_operate:
         raise Forbidden("this token has the read scope; the action needs a token with the operate scope")
 
@@ -107,8 +141,8 @@ def require_read_token(view):
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if _settings().read_auth_required and not bearer_token_ok():
-            raise Unauthorized("missing or wrong bearer token")
+        if _settings().read_auth_required:
+            _require_principal()
         return view(*args, **kwargs)
 
     return wrapped
@@ -119,8 +153,7 @@ def require_any_token(view):
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not bearer_token_ok():
-            raise Unauthorized("missing or wrong bearer token")
+        _require_principal()
         return view(*args, **kwargs)
 
     return wrapped
@@ -178,7 +211,3 @@ def dashboard_principal() -> Principal | None:
                 g.login_retry_after = exc.retry_after
         g.dashboard_principal = principal
     return g.dashboard_principal
-
-
-def dashboard_credentials_ok() -> bool:
-    return dashboard_principal() is not None

@@ -67,6 +67,8 @@ def error_response(status: int, code: str, message: str, **details):
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    if status == 429 and "retry_after_s" in details:
+        response.headers["Retry-After"] = str(details["retry_after_s"])
     return response
 
 

@@ -121,3 +121,34 @@ def test_the_single_login_is_remembered_only_for_its_own_password(settings_overr
     # The first app's remembered login does not open the second, whose password differs.
     assert other.test_client().get("/dashboard/", headers=basic(DASHBOARD_USER, DASHBOARD_PASSWORD)).status_code == 401
     assert other.test_client().get("/dashboard/", headers=basic(DASHBOARD_USER, DASHBOARD_PASSWORD)).status_code == 429
+
+
+TOKEN = "deploy-token-" + "d" * 32
+
+
+@pytest.fixture
+def api_client(app, settings_overrides):  # `app` made the tables
+    from app import create_app
+
+    tokens = f"deployer:operate:{hash_secret(TOKEN, iterations=ROUNDS)}"
+    return create_app({**settings_overrides, "api_tokens": tokens, "api_read_auth": "on"}).test_client()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_wrong_tokens_against_pbkdf2_hashes_are_bounded_too_and_a_verified_token_keeps_working(api_client):
+    from app.models import JobRun
+
+    assert api_client.get("/api/jobs/forecast/history", headers=bearer(TOKEN)).status_code == 200  # spent one
+    for attempt in range(BUDGET - 1):
+        assert api_client.get("/api/jobs/forecast/history", headers=bearer(f"guess-{attempt}")).status_code == 401
+    runs, entries = JobRun.select().count(), AuditEntry.select().count()
+    refused = api_client.post("/api/jobs/forecast/trigger", headers=bearer("guess"), json={})
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "too_many_login_attempts"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert (JobRun.select().count(), AuditEntry.select().count()) == (runs, entries)  # nothing changed, nothing logged
+    assert api_client.get("/api/jobs/forecast/history", headers=bearer("guess")).status_code == 429
+    assert api_client.get("/api/jobs/forecast/history", headers=bearer(TOKEN)).status_code == 200  # remembered

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 from pydantic import Field, field_validator
 
 from app.api.schemas import PageQuery, as_naive_utc, parse_query
@@ -60,7 +60,7 @@ def _operate_scope_for_actions() -> None:
 
 
 def _audit_api_action(response: Response) -> Response:
-    if _is_api_action():
+    if _is_api_action() and "login_retry_after" not in g:  # throttled: refused before any check, not recorded
         return audit_response(response, audit.Source.API, api_principal())
     return response
 
