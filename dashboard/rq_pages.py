@@ -48,6 +48,12 @@ _PAGE_SCRIPT_BLOCK = re.compile(
     r"""\{%\s*block content_scripts\s*%\}\s*\{%\s*include\s+["']rq_dashboard/scripts/(\w+)\.js["']\s*%\}\s*"""
     r"""\{%\s*endblock\s*%\}"""
 )
+# A viewer's pages hide upstream's action buttons (the actions answer 403 for a viewer anyway).
+_VIEWER_STYLES = (
+    "{% if dashboard_role == 'viewer' %}"
+    "<link rel=\"stylesheet\" href=\"{{ url_for('dashboard.static', filename='rq-viewer.css') }}\">"
+    "{% endif %}"
+)
 _BASE_INLINE_SCRIPT = re.compile(
     r"""<script type="text/javascript">\s*\{%\s*include\s+["']rq_dashboard/inline_js\.html["']\s*%\}\s*"""
     r"""\{%\s*block content_scripts\s*%\}\{%\s*endblock\s*%\}\s*</script>"""
@@ -133,6 +139,9 @@ def rewrite_template(name: str, source: str, pages: dict[str, PageScript]) -> st
         source, count = _BASE_INLINE_SCRIPT.subn(lambda _: _CONFIG_BLOCK, source)
         if count != 1:
             raise RqPagesError("base.html: the inline script block was not found")
+        source, count = re.subn(r"</head>", lambda _: _VIEWER_STYLES + "</head>", source, count=1)
+        if count != 1:
+            raise RqPagesError("base.html: no </head> to link the viewer's stylesheet before")
     if name.endswith(".html"):
 
         def page_name(match: re.Match) -> str:

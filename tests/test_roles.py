@@ -294,3 +294,20 @@ def test_hash_secret_command_prints_a_hash_the_settings_accept(runner):
     assert len(token) >= 32 and stored.startswith("sha256$") and verify_secret(token, stored)
 
     assert runner.invoke(args=["hash-secret"], input="\n").exit_code == 2
+
+
+def test_rq_dashboard_pages_hide_their_action_buttons_from_a_viewer(client, redis):
+    job = enqueue_never_run(redis, queue="default")
+    link = '<link rel="stylesheet" href="/dashboard/static/rq-viewer.css">'
+    for path in (
+        "/dashboard/rq/",
+        f"/dashboard/rq/0/view/job/{job.id}",
+        "/dashboard/rq/0/view/jobs/default/queued/8/asc/1",
+    ):
+        viewer_page = client.get(path, headers=VIEWER_AUTH)
+        assert viewer_page.status_code == 200, path
+        assert link in viewer_page.get_data(as_text=True), path
+        assert link not in client.get(path, headers=OPERATOR_AUTH).get_data(as_text=True), path
+    css = client.get("/dashboard/static/rq-viewer.css", headers=VIEWER_AUTH).get_data(as_text=True)
+    for button in ("#delete-job-btn", "#requeue-all-btn", "#empty-btn", '[data-role="delete-job-btn"]'):
+        assert button in css
