@@ -154,7 +154,7 @@ def robustness(values: np.ndarray, horizon: int, origins: int = 1) -> dict[str, 
     ratios: list[np.ndarray] = []
     for j in range(max(1, origins)):
         cut = days - 7 * j
-        if cut < 28 + 7:
+        if j and cut < 28:  # the newest origin always; earlier ones with 4 weeks of history
             break
         h = values[:, max(0, cut - 730) : cut]
         base = predict(h, horizon).mean.sum(axis=1)
