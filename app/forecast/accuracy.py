@@ -7,6 +7,11 @@ which has the lines' daily totals in hand anyway, scores every recorded run whos
 at least FORECAST_STALE_DAYS before its own horizon start (late feeds get that long to arrive):
 MASE of the P50 and the share of actuals inside P10..P90, per line and per run. A line-day
 without a complete actual (missing, or a stale series carried at its level) is not scored.
+A count line (every observed daily total a whole number) is scored as the backtest scores
+count series: an actual k counts by the share of [k, k+1) inside the band (the expected
+randomised PIT, so no random draw and the same figure on every rerun), since the engine's count
+bands are quantiles of the count spread over [k, k+1) and an inclusive band on whole numbers
+would be credited in full for every tie at its edge (a line that mostly reports 0).
 
 Read by /metrics (`forecast_mase`, `forecast_interval_coverage`), GET /api/forecast/accuracy and
 the dashboard. The weekly cleanup deletes old snapshots with `delete_before`.
@@ -113,7 +118,8 @@ def score_due(horizon_start: date, totals: LineTotals, wait_days: int) -> list[i
     with database.atomic():
         for snapshot in due:
             offset = (_as_date(snapshot.horizon_start) - window_start).days
-            mases, inside, points = [], 0, 0
+            mases: list[float] = []
+            inside, points = 0.0, 0
             for row in lines_by_snapshot.get(snapshot.id, []):
                 line_mase, line_inside, line_points = _score_line(row, actuals.get(row.line), offset)
                 ForecastLine.update(
@@ -135,20 +141,43 @@ def score_due(horizon_start: date, totals: LineTotals, wait_days: int) -> list[i
     return [s.id for s in due]
 
 
-def _score_line(row: ForecastLine, actual: np.ndarray | None, offset: int) -> tuple[float | None, int, int]:
-    """(MASE, points inside P10..P90, points scored) of one line's forecast."""
+def is_counts(values: np.ndarray) -> bool:
+    """True when every observed value is a whole number (and one is observed): a count line."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return bool(v.size) and bool((np.abs(v - np.round(v)) < 1e-9).all())
+
+
+def band_share(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray, counts: bool) -> np.ndarray:
+    """Per point, the share credited as inside [lo, hi]: 0 or 1 for continuous data; for counts
+    the share of [k, k+1) inside the band (the expected randomised PIT of Czado, Gneiting and
+    Held 2009; the backtest's P10-P90 coverage of count series is the same figure)."""
+    a = np.asarray(actual, dtype=np.float64)
+    if counts:
+        out: np.ndarray = np.clip(np.minimum(a + 1.0, hi) - np.maximum(a, lo), 0.0, 1.0)
+        return out
+    # compared at the stored precision, so an exact forecast counts as inside
+    a_r = np.round(a, 3)
+    return ((a_r >= lo) & (a_r <= hi)).astype(np.float64)
+
+
+def _score_line(
+    row: ForecastLine, actual: np.ndarray | None, offset: int, counts: bool | None = None
+) -> tuple[float | None, float, int]:
+    """(MASE, points inside P10..P90, points scored) of one line's forecast; `counts` (default:
+    read from `actual`) scores the band by the randomised PIT, so "inside" may be fractional."""
     if actual is None or offset < 0:
-        return None, 0, 0
+        return None, 0.0, 0
     p10, p50, p90 = (np.asarray(v, dtype=np.float64) for v in (row.p10, row.p50, row.p90))
+    if counts is None:
+        counts = is_counts(actual)
     a = actual[offset : offset + p50.size]
     n = a.size
     ok = np.isfinite(a)
     if not ok.any():
-        return None, 0, 0
+        return None, 0.0, 0
     a, p10, p50, p90 = a[ok], p10[:n][ok], p50[:n][ok], p90[:n][ok]
-    # Quantiles compare rounded to the stored precision, so an exact forecast counts as inside.
-    a_r = np.round(a, 3)
-    inside = int(((a_r >= p10) & (a_r <= p90)).sum())
+    inside = float(band_share(a, p10, p90, counts).sum())
     mase = float(np.abs(a - p50).mean() / row.scale) if row.scale else None
     return mase, inside, int(ok.sum())
 
