@@ -131,13 +131,14 @@ NONSEASONAL_PERSISTENT_ALPHAS = (0.9,)
 DRIFT_ALPHAS = (0.9,)
 DRIFT_BETA = 0.01  # the drift forgets over about 100 days
 DRIFT_PHI = 1.0
-NONSEASONAL_ONESTEP_ONLY = True
+NONSEASONAL_ONESTEP_ONLY = False
 # per-series refinement of the one-step member's smoothing constants (see _refine)
 REFINE_STEPS = 1
 REFINE_K = 4  # moves per series: alpha down/up, gamma (or the trend's beta) down/up
 REFINE_FACTOR = 1.6  # a step: about half a grid step (the grids step by 2.5-3x)
 REFINE_ALPHA_MAX = 0.999
 REFINE_GAMMA_MAX = 0.5
+REFINE_GUARD = False  # True: a refined member must also be no worse by the 14-day backtest error (worse overall)
 PROFILE_RHO = 0.05  # weekday profile of intermittent items: a slow exponentially weighted mean
 
 
@@ -494,7 +495,8 @@ def _fit_class(
     origin_days = [t for t in origin_days if t >= int(first.min()) + PERIOD]
     O = len(origin_days)
     origin_slot = {t: j for j, t in enumerate(origin_days)}
-    F = np.full((C, max(O, 1), H, n), np.nan, f32)
+    # one spare slot after the candidates: the refined one-step member's snapshots (see _refine)
+    F = np.full((C + 1, max(O, 1), H, n), np.nan, f32)
 
     def snapshot(t: int, steps: int) -> np.ndarray:
         """Every candidate's forecast for days t+1..t+steps from the current state: (C, steps, n)."""
@@ -605,7 +607,7 @@ def _fit_class(
                 bcnt[:] = 0
         j = origin_slot.get(t)
         if j is not None:
-            F[:, j] = snapshot(t, H)
+            F[:C, j] = snapshot(t, H)
 
     final = snapshot(days - 1, horizon)  # (C, horizon, n)
 
@@ -631,7 +633,7 @@ def _fit_class(
     if O:
         A_clean = np.stack([yc[:, t + 1 : t + 1 + H].T for t in origin_days])  # (O, H, n)
         A_raw = np.stack([y[:, t + 1 : t + 1 + H].T for t in origin_days])
-        dev = F[:, :O] - A_clean[None]
+        dev = F[:C, :O] - A_clean[None]
         # smooth: absolute error (robust; the MASE numerator); intermittent: squared error, since
         # absolute error favours forecasts biased towards zero
         dev = dev * dev if intermittent else np.abs(dev)
@@ -699,21 +701,20 @@ def _fit_class(
             rk = np.argmin(aic_r, axis=0)
             cols1 = np.arange(n)
             better = has1 & (aic_r[rk, cols1] < sae[best1, cols1])
+            if REFINE_GUARD:
+                # ... and only where the refined model's 14-day backtest error is no worse: a
+                # better one-step fit can be a worse two-week forecast (a level too persistent)
+                with np.errstate(all="ignore"):
+                    dev_r = np.abs(F_r[rk, :O, :, cols1] - np.moveaxis(A_clean, -1, 0))  # (n, O, H)
+                    score_r = np.nanmean(dev_r.reshape(n, -1), axis=1)
+                    score_1 = per_origin[best1, :, cols1].sum(axis=1) / np.maximum(
+                        cnt_origin[best1, :, cols1].sum(axis=1), 1
+                    )
+                better &= score_r <= score_1
             if better.any():
-                F = np.concatenate(
-                    [
-                        F,
-                        np.where(
-                            better[None, None, :],
-                            F_r[rk, :, :, cols1].transpose(1, 2, 0),
-                            F[best1, :, :, cols1].transpose(1, 2, 0),
-                        )[None],
-                    ]
-                )
-                final = np.concatenate(
-                    [final, np.where(better[None, :], final_r[rk, :, cols1].T, final[best1, :, cols1].T)[None]]
-                )
-                best1 = np.where(better, F.shape[0] - 1, best1)
+                F[C] = F_r[rk, :, :, cols1].transpose(1, 2, 0)  # only the `better` series read it
+                final = np.concatenate([final, final_r[rk, :, cols1].T[None]])
+                best1 = np.where(better, C, best1)
         dup = (top[:-1] == best1[None, :]).any(axis=0)
         swap = has1 & ~dup
         top[-1] = np.where(swap, best1, top[-1])
