@@ -698,7 +698,7 @@ def _fit_class(
         sae = np.where(allowed & (history_days >= INIT_DAYS + MIN_TREND_DAYS)[None, :], sae, np.inf)
         best1 = np.argmin(sae, axis=0)
         has1 = np.isfinite(sae[best1, np.arange(n)])
-        if REFINE_STEPS and aicc and g and O:
+        if REFINE_STEPS and aicc and g and O and has1.any():
             # a finer look around each series' best additive model: its smoothing constants moved
             # a step up and down, all series at once; the member becomes the refined model where
             # that lowers the AICc (same parameter count: the likelihood decides)
