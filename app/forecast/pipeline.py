@@ -96,6 +96,7 @@ class Part:
     loads: dict[str, list[float]] = field(default_factory=dict)  # line code -> horizon sums of the means
     counts: dict[str, int] = field(default_factory=dict)  # line code -> series
     timings: dict[str, float] = field(default_factory=dict)  # load, fit, rules (seconds)
+    cpu: dict[str, float] = field(default_factory=dict)  # the same phases' CPU seconds of this process
     peak_rss_mb: float = 0.0
     lines: rules.LineTotals = field(default_factory=rules.LineTotals)  # each line's daily history totals
     stale_series: int = 0
@@ -108,6 +109,7 @@ class Part:
             "loads": self.loads,
             "counts": self.counts,
             "timings": self.timings,
+            "cpu": self.cpu,
             "peak_rss_mb": self.peak_rss_mb,
             "lines": self.lines.as_dict(),
             "stale_series": self.stale_series,
@@ -304,9 +306,9 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def forecast_part(history: History, settings: Settings, load_seconds: float = 0.0) -> Part:
+def forecast_part(history: History, settings: Settings, load_seconds: float = 0.0, load_cpu: float = 0.0) -> Part:
     """Forecast the history's series and apply the per-series rules; sum each line's forecast and totals."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     horizon = settings.forecast_horizon_days
     n, days = history.values.shape
     if n and days:
@@ -314,7 +316,7 @@ def forecast_part(history: History, settings: Settings, load_seconds: float = 0.
         mean, stale = prediction.mean, int(np.count_nonzero(prediction.stale))
     else:
         mean, stale = np.zeros((n, horizon)), 0
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     spikes = rules.demand_spikes(history.values, mean, history.series, history.end + timedelta(days=1), settings)
     lines = [line for _, line in history.series]
     loads, counts = rules.line_loads(mean, lines)
@@ -323,7 +325,7 @@ def forecast_part(history: History, settings: Settings, load_seconds: float = 0.
         if n and days
         else rules.LineTotals()
     )
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     log.info(
         "forecast: fitted %d series x %d days in %.2fs, %d spike(s), %d stale", n, days, t1 - t0, len(spikes), stale
     )
@@ -333,6 +335,7 @@ def forecast_part(history: History, settings: Settings, load_seconds: float = 0.
         loads={code: load.tolist() for code, load in loads.items()},
         counts=counts,
         timings={"load": round(load_seconds, 4), "fit": round(t1 - t0, 4), "rules": round(t2 - t1, 4)},
+        cpu={"load": round(load_cpu, 4), "fit": round(c1 - c0, 4), "rules": round(c2 - c1, 4)},
         peak_rss_mb=peak_rss_mb(),
         lines=totals,
         stale_series=stale,
@@ -351,6 +354,8 @@ def merge_parts(parts: Sequence[Part]) -> Part:
             merged.counts[code] = merged.counts.get(code, 0) + part.counts.get(code, 0)
         for name, seconds in part.timings.items():
             merged.timings[name] = round(merged.timings.get(name, 0.0) + seconds, 4)
+        for name, seconds in part.cpu.items():
+            merged.cpu[name] = round(merged.cpu.get(name, 0.0) + seconds, 4)
         merged.peak_rss_mb = max(merged.peak_rss_mb, part.peak_rss_mb)
         merged.lines.add(part.lines)
         merged.stale_series += part.stale_series
@@ -426,26 +431,37 @@ def run_builtin(
     settings: Settings, plan_: Plan | None = None, stats: dict[str, Any] | None = None, *, run_id: str | None = None
 ) -> list[dict[str, Any]]:
     """The whole pipeline in this process; `stats` (if given) receives series count, timings and summary."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     history = _load(plan() if plan_ is None else plan_)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     n, days = history.values.shape
     if n == 0:
         log.info("forecast: no demand history, nothing to forecast")
         alerts: list[dict[str, Any]] = []
-        part = Part(timings={"load": round(t1 - t0, 4), "fit": 0.0, "rules": 0.0}, peak_rss_mb=peak_rss_mb())
+        part = Part(
+            timings={"load": round(t1 - t0, 4), "fit": 0.0, "rules": 0.0},
+            cpu={"load": round(c1 - c0, 4), "fit": 0.0, "rules": 0.0},
+            peak_rss_mb=peak_rss_mb(),
+        )
     else:
         log.info("forecast: loaded %d series x %d days (%s..%s) in %.2fs", n, days, history.start, history.end, t1 - t0)
-        part = forecast_part(history, settings, load_seconds=t1 - t0)
+        part = forecast_part(history, settings, load_seconds=t1 - t0, load_cpu=c1 - c0)
         horizon_start, capacities, names = history.end + timedelta(days=1), history.capacities, history.line_names
         del history  # the line totals are in the part; free the array before the line forecasts
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         alerts = finish(part, horizon_start, capacities, names, settings, run_id=run_id)
         part.timings["rules"] = round(part.timings["rules"] + time.perf_counter() - t2, 4)
+        part.cpu["rules"] = round(part.cpu["rules"] + time.process_time() - c2, 4)
     counts = {s: sum(a["severity"] == s for a in alerts) for s in ("high", "medium", "low")}
     log.info("forecast: rules raised %d alert(s) %s (total %.2fs)", len(alerts), counts, time.perf_counter() - t0)
     if stats is not None:
-        stats.update(series=part.series, timings=part.timings, peak_rss_mb=part.peak_rss_mb, result=run_summary(part))
+        stats.update(
+            series=part.series,
+            timings=part.timings,
+            cpu=part.cpu,
+            peak_rss_mb=part.peak_rss_mb,
+            result=run_summary(part),
+        )
     return alerts
 
 

@@ -121,6 +121,7 @@ def fan_out(
     waits_for: str | None,
     planned: float,
     chunks: int | None = None,
+    planned_cpu: float = 0.0,
 ) -> FinishedLater:
     """Enqueue `chunks` chunk jobs (default: `chunk_count` for the live workers) of nearly equal size
     and the gather job; the run's row and lock pass to the gather."""
@@ -186,6 +187,7 @@ def fan_out(
                 "chunk_ids": chunk_ids,
                 "horizon_start": plan.horizon_start.isoformat(),
                 "plan_seconds": round(planned, 4),
+                "plan_cpu": round(planned_cpu, 4),
             },
             job_id=gather_id,
             result_ttl=settings.result_ttl,
