@@ -47,18 +47,17 @@ LOOKBACK_DAYS = max(ENGINE_LOOKBACK_DAYS, rules.SPIKE_RECENT_DAYS + rules.SPIKE_
 SeriesKey = tuple[str, int]  # (item, production line id), the table's own key
 
 _PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-# One binary COPY tuple of (int4 series index, int4 day, float8 quantity): field count, then
-# each field's length and value, big-endian.
-_PG_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("len_idx", ">i4"),
-        ("idx", ">i4"),
-        ("len_day", ">i4"),
-        ("day", ">i4"),
-        ("len_qty", ">i4"),
-        ("qty", ">f8"),
-    ]
+# One series' days as packed by PostgreSQL's send functions: date_send (int4 days since
+# 2000-01-01) then float8send (the quantity), big-endian.
+_PG_DAY = np.dtype([("day", ">i4"), ("qty", ">f8")])
+_PG_EPOCH = date(2000, 1, 1).toordinal()
+# PostgreSQL: one COPY row per series (its index in the plan, all its days in the window as one
+# bytea), so the server sends 10,000 rows instead of 3.9 million and the work-horse reads them
+# with NumPy, without a Python call per day. Each series is an index scan of its own key range.
+_PG_LOAD = (
+    "COPY (SELECT (k.idx - 1)::int4, (SELECT string_agg(date_send(d.day) || float8send(d.quantity), ''::bytea) "
+    "FROM demand_history d WHERE d.item = k.item AND d.line_id = k.line_id AND d.day BETWEEN %s AND %s) "
+    "FROM unnest(%s::text[], %s::int[]) WITH ORDINALITY AS k(item, line_id, idx)) TO STDOUT (FORMAT binary)"
 )
 
 
@@ -196,9 +195,10 @@ def plan(lookback_days: int | None = LOOKBACK_DAYS) -> Plan | None:
 def load_history(lookback_days: int | None = LOOKBACK_DAYS, *, plan_: Plan | None = None) -> History:
     """The demand of the plan's series over its window (default: plan the last `lookback_days`).
 
-    Rows arrive as (series index, day number, quantity) by joining the table with the list of
-    keys, so there is no per-row Python lookup and no sort: PostgreSQL sends them as one binary
-    COPY read straight into NumPy; SQLite joins a temporary table of the keys.
+    Rows are read by joining the table with the list of keys, so there is no per-row Python
+    lookup and no sort: PostgreSQL sends one binary COPY row per series with its days and
+    quantities packed (`_PG_LOAD`), read straight into NumPy; SQLite joins a temporary table of
+    the keys and returns (series index, day number, quantity) rows.
     """
     return _load(plan(lookback_days) if plan_ is None else plan_)
 
@@ -244,36 +244,40 @@ def _load_postgres(plan_: Plan, values: np.ndarray) -> None:
     items = [item for item, _ in plan_.keys]
     line_ids = [line_id for _, line_id in plan_.keys]
     with database.obj.cursor() as cursor:
-        sql = cursor.mogrify(
-            "COPY (SELECT (k.idx - 1)::int4, (d.day - %s::date)::int4, d.quantity::float8 "
-            "FROM demand_history d JOIN unnest(%s::text[], %s::int[]) WITH ORDINALITY AS k(item, line_id, idx) "
-            "ON d.item = k.item AND d.line_id = k.line_id WHERE d.day BETWEEN %s AND %s) "
-            "TO STDOUT (FORMAT binary)",
-            (plan_.start, items, line_ids, plan_.start, plan_.end),
-        )
+        sql = cursor.mogrify(_PG_LOAD, (plan_.start, plan_.end, items, line_ids))
         buffer = io.BytesIO()
         cursor.copy_expert(sql, buffer)
-    rows = _parse_pg_binary(buffer.getbuffer())
-    values[rows["idx"], rows["day"]] = rows["qty"]
+    first = plan_.start.toordinal() - _PG_EPOCH
+    data = buffer.getbuffer()
+    for index, start, size in _pg_binary_rows(data):
+        days = np.frombuffer(data, dtype=_PG_DAY, count=size // _PG_DAY.itemsize, offset=start)
+        values[index, days["day"] - first] = days["qty"]
 
 
-def _parse_pg_binary(data: memoryview) -> np.ndarray:
-    """The tuples of a binary COPY of three non-null (int4, int4, float8) columns, without copying."""
+def _pg_binary_rows(data: memoryview) -> list[tuple[int, int, int]]:
+    """(int4, bytea) tuples of a binary COPY as (value, offset of the bytes, their length);
+    a NULL bytea (a series without rows in the window, deleted since the plan) is skipped."""
     if bytes(data[:11]) != _PG_COPY_SIGNATURE:
         raise RuntimeError("unexpected COPY output (not PostgreSQL binary format)")
-    extension = int.from_bytes(data[15:19], "big")
-    offset = 19 + extension
-    body = len(data) - offset - 2  # the trailer is an int16 -1
-    if body % _PG_ROW.itemsize or bytes(data[-2:]) != b"\xff\xff":
-        raise RuntimeError("unexpected COPY output (truncated, or a NULL in the demand rows)")
-    rows = np.frombuffer(data, dtype=_PG_ROW, count=body // _PG_ROW.itemsize, offset=offset)
-    if rows.size and not (
-        (rows["fields"] == 3).all()
-        and (rows["len_idx"] == 4).all()
-        and (rows["len_day"] == 4).all()
-        and (rows["len_qty"] == 8).all()
-    ):
-        raise RuntimeError("unexpected COPY output (a NULL in the demand rows)")
+    offset = 19 + int.from_bytes(data[15:19], "big")
+    end = len(data) - 2  # the trailer is an int16 -1
+    if bytes(data[end:]) != b"\xff\xff":
+        raise RuntimeError("unexpected COPY output (truncated)")
+    rows = []
+    while offset < end:
+        header = bytes(data[offset : offset + 14])  # field count, int4 length and value, bytea length
+        if len(header) < 14 or header[:6] != b"\x00\x02\x00\x00\x00\x04":
+            raise RuntimeError("unexpected COPY output (not the (int4, bytea) rows asked for)")
+        index = int.from_bytes(header[6:10], "big", signed=True)
+        size = int.from_bytes(header[10:14], "big", signed=True)
+        offset += 14
+        if size >= 0:
+            if size % _PG_DAY.itemsize or offset + size > end:
+                raise RuntimeError("unexpected COPY output (a series' days are truncated)")
+            rows.append((index, offset, size))
+            offset += size
+    if offset != end:
+        raise RuntimeError("unexpected COPY output (truncated)")
     return rows
 
 
