@@ -125,9 +125,7 @@ def run_chunk(run_id: str, index: int, start: str, end: str, keys: list[tuple[st
     return part.as_dict()
 
 
-def gather(
-    run_id: str, chunk_ids: list[str], horizon_start: str, plan_seconds: float = 0.0, plan_cpu: float = 0.0
-) -> dict[str, Any]:
+def gather(run_id: str, chunk_ids: list[str], horizon_start: str, plan_seconds: float = 0.0) -> dict[str, Any]:
     """Finish a fanned-out run: capacity rule on the summed loads, store, record, release."""
     job = get_current_job()
     connection = job.connection
@@ -140,7 +138,7 @@ def gather(
             run_id,
             chunk_ids,
             date.fromisoformat(horizon_start),
-            (plan_seconds, plan_cpu),
+            (plan_seconds, float((job.meta or {}).get("plan_cpu") or 0.0)),
             connection,
             settings,
             attempt,

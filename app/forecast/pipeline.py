@@ -45,6 +45,7 @@ BUILTIN = "app.forecast.pipeline:run_pipeline"
 # so a chunk's memory stays small.
 LOOKBACK_DAYS = max(ENGINE_LOOKBACK_DAYS, rules.SPIKE_RECENT_DAYS + rules.SPIKE_BASELINE_DAYS)
 SeriesKey = tuple[str, int]  # (item, production line id), the table's own key
+_CPU = "cpu_"  # prefix of a phase's CPU seconds among a chunk's timings (`Part.as_dict`)
 
 _PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 # One series' days as packed by PostgreSQL's send functions: date_send (int4 days since
@@ -107,8 +108,9 @@ class Part:
             "spikes": self.spikes,
             "loads": self.loads,
             "counts": self.counts,
-            "timings": self.timings,
-            "cpu": self.cpu,
+            # CPU seconds ride in the timings as cpu_<phase>: a gather of an earlier release (a
+            # worker not yet redeployed) takes no unknown key, and sums these as any timing
+            "timings": {**self.timings, **{_CPU + name: seconds for name, seconds in self.cpu.items()}},
             "peak_rss_mb": self.peak_rss_mb,
             "lines": self.lines.as_dict(),
             "stale_series": self.stale_series,
@@ -118,6 +120,9 @@ class Part:
     def from_dict(cls, data: dict[str, Any]) -> "Part":
         data = dict(data)
         data["lines"] = rules.LineTotals.from_dict(data.get("lines"))
+        timings = data.get("timings") or {}
+        data["timings"] = {k: v for k, v in timings.items() if not k.startswith(_CPU)}
+        data["cpu"] = {k[len(_CPU) :]: v for k, v in timings.items() if k.startswith(_CPU)}
         return cls(**data)
 
 

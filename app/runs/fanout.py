@@ -187,13 +187,14 @@ def fan_out(
                 "chunk_ids": chunk_ids,
                 "horizon_start": plan.horizon_start.isoformat(),
                 "plan_seconds": round(planned, 4),
-                "plan_cpu": round(planned_cpu, 4),
             },
             job_id=gather_id,
             result_ttl=settings.result_ttl,
             depends_on=Dependency(jobs=chunk_ids, allow_failure=True, enqueue_at_front=True),
             description=f"forecast gather of run {run_id}",
-            **common,
+            # the plan's CPU seconds ride in the meta: a gather function of an earlier release
+            # (a worker not yet redeployed) would refuse an unknown keyword argument
+            **{**common, "meta": {**common["meta"], "plan_cpu": round(planned_cpu, 4)}},
         )
     except BaseException:
         _discard(connection, chunk_ids + [gather_id])  # a retry of the run starts clean
