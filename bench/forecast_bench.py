@@ -73,6 +73,7 @@ class RunFigures:
     alerts: int
     load_average: float  # the machine's 1-minute load average when the run started
     worker_peaks_mb: list[float] = field(default_factory=list)  # per worker process (+ its horses)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of the run's own processes, by phase
 
 
 @dataclass
@@ -323,6 +324,7 @@ def timed_run(settings: Settings, redis, workers: Workers, expected: set[str]) -
         alerts,
         load_average,
         [round(sampler.peaks[p.pid] / 2**20, 1) for p in workers.procs],
+        result.get("cpu_seconds", {}),
     )
 
 
@@ -479,6 +481,12 @@ def report(
         "fit",
         "rules",
         "store",
+        "other",
+        "c.plan",
+        "c.load",
+        "c.fit",
+        "c.rules",
+        "c.store",
         "chunks",
         "horse MB",
         "worker MB",
@@ -490,14 +498,19 @@ def report(
     rows = []
     for c in cases:
         walls = [r.wall for r in c.runs]
-        t = {k: med([r.timings.get(k, 0.0) for r in c.runs]) for k in ("plan", "load", "fit", "rules", "store")}
+        phases = ("plan", "load", "fit", "rules", "store")
+        t = {k: med([r.timings.get(k, 0.0) for r in c.runs]) for k in phases}
+        cpu = {k: med([r.cpu.get(k, 0.0) for r in c.runs]) for k in phases}
+        other = med([r.wall - sum(r.timings.get(k, 0.0) for k in phases) for r in c.runs])
         rows.append(
             (
                 f"{c.series:,}",
                 c.label,
                 f"{med(walls):.2f}",
                 f"{min(walls):.2f}-{max(walls):.2f}",
-                *(f"{t[k]:.2f}" for k in ("plan", "load", "fit", "rules", "store")),
+                *(f"{t[k]:.2f}" for k in phases),
+                f"{other:.2f}",
+                *(f"{cpu[k]:.2f}" for k in phases),
                 str(c.runs[0].chunks),
                 f"{max(r.horse_peak_mb for r in c.runs):.0f}",
                 f"{max(max(r.worker_peaks_mb, default=0.0) for r in c.runs):.0f}",
@@ -514,6 +527,9 @@ def report(
     print()
     print(
         "phases: seconds inside the run (load/fit/rules summed over chunks when fanned out); "
+        "other: wall minus the phases (queueing, work-horse hand-over, chunk and gather jobs, bookkeeping; "
+        "below zero when chunks ran in parallel); c.*: the same phases' CPU seconds in the work-horses "
+        "(time.process_time, summed over chunks; the database server's own CPU is not in it); "
         "horse MB: largest work-horse peak RSS; worker MB: largest sampled peak of one worker process "
         "with its work-horses; total MB: sampled peak of all worker processes; "
         "load avg: the machine's 1-minute load average at the runs' start (median)"

@@ -98,6 +98,8 @@ def test_fanned_out_run_matches_in_line_run(app, client, auth, redis, settings, 
     assert result["alerts_generated"] == len(expected)
     assert result["summary"] == in_line["result"]["summary"]
     assert set(result["timings"]) == {"plan", "load", "fit", "rules", "store"}
+    assert set(result["cpu_seconds"]) == set(result["timings"])  # CPU seconds of the same phases
+    assert result["cpu_seconds"]["fit"] > 0 and set(in_line["result"]["cpu_seconds"]) == set(result["timings"])
     assert stored_alerts() == expected  # same title, message and figures: nothing changed
     with db_session():
         assert {a.occurrences for a in Alert.select()} == {2}

@@ -83,6 +83,42 @@ def test_load_history_keeps_missing_days_missing_and_zeros_zero(app):
     np.testing.assert_array_equal(recent.values, [[nan, 7], [4, nan]])
 
 
+def test_load_history_reads_every_row_into_its_cell(app):
+    """The bulk read (PostgreSQL: one packed row per series) puts each stored row in its
+    (series, day) cell and nothing else: the same array as reading the rows one by one."""
+    rng = np.random.default_rng(3)
+    day0 = date(2024, 2, 27)  # a leap day inside the window
+    with db_session():
+        lines = [ProductionLine.create(code=f"L{i}", name=f"Line {i}", daily_capacity=100) for i in range(3)]
+        rows = []
+        for s in range(40):
+            line = lines[s % 3]
+            kept = rng.random(120) < rng.uniform(0.2, 1.0)  # gaps of every length
+            for d in np.flatnonzero(kept):
+                rows.append((f"item-{s:02d}", line.id, day0 + timedelta(days=int(d)), float(rng.choice([0, 1.5, 3e6]))))
+        DemandHistory.insert_many(
+            rows, fields=[DemandHistory.item, DemandHistory.line, DemandHistory.day, DemandHistory.quantity]
+        ).execute()
+    plan = pipeline.plan(lookback_days=90)
+    with db_session():  # a series deleted after the plan: its row stays missing
+        gone = plan.keys[5]
+        DemandHistory.delete().where((DemandHistory.item == gone[0]) & (DemandHistory.line == gone[1])).execute()
+    history = load_history(plan_=plan)
+
+    expected = np.full((len(plan.keys), (plan.end - plan.start).days + 1), np.nan, dtype=np.float32)
+    index = {key: i for i, key in enumerate(plan.keys)}
+    with db_session():
+        for item, line_id, day, quantity in DemandHistory.select(
+            DemandHistory.item, DemandHistory.line, DemandHistory.day, DemandHistory.quantity
+        ).tuples():
+            day = day if isinstance(day, date) else date.fromisoformat(str(day)[:10])
+            if (item, line_id) in index and plan.start <= day <= plan.end:
+                expected[index[(item, line_id)], (day - plan.start).days] = quantity
+    assert plan.end - plan.start == timedelta(days=89) and len(plan.keys) == 40
+    assert np.isnan(history.values[5]).all() and (history.values == 0).any() and (history.values == 3e6).any()
+    np.testing.assert_array_equal(history.values, expected)
+
+
 def test_seed_demo_replaces_or_refuses(app):
     first = demo.seed_demo(items=6, days=60, seed=1)
     again = demo.seed_demo(items=6, days=60, seed=1)

@@ -88,6 +88,35 @@ def test_capacity_probability_grows_as_capacity_falls():
     assert probabilities[0] < 0.1 and probabilities[-1] > 0.9
 
 
+def test_capacity_path_figures_match_the_line_by_line_definition():
+    """The exceedance figures, computed over all lines at once, are the definition's per line:
+    share of paths whose peak exceeds capacity, mean days over it, P90 of the peak."""
+    from app.forecast.engine import _fit
+    from app.forecast.engine.capacity import EXCEEDANCE_ORIGINS, EXCEEDANCE_SPACING
+
+    rng = np.random.default_rng(5)
+    loads = np.vstack([weekly(level, 400, seed) for seed, level in enumerate(rng.uniform(50, 500, 12))])
+    loads[3, -30:-20] = np.nan  # missing days stay missing
+    caps = loads[:, -365:].max(axis=1) * rng.uniform(0.85, 1.05, len(loads))
+    caps[5], caps[7] = 0.0, np.nan  # no capacity: no probability
+    probability, figures = exceedance_probability(loads, caps, 14)
+
+    fitted = _fit(loads, 14, eval_horizon=14, origins=EXCEEDANCE_ORIGINS, spacing=EXCEEDANCE_SPACING, keep_paths=True)
+    z = np.moveaxis(fitted.paths, -1, 0).reshape(-1, fitted.paths.shape[1])
+    z = z[np.isfinite(z).all(axis=1)]
+    assert len(z) >= 30
+    for i in range(len(loads)):
+        if not caps[i] > 0:
+            assert np.isnan(probability[i]) and figures[i]["probability"] is None
+            continue
+        paths = fitted.prediction.mean[i][None, :] + fitted.scale[i] * z
+        peaks = paths.max(axis=1)
+        assert probability[i] == (peaks > caps[i]).mean()
+        assert figures[i]["expected_overloaded_days"] == round(float((paths > caps[i]).sum(axis=1).mean()), 3)
+        assert figures[i]["peak_p90"] == round(float(np.quantile(peaks, 0.9)), 3)
+    assert 0 < np.nanmin(probability) < np.nanmax(probability) <= 1  # the data set tells lines apart
+
+
 def test_capacity_alert_shows_the_probability_with_the_figures():
     assert capacity_alert(300.0) is None  # far above any load: no alert
     alert = capacity_alert(90.0)  # below the weekday load: overloaded for sure

@@ -52,19 +52,19 @@ def run_result(outcome: StoreOutcome, **extra: Any) -> dict[str, Any]:
 
 def run_forecast(run_id: str, settings: Settings, job: Job | None) -> dict[str, Any] | FinishedLater:
     """The body of a built-in forecast run: in this job, or fanned out (then FinishedLater)."""
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     plan = pipeline.plan()
-    planned = time.perf_counter() - began
+    planned, planned_cpu = time.perf_counter() - began, time.process_time() - began_cpu
     if job is not None and plan is not None:
         waits_for = fanout.running_gather(job.connection, run_id)
         chunks = 1
         if len(plan.keys) > settings.forecast_fanout_threshold:
             chunks = fanout.chunk_count(len(plan.keys), settings, fanout.live_workers(job.connection))
         if chunks > 1 or waits_for:  # behind another run's gather: wait for it as a fan-out
-            return fanout.fan_out(run_id, plan, settings, job.connection, waits_for, planned, chunks)
+            return fanout.fan_out(run_id, plan, settings, job.connection, waits_for, planned, chunks, planned_cpu)
     stats: dict[str, Any] = {}
     alerts = pipeline.run_builtin(settings, plan, stats, run_id=run_id) if plan is not None else []
-    stored_from = time.perf_counter()
+    stored_from, stored_from_cpu = time.perf_counter(), time.process_time()
     with database.atomic():
         attempt = lifecycle.taken_attempt(run_id)
         if attempt is not None:
@@ -76,10 +76,16 @@ def run_forecast(run_id: str, settings: Settings, job: Job | None) -> dict[str, 
         **stats.get("timings", {}),
         "store": round(time.perf_counter() - stored_from, 4),
     }
+    cpu = {
+        "plan": round(planned_cpu, 4),
+        **stats.get("cpu", {}),
+        "store": round(time.process_time() - stored_from_cpu, 4),
+    }
     return run_result(
         outcome,
         series=stats.get("series", 0),
         timings=timings,
+        cpu_seconds=cpu,
         peak_rss_mb=stats.get("peak_rss_mb"),
         **stats.get("result", {}),
     )
@@ -102,10 +108,12 @@ def run_chunk(run_id: str, index: int, start: str, end: str, keys: list[tuple[st
     _planned_fault(settings, job, index)
     if job is not None:
         fanout.hold_run(job.connection, run_id, settings)
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     plan = pipeline.Plan(date.fromisoformat(start), date.fromisoformat(end), [(k[0], int(k[1])) for k in keys])
     history = pipeline.load_history(plan_=plan)
-    part = pipeline.forecast_part(history, settings, load_seconds=time.perf_counter() - began)
+    part = pipeline.forecast_part(
+        history, settings, load_seconds=time.perf_counter() - began, load_cpu=time.process_time() - began_cpu
+    )
     log.info(
         "forecast chunk %d of run %s: %d series, %d spike(s) in %.2fs",
         index,
@@ -127,7 +135,13 @@ def gather(run_id: str, chunk_ids: list[str], horizon_start: str, plan_seconds: 
     fanout.hold_run(connection, run_id, settings)
     try:
         return _gather(
-            run_id, chunk_ids, date.fromisoformat(horizon_start), plan_seconds, connection, settings, attempt
+            run_id,
+            chunk_ids,
+            date.fromisoformat(horizon_start),
+            (plan_seconds, float((job.meta or {}).get("plan_cpu") or 0.0)),
+            connection,
+            settings,
+            attempt,
         )
     except StaleAttempt:
         log.warning("forecast gather of run %s: attempt %s was replaced; nothing stored", run_id, attempt)
@@ -144,7 +158,7 @@ def _gather(
     run_id: str,
     chunk_ids: list[str],
     horizon_start: date,
-    plan_seconds: float,
+    plan_seconds: tuple[float, float],
     connection: Redis,
     settings: Settings,
     attempt: int | None,
@@ -157,24 +171,27 @@ def _gather(
         return {"status": "failed", "error": error}
 
     merged = pipeline.merge_parts([pipeline.Part.from_dict(chunk.return_value()) for chunk in chunks])
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     with db_session():
         capacities, names = pipeline.load_lines()
         alerts = pipeline.finish(merged, horizon_start, capacities, names, settings, run_id=run_id)
-        ruled = time.perf_counter()
+        ruled, ruled_cpu = time.perf_counter(), time.process_time()
         with database.atomic():
             if attempt is not None:
                 lifecycle.check_attempt(run_id, attempt)  # a replaced attempt stores nothing
             outcome = store_alerts(alerts, job_id=run_id)
-        stored = time.perf_counter()
+        stored, stored_cpu = time.perf_counter(), time.process_time()
         run = JobRun.get_or_none(JobRun.id == run_id)
         duration = (utcnow() - run.started_at).total_seconds() if run is not None and run.started_at else None
-        timings = {"plan": plan_seconds, **merged.timings, "store": round(stored - ruled, 4)}
+        timings = {"plan": plan_seconds[0], **merged.timings, "store": round(stored - ruled, 4)}
         timings["rules"] = round(timings.get("rules", 0.0) + ruled - began, 4)
+        cpu = {"plan": plan_seconds[1], **merged.cpu, "store": round(stored_cpu - ruled_cpu, 4)}
+        cpu["rules"] = round(cpu.get("rules", 0.0) + ruled_cpu - began_cpu, 4)
         result = run_result(
             outcome,
             series=merged.series,
             timings=timings,
+            cpu_seconds=cpu,
             peak_rss_mb=merged.peak_rss_mb,
             fanout={
                 "chunks": len(chunk_ids),

@@ -121,6 +121,7 @@ def fan_out(
     waits_for: str | None,
     planned: float,
     chunks: int | None = None,
+    planned_cpu: float = 0.0,
 ) -> FinishedLater:
     """Enqueue `chunks` chunk jobs (default: `chunk_count` for the live workers) of nearly equal size
     and the gather job; the run's row and lock pass to the gather."""
@@ -191,7 +192,9 @@ def fan_out(
             result_ttl=settings.result_ttl,
             depends_on=Dependency(jobs=chunk_ids, allow_failure=True, enqueue_at_front=True),
             description=f"forecast gather of run {run_id}",
-            **common,
+            # the plan's CPU seconds ride in the meta: a gather function of an earlier release
+            # (a worker not yet redeployed) would refuse an unknown keyword argument
+            **{**common, "meta": {**common["meta"], "plan_cpu": round(planned_cpu, 4)}},
         )
     except BaseException:
         _discard(connection, chunk_ids + [gather_id])  # a retry of the run starts clean
