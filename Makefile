@@ -46,9 +46,10 @@ openssl-check:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl; \
 	  else echo "openssl is missing; install it with: sudo apt-get install -y openssl"; exit 1; fi; }
 
-# The suite runs on every core (pytest-xdist; each worker process starts its own Redis and
-# PostgreSQL, see tests/conftest.py); worksteal rebalances the long process and browser tests.
-# TEST_WORKERS=0 runs it in one process.
+# The suite runs on pytest-xdist workers, two per core (`-n auto`: most tests wait on processes,
+# sockets and browsers, not the CPU; tests/conftest.py), each with its own Redis, PostgreSQL and
+# Chromium. The collection is laid out longest tests first across the workers (tests/ordering.py,
+# from tests/durations.json) and worksteal rebalances the tail. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= auto
 test: install redis-check openssl-check
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal

@@ -6,7 +6,8 @@ to fail instead of skip when PostgreSQL is not installed.
 
 Safe under pytest-xdist (`make test` runs `-n auto --dist worksteal`): session fixtures run once per
 xdist worker process, so each worker has its own Redis and PostgreSQL on its own free ports and data
-dirs (and each browser test module its own Chromium).
+dirs, and its own Chromium (`chromium_browser`; each test opens its own browser context).
+The collection is laid out longest tests first across the workers (tests/ordering.py).
 Temporary files (tmp_path, the servers' data dirs, SQLite databases) go to RAM (/dev/shm) when it
 has room, so SQLite commits do not wait on the disk; TMPDIR set by the caller wins.
 """
@@ -19,6 +20,7 @@ import tempfile
 
 import pytest
 
+from tests import ordering
 from tests.servers import PostgresServer, RedisServer, ServerUnavailable
 
 RAM_TMPDIR = "/dev/shm"
@@ -41,6 +43,35 @@ _use_ram_for_temporary_files()
 TEST_TOKEN = "test-token-0123456789"
 DASHBOARD_USER = "operator"
 DASHBOARD_PASSWORD = "dashboard-pass-0123"
+
+
+WORKERS_PER_CORE = 2  # most tests wait on processes, sockets and browsers, not on the CPU
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (`make test`): two xdist workers per core; PYTEST_XDIST_AUTO_NUM_WORKERS=N still wins."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return WORKERS_PER_CORE * len(os.sched_getaffinity(0))
+
+
+@pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselection: the layout depends on the item count
+def pytest_collection_modifyitems(config, items):
+    ordering.reorder(config, items)
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """One headless Chromium per xdist worker (Playwright's driver and browser take seconds to start)."""
+    from tests.test_dashboard_browser import _MISSING, CHROMIUM, CHROMIUM_ARGS, sync_playwright
+
+    if _MISSING:
+        pytest.fail(f"REQUIRE_BROWSER=1 but {_MISSING}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

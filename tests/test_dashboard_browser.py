@@ -64,14 +64,10 @@ def settings_overrides(settings_overrides):
     return {**settings_overrides, "forecast_pipeline": "tests.pipelines:two_alerts"}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if _MISSING:
-        pytest.fail(f"REQUIRE_BROWSER=1 but {_MISSING}")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+@pytest.fixture
+def browser(chromium_browser):
+    """The worker's Chromium (tests/conftest.py); `open_page` gives each test its own context."""
+    return chromium_browser
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ from tests.test_job_policies import wait_for
 from tests.test_jobs_api import trigger
 
 pytestmark = pytest.mark.slow
-EVERY_2S = "*/2 * * * * * *"  # seconds-resolution cron (7 fields) for short test schedules
+# Seconds-resolution cron (7 fields: second first): a slot every second, so the windows of 20+
+# slots these tests watch take ~20 s, not ~45 s (the lock TTL and poll interval are short too).
+EVERY_SECOND = "* * * * * * *"
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def redis_url(aof_redis):
 def settings_overrides(settings_overrides):
     return {
         **settings_overrides,
-        "daily_summary_cron": EVERY_2S,
+        "daily_summary_cron": EVERY_SECOND,
         "scheduler_interval": 0.5,
         "scheduler_lock_ttl": 1,
         "forecast_pipeline": "tests.pipelines:slow_first_attempt",
@@ -56,7 +58,7 @@ def scheduled_rows(job_name="daily-summary"):
     )
 
 
-def assert_every_slot_once(rows, step=timedelta(seconds=2)):
+def assert_every_slot_once(rows, step=timedelta(seconds=1)):
     slots = [r.slot for r in rows]
     assert len(slots) == len(set(slots)), "a slot has two rows"
     gaps = [b - a for a, b in zip(slots, slots[1:])]
