@@ -47,10 +47,15 @@ def operations(app):
     return found
 
 
+SHARES = 4  # the operations are checked in this many tests, so parallel workers share the work
+
+
+@pytest.mark.parametrize("share", range(SHARES))
 @pytest.mark.parametrize("credentials", ["token", "none"])
-def test_every_operation_conforms(app, credentials):
+def test_every_operation_conforms(app, credentials, share):
+    """Every operation, in one of SHARES tests (operation i in share i % SHARES)."""
     headers = {"Authorization": f"Bearer {TEST_TOKEN}"} if credentials == "token" else None
-    for operation in operations(app):
+    for operation in operations(app)[share::SHARES]:
 
         @FUZZ
         @given(case=operation.as_strategy())
