@@ -179,19 +179,15 @@ def login_principal(
         return Principal(named.name, named.role) if verify_secret(password, named.hash) else None
     verify_secret(password, timing_dummy([c.hash for c in settings.dashboard_user_credentials]))
     if _same(username, settings.dashboard_username) & _same(password, settings.dashboard_password):
-        remember(password, _single_login_key(settings))
+        remember(password, single)
         return Principal(settings.dashboard_username, Role.OPERATOR)
     return None
 
 
 def _single_login_key(settings: Settings) -> str:
     """What a verified DASHBOARD_USERNAME/PASSWORD login is remembered under: changes with them."""
-    digest = hashlib.sha256(_utf8(f"{settings.dashboard_username}\0{settings.dashboard_password}")).hexdigest()
-    return f"single-login${digest}"
-
-
-def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
+    login = f"{settings.dashboard_username}\0{settings.dashboard_password}".encode("utf-8", "surrogatepass")
+    return f"single-login${hashlib.sha256(login).hexdigest()}"
 
 
 def dashboard_principal() -> Principal | None:

@@ -8,18 +8,14 @@ may read it (viewers too); auth, headers and the strict CSP come from `dashboard
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, make_response, render_template, request, url_for
+from flask import Blueprint, jsonify, make_response, render_template, request, url_for
 
 from app.api.audit import AuditQuery
 from app.api.schemas import parse_query
 from app.core import audit
+from dashboard.views import _no_store
 
 bp = Blueprint("dashboard_audit", __name__, url_prefix="/dashboard/audit", template_folder="templates")
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.get("")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from app.connections import database
+from app.forecast.engine import count_band_share, count_series
 from app.forecast.rules import LineTotals
 from app.models import ForecastLine, ForecastSnapshot, utcnow
 
@@ -143,9 +144,8 @@ def score_due(horizon_start: date, totals: LineTotals, wait_days: int) -> list[i
 
 def is_counts(values: np.ndarray) -> bool:
     """True when every observed value is a whole number (and one is observed): a count line."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    return bool(v.size) and bool((np.abs(v - np.round(v)) < 1e-9).all())
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return bool(count_series(np.where(np.isfinite(v), v, np.nan)[None, :])[0])
 
 
 def band_share(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray, counts: bool) -> np.ndarray:
@@ -154,8 +154,7 @@ def band_share(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray, counts: bool)
     Held 2009; the backtest's P10-P90 coverage of count series is the same figure)."""
     a = np.asarray(actual, dtype=np.float64)
     if counts:
-        out: np.ndarray = np.clip(np.minimum(a + 1.0, hi) - np.maximum(a, lo), 0.0, 1.0)
-        return out
+        return count_band_share(a, lo, hi)
     # compared at the stored precision, so an exact forecast counts as inside
     a_r = np.round(a, 3)
     return ((a_r >= lo) & (a_r <= hi)).astype(np.float64)

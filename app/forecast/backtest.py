@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from app.forecast.engine import exceedance_probability, line_totals, predict
+from app.forecast.engine import count_band_share, count_series, exceedance_probability, line_totals, predict
 from app.forecast.engine.capacity import HIGH_PROBABILITY  # a high-severity warning: probability >= this
 
 CAPACITY_QUANTILE = 0.95
@@ -202,14 +202,6 @@ METHODS: dict[str, Forecaster] = {"engine": engine_forecaster, "seasonal_naive":
 # --- metrics ---------------------------------------------------------------------------------------
 
 
-def count_series(history: np.ndarray) -> np.ndarray:
-    """(n,) True where every observed value of the history is a whole number (count data)."""
-    with np.errstate(all="ignore"):
-        whole = np.isnan(history) | (np.abs(history - np.round(history)) < 1e-9)
-    out: np.ndarray = whole.all(axis=1) & (~np.isnan(history)).any(axis=1)
-    return out
-
-
 def snaive_scale(history: np.ndarray) -> np.ndarray:
     """In-sample MAE of the 7-day seasonal naive forecast per series (NaN pairs skipped)."""
     if history.shape[1] <= 7:
@@ -252,7 +244,7 @@ class Scores:
         if q is not None:
             inside = ((actual >= q[0] - 1e-9) & (actual <= q[-1] + 1e-9)).astype(np.float64)
             if counts is not None and counts.any():
-                share = np.clip(np.minimum(actual + 1.0, q[-1]) - np.maximum(actual, q[0]), 0.0, 1.0)
+                share = count_band_share(actual, q[0], q[-1])
                 inside = np.where(counts[:, None], share, inside)
             self.cover_in += float(np.where(obs, inside, 0.0).sum())
             self.cover_cnt += int(obs.sum())

@@ -31,6 +31,8 @@ __all__ = [
     "line_totals",
     "line_total_parts",
     "finish_line_totals",
+    "count_series",
+    "count_band_share",
 ]
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
@@ -197,7 +199,7 @@ def _fit(
             m1 = np.nanmean(y1, axis=1)
         ys = (y1 / m1[:, None]).astype(np.float32)
         scale = top * m1
-        counts_b = _is_counts(y)
+        counts_b = count_series(y)
         count[rows] = counts_b
         with np.errstate(all="ignore"):
             unit = np.where(counts_b & (scale > 0), 1.0 / scale, 0.0)
@@ -295,11 +297,19 @@ def _fallback_spread(y: np.ndarray, mean: np.ndarray) -> np.ndarray:
         return spread
 
 
-def _is_counts(y: np.ndarray) -> np.ndarray:
-    """(n,) True where every observed value of a row is a whole number (and one is observed)."""
+def count_series(y: np.ndarray) -> np.ndarray:
+    """(n,) True where every observed value of a row is a whole number (and one is observed):
+    count data, whose bands the engine, the backtest and the production scoring treat alike."""
     with np.errstate(all="ignore"):
         whole = np.isnan(y) | (np.abs(y - np.round(y)) < 1e-9)
     out: np.ndarray = whole.all(axis=1) & (~np.isnan(y)).any(axis=1)
+    return out
+
+
+def count_band_share(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per count actual k, the share of [k, k+1) inside [lo, hi]: the expected randomised PIT
+    (Czado, Gneiting and Held 2009), so an inclusive band gets no tie at its edge for free."""
+    out: np.ndarray = np.clip(np.minimum(actual + 1.0, hi) - np.maximum(actual, lo), 0.0, 1.0)
     return out
 
 
