@@ -133,3 +133,124 @@ def test_the_fast_path_answers_byte_for_byte_as_flask(settings_overrides, read_a
         assert (url, False) in took_fast_path or not authorised
         assert (url, True) in took_fast_path
     assert ("/api/jobs/forecast/missing-run", True) not in took_fast_path  # a 404 comes from Flask
+
+
+# -- kept pages (app.core.page_cache) ------------------------------------------------------------
+
+ALERTS_URL = "/api/alerts?severity=high&limit=5"
+HISTORY_URL = "/api/jobs/forecast/history?limit=5"
+
+
+def _kept_pages_app(settings_overrides):
+    from app import create_app
+    from app.connections import db_session
+    from app.models import create_tables
+
+    app = create_app(settings_overrides)
+    with app.app_context(), db_session():
+        create_tables()
+        _rows()
+    return app, app.wsgi_app.pages
+
+
+def _outside(database_url: str):
+    """A connection of another process's kind (a worker, an operator's psql): not the app's pool."""
+    import psycopg2
+
+    conn = psycopg2.connect(database_url)
+    conn.autocommit = True
+    return conn
+
+
+def _titles(client) -> list[str]:
+    return [alert["title"] for alert in client.get(ALERTS_URL).get_json()["alerts"]]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_page_is_answered_again_until_any_writer_commits(settings_overrides, database_url):
+    app, pages = _kept_pages_app(settings_overrides)
+    client = app.test_client()
+    first = client.get(ALERTS_URL).get_data()
+    assert client.get(ALERTS_URL).get_data() == first and pages.hits == 1
+    outside = _outside(database_url)
+    with outside.cursor() as cur:
+        cur.execute("UPDATE alerts SET title = 'changed by SQL' WHERE title = 't9'")
+    assert "changed by SQL" in _titles(client)  # no app code told the cache: the snapshot moved
+    assert pages.hits == 1
+    assert "changed by SQL" in _titles(client) and pages.hits == 2
+    outside.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_an_uncommitted_write_is_not_shown_and_its_commit_is(settings_overrides, database_url):
+    import psycopg2
+
+    app, pages = _kept_pages_app(settings_overrides)
+    client = app.test_client()
+    before = _titles(client)
+    writer = psycopg2.connect(database_url)
+    with writer.cursor() as cur:
+        cur.execute("UPDATE alerts SET title = 'not yet' WHERE title = 't9'")
+        assert _titles(client) == before
+        assert _titles(client) == before
+        writer.commit()
+    assert "not yet" in _titles(client)
+    writer.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_commit_while_a_page_is_read_is_never_served_stale(settings_overrides, database_url, monkeypatch):
+    """The snapshot is read before the page: a commit landing just after the page's query leaves
+    the page labelled with the older snapshot, so the next request reads afresh."""
+    from app.core import listings
+
+    app, pages = _kept_pages_app(settings_overrides)
+    client = app.test_client()
+    outside = _outside(database_url)
+    real_page = listings.alerts_page
+
+    def page_then_commit(query):
+        page = real_page(query)
+        with outside.cursor() as cur:
+            cur.execute("UPDATE alerts SET title = 'landed meanwhile' WHERE title = 't9'")
+        return page
+
+    monkeypatch.setattr(listings, "alerts_page", page_then_commit)
+    assert "landed meanwhile" not in _titles(client)
+    monkeypatch.setattr(listings, "alerts_page", real_page)
+    assert "landed meanwhile" in _titles(client)
+    outside.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_history_page_with_a_run_waiting_for_retry_is_read_every_time(settings_overrides, database_url):
+    from datetime import timezone
+
+    app, pages = _kept_pages_app(settings_overrides)
+    client = app.test_client()
+    redis = app.extensions["redis"]
+    outside = _outside(database_url)
+    with outside.cursor() as cur:
+        cur.execute("UPDATE job_runs SET status = 'scheduled', ended_at = NULL WHERE id = 'run-11'")
+    client.get(HISTORY_URL)
+    for minute in (5, 7):  # RQ moves the retry in Redis; the database does not change
+        due = datetime(2026, 3, 1, 14, minute, tzinfo=timezone.utc)
+        redis.zadd("rq:scheduled:forecast", {"run-11": due.timestamp()})
+        runs = client.get(HISTORY_URL).get_json()["runs"]
+        waiting = next(run for run in runs if run["job_id"] == "run-11")
+        assert waiting["state_detail"].startswith(f"retrying at 14:0{minute} UTC")
+    assert pages.hits == 0 and len(pages) == 0
+    outside.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_pages_are_read_every_time(settings_overrides):
+    from app.connections import db_session
+
+    app, pages = _kept_pages_app(settings_overrides)
+    client = app.test_client()
+    client.get(ALERTS_URL)
+    with app.app_context(), db_session():
+        Alert.update(title="changed").where(Alert.title == "t9").execute()
+    assert "changed" in _titles(client)
+    assert len(pages) == 0 and pages.hits == 0

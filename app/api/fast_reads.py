@@ -15,6 +15,10 @@ path, a query string with anything but plain characters, a parameter given twice
 model refuses, a missing token when one is needed, an unknown job or run, any exception) is
 handed to Flask untouched, which gives its usual answer (400, 401, 404, 503). So every error
 still has one source, and `tests/test_fast_reads.py` compares both paths byte for byte.
+
+History and alerts pages are kept (`app.core.page_cache`) and served again, after the same
+token check, while the database has committed nothing since they were read; a history page
+with a run waiting for RQ's retry is not kept (its retry time is read from Redis).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from app.config import using_settings
 from app.connections import using_database
 from app.core import jobs, listings
 from app.core.errors import ServiceError
-from app.core.run_states import add_retry_states
+from app.core.page_cache import PageCache, snapshot
+from app.core.run_states import RETRY_STATUS, add_retry_states
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -52,6 +57,7 @@ class FastReads:
         self.flask_wsgi_app = flask_wsgi_app
         self.settings = app.config["SETTINGS"]
         self.database = app.extensions["database"]
+        self.pages = PageCache()
         # The JSON provider's compact form, as `jsonify` writes it outside debug mode.
         self.enabled = app.json.compact is not False and not app.debug  # type: ignore[attr-defined]
 
@@ -83,9 +89,10 @@ class FastReads:
         args = _plain_args(environ.get("QUERY_STRING", ""))
         if args is None:
             return None
+        page_key = f"{path}?{environ.get('QUERY_STRING', '')}"
         if path == ALERTS_PATH:
             alert_query = AlertQuery.model_validate(args)
-            return self._run(lambda: listings.alerts_page(alert_query))
+            return self._run(lambda: listings.alerts_page(alert_query), page_key)
         match = _JOB_PATH.fullmatch(path)
         if match is None:
             return None
@@ -100,24 +107,44 @@ class FastReads:
                 add_retry_states(redis, page["runs"])  # as the view: runs waiting for a retry say when
                 return page
 
-            return self._run(history)
+            return self._run(history, page_key, keep=_no_run_waits_for_retry)
         if second == "trigger" or args:  # GET on trigger is a 405; status takes no parameters
             return None
         run_id = jobs.run_id(second)
         return self._run(lambda: add_retry_states(redis, [listings.run_status(name, run_id)])[0])
 
-    def _run(self, use_case: Callable[[], dict[str, Any]]) -> bytes | None:
+    def _run(
+        self,
+        use_case: Callable[[], dict[str, Any]],
+        page_key: str | None = None,
+        keep: Callable[[dict[str, Any]], bool] = lambda data: True,
+    ) -> bytes | None:
+        """The use case's JSON body. With a `page_key`, a page kept since the current snapshot is
+        answered without running the use case, and a new answer is kept if `keep` says so."""
         db = self.database
+        read_after = None
         with using_database(db), using_settings(self.settings):
             try:
-                body = use_case()
+                if page_key is not None and (read_after := snapshot()) is not None:
+                    kept = self.pages.get(page_key, read_after)
+                    if kept is not None:
+                        return kept
+                data = use_case()
             except ServiceError:
                 return None
             finally:
                 if not db.is_closed():
                     db.close()
-        text: str = self.app.json.dumps(body, separators=(",", ":"))
-        return (text + "\n").encode()
+        text: str = self.app.json.dumps(data, separators=(",", ":"))
+        body = (text + "\n").encode()
+        if read_after is not None and page_key is not None and keep(data):
+            self.pages.put(page_key, read_after, body)
+        return body
+
+
+def _no_run_waits_for_retry(page: dict[str, Any]) -> bool:
+    """A history page can be kept unless a run on it shows RQ's retry time (Redis, not the snapshot)."""
+    return all(run["status"] != RETRY_STATUS for run in page["runs"])
 
 
 def _plain_args(query: str) -> dict[str, str] | None:
