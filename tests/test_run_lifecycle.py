@@ -31,6 +31,7 @@ from app.forecast.demo import seed_demo
 from app.migrations import MIGRATIONS_DIR, MigrationContext, Step
 from app.models import Alert, JobRun, utcnow
 from app.runs.fanout import chunk_job_id, gather_job_id
+from app.runs.keys import active_key
 from tests.test_job_policies import use, wait_for
 from tests.test_jobs_api import trigger
 from tests.test_worker_modes import _children
@@ -388,6 +389,57 @@ def test_a_redis_error_in_the_post_job_heartbeat_does_not_stop_the_worker(app, r
 
 
 # -- point 8: the RQ command line -------------------------------------------------------------------
+
+
+class TestForcedTriggersBackToBack:
+    """A forced trigger queues behind the run before it. RQ counts a dependency missing from
+    Redis as met, so a forced run must not chain on a run whose enqueuer has taken the lock but
+    not yet put its job in Redis: it would start at once, beside the active run."""
+
+    def test_a_forced_run_waits_for_a_run_still_in_its_enqueue_window(self, app, redis, monkeypatch):
+        settings = app.config["SETTINGS"]
+        holder = "active-run"
+        Job.create("bench.noop_job.noop", id=holder, connection=redis, status=JobStatus.DEFERRED).save()
+        redis.set(active_key("forecast"), holder)  # a confirmed, running run
+        real_create_row = runs.enqueue._create_row
+        in_window, leave_window = threading.Event(), threading.Event()
+
+        def slow_create_row(run_id, *args, **kwargs):
+            if not in_window.is_set():  # the first forced run stops between lock and enqueue
+                in_window.set()
+                assert leave_window.wait(10)
+            return real_create_row(run_id, *args, **kwargs)
+
+        monkeypatch.setattr(runs.enqueue, "_create_row", slow_create_row)
+        outcomes: dict[str, runs.EnqueueOutcome] = {}
+
+        def force(name: str) -> None:
+            with app.app_context():
+                outcomes[name] = runs.enqueue_run("forecast", redis=redis, settings=settings, force=True)
+
+        first = threading.Thread(target=force, args=("first",))
+        first.start()
+        assert in_window.wait(10)
+        second = threading.Thread(target=force, args=("second",))
+        second.start()
+        time.sleep(0.3)  # the second is now taking the lock, or waiting to
+        leave_window.set()
+        first.join(10)
+        second.join(10)
+        assert outcomes["first"].waits_for == holder
+        assert outcomes["second"].waits_for == outcomes["first"].run_id
+        for name in ("first", "second"):
+            assert Job.fetch(outcomes[name].run_id, connection=redis).get_status() == JobStatus.DEFERRED
+        assert Queue("forecast", connection=redis).count == 0  # nothing may start beside the active run
+
+    def test_a_forced_run_behind_an_enqueuer_that_died_is_refused(self, app, redis, monkeypatch):
+        """The dead enqueuer's pending lock frees itself after PENDING_TTL; meanwhile a forced
+        trigger is refused with the holder's id instead of starting at once."""
+        monkeypatch.setattr(runs.lock, "FORCE_WAIT_SECONDS", 0.2)
+        assert runs.take_slot(redis, "forecast", "died-enqueuing", force=False) is None
+        with pytest.raises(runs.RunConflict) as refused:
+            runs.take_slot(redis, "forecast", "forced", force=True)
+        assert refused.value.active_id == "died-enqueuing"
 
 
 class TestRqCommandLine:

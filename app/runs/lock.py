@@ -10,6 +10,7 @@ A fanned-out run keeps it under a lease (a TTL again) renewed by its chunks (`ho
 from __future__ import annotations
 
 import logging
+import time
 
 from redis import Redis
 from rq.exceptions import NoSuchJobError
@@ -18,7 +19,7 @@ from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobReg
 
 from app.connections import db_session
 from app.models import JobRun, utcnow
-from app.runs.keys import CONFIRM, HOLD, PENDING_TTL, SWAP, TAKE, active_key, release_if_owner
+from app.runs.keys import CONFIRM, FANOUT_KEY, HOLD, PENDING_TTL, SWAP, TAKE, active_key, release_if_owner
 from app.runs.lifecycle import end_if
 from app.runs.status import RQ_ENDED, TERMINAL_VALUES, WAITING_VALUES, RunConflict, RunStatus
 
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 # Reconcile cancels a waiting run whose RQ job is gone only once the row is this old: a row is
 # written just before its job reaches Redis (the enqueue window; its lock is pending then too).
 VANISHED_GRACE_SECONDS = 2.0
+# How long a forced trigger waits for the run it would queue behind to reach Redis (its enqueuer
+# is writing its row); past it, the trigger is refused (409) as an unforced one would be.
+FORCE_WAIT_SECONDS = 5.0
+FORCE_WAIT_STEP = 0.005
 DELETED_REASON = "canceled: its RQ job was deleted from Redis (rq-dashboard delete or empty queue)"
 
 
@@ -97,10 +102,31 @@ def cancel_vanished(redis: Redis, row: JobRun, grace: float = VANISHED_GRACE_SEC
     return True
 
 
+def _holder_not_in_redis_yet(redis: Redis, holder: str, ttl: int) -> bool:
+    """The holder's enqueuer has taken the lock (pending) but its job is not in Redis yet.
+
+    A forced run must not queue behind it then: RQ counts a dependency missing from Redis as met
+    (`Job.fetch_dependencies` drops it), so the forced run would start at once, beside the run
+    the holder itself waits for. A fanned-out run's lease also has a TTL; it is no enqueuer.
+    """
+    if ttl < 0:
+        return False
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(Job.key_for(holder))
+        pipe.get(FANOUT_KEY)
+        exists, fanned_out = pipe.execute()
+    return not exists and fanned_out != holder.encode()
+
+
 def take_slot(redis: Redis, job_name: str, run_id: str, force: bool) -> str | None:
-    """Make `run_id` the job's active run; return the run it must wait for (force) or None."""
+    """Make `run_id` the job's active run; return the run it must wait for (force) or None.
+
+    A forced run waits (up to FORCE_WAIT_SECONDS) for a holder still on its way into Redis.
+    """
     key = active_key(job_name)
-    for _ in range(5):
+    swaps = 0
+    deadline = time.monotonic() + FORCE_WAIT_SECONDS
+    while swaps < 5:
         taken = redis.eval(TAKE, 1, key, run_id, PENDING_TTL)
         if not taken:
             return None
@@ -108,11 +134,18 @@ def take_slot(redis: Redis, job_name: str, run_id: str, force: bool) -> str | No
         if _holder_is_stale(redis, holder, ttl):
             if redis.eval(SWAP, 1, key, holder, run_id, PENDING_TTL):
                 return None
+            swaps += 1
             continue
         if not force:
             raise RunConflict(job_name, holder)
+        if _holder_not_in_redis_yet(redis, holder, ttl):
+            if time.monotonic() >= deadline:
+                raise RunConflict(job_name, holder)
+            time.sleep(FORCE_WAIT_STEP)
+            continue
         if redis.eval(SWAP, 1, key, holder, run_id, PENDING_TTL):
             return holder
+        swaps += 1
     raise RunConflict(job_name, holder)
 
 
