@@ -223,8 +223,49 @@ def targets(bench: Bench, loaded: dict) -> list[tuple[str, str, Path]]:
             "alerts, deep cursor page (90% down)",
             write_script(wd, "alerts2", "get", f"{alerts}&cursor={loaded['cursors']['alerts']}"),
         ),
+        (
+            "busy_history",
+            "history, first page, while another connection commits every ~1 ms (kept pages never match)",
+            write_script(wd, "hist3", "get", hist),
+        ),
         ("stats", "stats (/api/jobs/stats)", write_script(wd, "stats", "get", "/api/jobs/stats")),
     ]
+
+
+class Committer:
+    """Another connection committing a one-row update every `pause` seconds: each commit moves the
+    database's snapshot, so the web's kept pages (app/core/page_cache.py) never match and every
+    page is read afresh; what a page costs on a busy database."""
+
+    def __init__(self, bench: Bench, pause: float = 0.001) -> None:
+        import threading
+
+        self.conn = bench.pg()
+        with self.conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS bench_commits (id int PRIMARY KEY, n bigint NOT NULL)")
+            cur.execute("INSERT INTO bench_commits VALUES (1, 0) ON CONFLICT DO NOTHING")
+        self.pause = pause
+        self.commits = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        with self.conn.cursor() as cur:
+            while not self.stopping.is_set():
+                cur.execute("UPDATE bench_commits SET n = n + 1 WHERE id = 1")
+                self.commits += 1
+                time.sleep(self.pause)
+
+    def __enter__(self) -> Committer:
+        self.began = time.monotonic()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.rate = self.commits / (time.monotonic() - self.began)
+        self.conn.close()
 
 
 def check_routes(bench: Bench, loaded: dict) -> None:
@@ -317,7 +358,12 @@ def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencie
                     if key == "trigger":
                         _hold_forecast(redis)
                     target_base = bare_base if key == "bare" else base
-                    out = run_wrk(target_base, script, conns, seconds)
+                    if key == "busy_history":
+                        with Committer(bench) as committer:
+                            out = run_wrk(target_base, script, conns, seconds)
+                        out["commits_per_s"] = committer.rate
+                    else:
+                        out = run_wrk(target_base, script, conns, seconds)
                     out["settle_s"] = settle(target_base)
                     if key == "trigger":
                         out["canceled_rows"] = _release_forecast(bench, redis)
@@ -325,6 +371,7 @@ def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencie
                     log(
                         f"  api round {round_no + 1} c={conns} {key}: {out['rps']:.0f} req/s, "
                         f"p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms (settled {out['settle_s']:.1f}s)"
+                        + (f", {out['commits_per_s']:.0f} commits/s beside it" if "commits_per_s" in out else "")
                         + (
                             f", codes 200={out['s200']} 202={out['s202']} 409={out['s409']} other={out['sother']}"
                             f" errors={out['errors']}"
@@ -353,5 +400,7 @@ def run(bench: Bench, loaded: dict, *, rounds: int, seconds: float, concurrencie
                 "s409": sum(r["s409"] for r in runs),
                 "runs": runs,
             }
+            if any("commits_per_s" in r for r in runs):
+                summary[key][conns]["commits_per_s"] = median([r["commits_per_s"] for r in runs])
     summary["labels"] = {key: label for key, label, _ in plan}
     return summary

@@ -161,7 +161,9 @@ SEVERITIES = _weighted((("high", 2), ("medium", 4), ("low", 4)))
 SOURCES = _weighted((("scheduled_job", 8), ("manual", 2)))
 
 
-def alert_lines(n: int, start: datetime, end: datetime, rng: random.Random):
+def alert_lines(n: int, start: datetime, end: datetime, rng: random.Random, batch: int = 0):
+    """Alert rows for COPY; `batch` keeps fingerprints unique across loads (open alerts have a
+    unique index on their fingerprint: the API's recent alerts and the cleanup's expired ones)."""
     step = (end - start) / max(n, 1)
     for i in range(n):
         at = (start + step * i).strftime(FMT)
@@ -181,13 +183,13 @@ def alert_lines(n: int, start: datetime, end: datetime, rng: random.Random):
         figures = '{"capacity": 1000, "load": 1104.2, "score": 6.3}'
         yield (
             f"{kind}\t{severity}\t{title}\t{message}\t{source}\t\\N\t{subject}\t{figures}\t"
-            f"{kind}:{subject}:{i}\t1\tf\t{at}\t{at}\topen\n"
+            f"{kind}:{subject}:{batch}-{i}\t1\tf\t{at}\t{at}\topen\n"
         )
 
 
 def load_alerts(conn, n: int, start: datetime, end: datetime, seed: int = 7) -> None:
     with secondary_indexes_dropped(conn, "alerts"):
-        _copy(conn, "alerts", ALERT_COLUMNS, alert_lines(n, start, end, random.Random(seed)))
+        _copy(conn, "alerts", ALERT_COLUMNS, alert_lines(n, start, end, random.Random(seed), batch=seed))
     conn.commit()
     vacuum_analyze(conn, "alerts")
 

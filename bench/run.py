@@ -209,6 +209,8 @@ def build_rows(results: dict, args) -> list[tuple[str, str, str, str, str, str]]
                 extra = ""
                 if key == "trigger":
                     extra = f" [{got['s202']:,} x 202, {got['s409']:,} x 409]"
+                if "commits_per_s" in got:
+                    extra = f" [{got['commits_per_s']:,.0f} commits/s]"
                 if got["non_2xx_409"] or got["socket_errors"]:
                     extra += f" [{got['non_2xx_409']} other status, {got['socket_errors']} socket errors]"
                 rows.append(
