@@ -432,6 +432,34 @@ class TestForcedTriggersBackToBack:
             assert Job.fetch(outcomes[name].run_id, connection=redis).get_status() == JobStatus.DEFERRED
         assert Queue("forecast", connection=redis).count == 0  # nothing may start beside the active run
 
+    def test_forced_triggers_at_once_all_queue_in_one_line_behind_the_active_run(self, app, redis):
+        settings = app.config["SETTINGS"]
+        holder = "active-run"
+        Job.create("bench.noop_job.noop", id=holder, connection=redis, status=JobStatus.DEFERRED).save()
+        redis.set(active_key("forecast"), holder)
+        outcomes: list[runs.EnqueueOutcome] = []
+        start = threading.Barrier(8)
+
+        def force() -> None:
+            with app.app_context():
+                start.wait(10)
+                for _ in range(3):
+                    outcomes.append(runs.enqueue_run("forecast", redis=redis, settings=settings, force=True))
+
+        threads = [threading.Thread(target=force) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len(outcomes) == 24  # none refused: a forced trigger queues behind
+        waited_on = [outcome.waits_for for outcome in outcomes]
+        # One line: each run waits for a different one, starting from the active run.
+        assert len(set(waited_on)) == 24 and holder in waited_on
+        assert set(waited_on) - {holder} <= {outcome.run_id for outcome in outcomes}
+        for outcome in outcomes:
+            assert Job.fetch(outcome.run_id, connection=redis).get_status() == JobStatus.DEFERRED
+        assert Queue("forecast", connection=redis).count == 0
+
     def test_a_forced_run_behind_an_enqueuer_that_died_is_refused(self, app, redis, monkeypatch):
         """The dead enqueuer's pending lock frees itself after PENDING_TTL; meanwhile a forced
         trigger is refused with the holder's id instead of starting at once."""

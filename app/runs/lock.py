@@ -121,12 +121,12 @@ def _holder_not_in_redis_yet(redis: Redis, holder: str, ttl: int) -> bool:
 def take_slot(redis: Redis, job_name: str, run_id: str, force: bool) -> str | None:
     """Make `run_id` the job's active run; return the run it must wait for (force) or None.
 
-    A forced run waits (up to FORCE_WAIT_SECONDS) for a holder still on its way into Redis.
+    A forced run waits for a holder still on its way into Redis, and tries again when another
+    trigger swapped the holder first; after FORCE_WAIT_SECONDS it is refused like an unforced one.
     """
     key = active_key(job_name)
-    swaps = 0
     deadline = time.monotonic() + FORCE_WAIT_SECONDS
-    while swaps < 5:
+    while True:
         taken = redis.eval(TAKE, 1, key, run_id, PENDING_TTL)
         if not taken:
             return None
@@ -134,19 +134,14 @@ def take_slot(redis: Redis, job_name: str, run_id: str, force: bool) -> str | No
         if _holder_is_stale(redis, holder, ttl):
             if redis.eval(SWAP, 1, key, holder, run_id, PENDING_TTL):
                 return None
-            swaps += 1
-            continue
-        if not force:
+        elif not force:
             raise RunConflict(job_name, holder)
-        if _holder_not_in_redis_yet(redis, holder, ttl):
-            if time.monotonic() >= deadline:
-                raise RunConflict(job_name, holder)
+        elif _holder_not_in_redis_yet(redis, holder, ttl):
             time.sleep(FORCE_WAIT_STEP)
-            continue
-        if redis.eval(SWAP, 1, key, holder, run_id, PENDING_TTL):
+        elif redis.eval(SWAP, 1, key, holder, run_id, PENDING_TTL):
             return holder
-        swaps += 1
-    raise RunConflict(job_name, holder)
+        if time.monotonic() >= deadline:
+            raise RunConflict(job_name, holder)
 
 
 def release_slot(redis: Redis, job_name: str, run_id: str) -> None:
