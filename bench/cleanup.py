@@ -16,8 +16,9 @@ from bench.stack import Bench, http, pct, wait_until
 
 INSERT = (
     "INSERT INTO alerts (type, severity, title, message, source, subject, figures, fingerprint, occurrences, "
-    "resolved, created_at, last_seen_at) VALUES ('demand_spike', 'low', 'Writer alert', 'inserted during cleanup', "
-    "'scheduled_job', 'ITEM@LINE', '{}', %s, 1, false, now() at time zone 'utc', now() at time zone 'utc')"
+    "resolved, created_at, last_seen_at, state) VALUES ('demand_spike', 'low', 'Writer alert', "
+    "'inserted during cleanup', 'scheduled_job', 'ITEM@LINE', '{}', %s, 1, false, now() at time zone 'utc', "
+    "now() at time zone 'utc', 'open')"
 )
 
 
@@ -28,19 +29,24 @@ class Writer(threading.Thread):
         self.stop_event = threading.Event()
         self.max_seconds, self.pause, self.max_inserts = max_seconds, pause, max_inserts
         self.samples: list[tuple[float, float]] = []  # (wall time at start, seconds)
+        self.error: BaseException | None = None  # a writer that failed measured nothing: the section fails
 
     def run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
-        with self.conn.cursor() as cur:
-            for i in range(self.max_inserts):
-                if self.stop_event.is_set() or time.monotonic() > deadline:
-                    break
-                at = time.time()
-                began = time.perf_counter()
-                cur.execute(INSERT, (f"writer:{i}:{at}",))
-                self.samples.append((at, time.perf_counter() - began))
-                time.sleep(self.pause)
-        self.conn.close()
+        try:
+            with self.conn.cursor() as cur:
+                for i in range(self.max_inserts):
+                    if self.stop_event.is_set() or time.monotonic() > deadline:
+                        break
+                    at = time.time()
+                    began = time.perf_counter()
+                    cur.execute(INSERT, (f"writer:{i}:{at}",))
+                    self.samples.append((at, time.perf_counter() - began))
+                    time.sleep(self.pause)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.conn.close()
 
 
 def run(bench: Bench, expired: int, log=print, budget: float = 1200) -> dict:
@@ -74,6 +80,8 @@ def run(bench: Bench, expired: int, log=print, budget: float = 1200) -> dict:
         writer.stop_event.set()
         writer.join(30)
     pg.close()
+    if writer.error is not None:
+        raise RuntimeError(f"the writer beside the cleanup failed: {writer.error!r}") from writer.error
     import json
 
     result = json.loads(result) if isinstance(result, str) else (result or {})
