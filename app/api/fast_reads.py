@@ -137,7 +137,7 @@ class FastReads:
                     db.close()
         text: str = self.app.json.dumps(data, separators=(",", ":"))
         body = (text + "\n").encode()
-        if read_after is not None and page_key is not None and keep(data):
+        if read_after is not None and keep(data):  # read_after is only read for a page_key
             self.pages.put(page_key, read_after, body)
         return body
 
