@@ -13,6 +13,7 @@ import time
 
 from redis import Redis
 from rq import Worker
+from rq.exceptions import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class ResourceSampler:
 
 
 def publish_worker_resources(worker: Worker, pipeline=None) -> None:
-    """Write the worker's CPU% and RSS into its RQ hash; never raises (a heartbeat must not fail).
+    """Write the worker's CPU% and RSS into its RQ hash; raises nothing but a stop (a heartbeat must not fail).
 
     Skipped inside the work-horse (a fork of the worker that also heartbeats), so the figures
     always describe the worker process and its current horse together.
@@ -86,6 +87,10 @@ def publish_worker_resources(worker: Worker, pipeline=None) -> None:
                 SAMPLED_FIELD: round(time.time(), 3),
             },
         )
+    except StopRequested:
+        # RQ's SIGTERM handler raises it in an idle worker wherever the signal lands; swallowed
+        # here, the worker stayed in RQ's dequeue loop (which never reads the stop flag) for good
+        raise
     except Exception:
         log.debug("could not publish worker resources", exc_info=True)
 

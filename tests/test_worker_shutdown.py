@@ -49,3 +49,22 @@ def test_a_stop_signalled_inside_a_fork_callback_is_still_honoured(app, redis):
         lost.request_stop = lambda *args: None  # at-fork callbacks cannot be unregistered: make it a no-op
     assert fired
     assert lost._stop_requested  # the loop checks this before its next dequeue
+
+
+@pytest.mark.any_database
+def test_a_sigterm_landing_while_the_heartbeat_publishes_resources_still_stops_the_worker(app, redis, monkeypatch):
+    """RQ's handler raises StopRequested in an idle worker wherever the signal lands. Landing in
+    the heartbeat's resource sampling, it was swallowed and the worker stayed in RQ's dequeue
+    loop until SIGKILL (seen as a 30 s timeout of tests/test_ops_events.py under load)."""
+    from app.worker_resources import ResourceSampler
+    from workers.worker import build_worker
+
+    worker = build_worker(app.config["SETTINGS"], redis, name="stop-in-heartbeat")
+    worker.register_birth()
+
+    def signal_lands_here(self, horse_pid=None):
+        raise StopRequested()
+
+    monkeypatch.setattr(ResourceSampler, "sample", signal_lands_here)
+    with pytest.raises(StopRequested):
+        worker.heartbeat()
