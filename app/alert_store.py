@@ -7,7 +7,8 @@ unique index, migration 0003): when a concurrent store inserted the same conditi
 the insert fails in its savepoint and the row the other store inserted is refreshed instead.
 Every sighting is also kept (`alert_occurrences`: which run saw it, when, how severe) and the
 alert points to the latest run that saw it. A resolved alert is closed: the next sighting of its
-condition opens a new alert (and notifies, like any new one).
+condition opens a new alert (and notifies, like any new one), and so does the sighting of an
+alert resolved or deleted by the cleanup after this store read it.
 """
 
 from __future__ import annotations
@@ -59,35 +60,10 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
             open_alerts[alert.fingerprint] = alert
     now = utcnow()
     sightings: list[tuple[int, str]] = []
-    for candidate in candidates:
-        outcome.by_severity[candidate["severity"]] += 1
-        existing = open_alerts.get(candidate["fingerprint"])
-        if existing is None:
-            try:
-                with database.atomic():  # a savepoint: only this insert is undone on a conflict
-                    alert = Alert.create(
-                        type=candidate["type"],
-                        severity=candidate["severity"],
-                        title=candidate["title"],
-                        message=candidate["message"],
-                        source=source,
-                        job_id=job_id,
-                        subject=candidate["subject"],
-                        figures=candidate.get("figures", {}),
-                        fingerprint=candidate["fingerprint"],
-                        created_at=now,
-                        last_seen_at=now,
-                        last_job_id=job_id,
-                    )
-            except peewee.IntegrityError:  # another store inserted this open alert meanwhile
-                existing = Alert.get_or_none(
-                    (Alert.fingerprint == candidate["fingerprint"]) & (Alert.resolved == False)  # noqa: E712
-                )
-                if existing is None:
-                    raise
-                open_alerts[existing.fingerprint] = existing
-        if existing is not None:
-            sightings.append((existing.id, candidate["severity"]))
+
+    def refresh(alert: Alert, candidate: dict) -> bool:
+        """Refresh an open alert; False when it closed since it was read (resolved, or expired by the cleanup)."""
+        refreshed: int = (
             Alert.update(
                 last_seen_at=now,
                 last_job_id=job_id,
@@ -96,9 +72,44 @@ def store_alerts(candidates: list[dict], job_id: str | None, source: str = "sche
                 title=candidate["title"],
                 message=candidate["message"],
                 figures=candidate.get("figures", {}),
-            ).where(Alert.id == existing.id).execute()
+            )
+            .where((Alert.id == alert.id) & (Alert.resolved == False))  # noqa: E712
+            .execute()
+        )
+        if refreshed:
+            sightings.append((alert.id, candidate["severity"]))
             outcome.updated += 1
             log.info("alert updated: %s %s - %s", candidate["type"], candidate["severity"], candidate["subject"])
+        return bool(refreshed)
+
+    for candidate in candidates:
+        outcome.by_severity[candidate["severity"]] += 1
+        existing = open_alerts.get(candidate["fingerprint"])
+        if existing is not None and refresh(existing, candidate):
+            continue
+        try:
+            with database.atomic():  # a savepoint: only this insert is undone on a conflict
+                alert = Alert.create(
+                    type=candidate["type"],
+                    severity=candidate["severity"],
+                    title=candidate["title"],
+                    message=candidate["message"],
+                    source=source,
+                    job_id=job_id,
+                    subject=candidate["subject"],
+                    figures=candidate.get("figures", {}),
+                    fingerprint=candidate["fingerprint"],
+                    created_at=now,
+                    last_seen_at=now,
+                    last_job_id=job_id,
+                )
+        except peewee.IntegrityError:  # another store inserted this open alert meanwhile
+            existing = Alert.get_or_none(
+                (Alert.fingerprint == candidate["fingerprint"]) & (Alert.resolved == False)  # noqa: E712
+            )
+            if existing is None or not refresh(existing, candidate):
+                raise
+            open_alerts[existing.fingerprint] = existing
             continue
         open_alerts[alert.fingerprint] = alert
         sightings.append((alert.id, candidate["severity"]))

@@ -44,6 +44,11 @@ _context_database: ContextVar[peewee.Database | None] = ContextVar("context_data
 database = ContextDatabaseProxy()
 
 
+def is_postgres() -> bool:
+    """Whether the models' current database is PostgreSQL (else SQLite, the embedded default)."""
+    return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
 @contextlib.contextmanager
 def using_database(db: peewee.Database) -> Iterator[peewee.Database]:
     """Inside, the models use `db` (this thread or task only); the previous binding is restored after."""

@@ -1,7 +1,9 @@
 """Cleanup: the real `cleanup` run (API trigger -> worker -> cleanup_old_alerts) deleting
-expired alerts on PostgreSQL while a writer inserts fresh alerts, one per transaction.
+expired alerts on PostgreSQL, each with `sightings` sightings deleted with it (a stored alert
+has at least the one that raised it), while a writer inserts fresh alerts, one per transaction.
 
-rows/s = deleted alerts / (run ended_at - started_at). The writer's waits are the durations
+rows/s = deleted alerts and sightings / (run ended_at - started_at); alerts/s the alerts alone
+(`--sightings 0` loads none: the work of the cleanup before sightings existed). The writer's waits are the durations
 of its INSERT + COMMIT round trips during the run (it pauses 10 ms between them).
 """
 
@@ -49,10 +51,10 @@ class Writer(threading.Thread):
             self.conn.close()
 
 
-def run(bench: Bench, expired: int, log=print, budget: float = 1200) -> dict:
+def run(bench: Bench, expired: int, log=print, budget: float = 1200, sightings: int = 1) -> dict:
     conn = bench.pg(autocommit=False)
     began = time.monotonic()
-    data.load_alerts(conn, expired, *data.expired_window(), seed=11)
+    data.load_alerts(conn, expired, *data.expired_window(), seed=11, sightings=sightings)
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM alerts")
         total = cur.fetchone()[0]
@@ -91,11 +93,14 @@ def run(bench: Bench, expired: int, log=print, budget: float = 1200) -> dict:
     before = [s * 1000 for at, s in writer.samples if at < start_ts]
     seconds = end_ts - start_ts
     deleted = result.get("deleted_alerts", 0)
+    deleted_sightings = result.get("deleted_sightings", 0)
     out = {
         "status": status,
         "deleted": deleted,
+        "deleted_sightings": deleted_sightings,
         "seconds": seconds,
-        "rows_per_s": deleted / seconds if seconds else None,
+        "rows_per_s": (deleted + deleted_sightings) / seconds if seconds else None,
+        "alerts_per_s": deleted / seconds if seconds else None,
         "writer_inserts": len(during),
         "writer_max_ms": max(during, default=None),
         "writer_p99_ms": pct(during, 99),
@@ -104,7 +109,8 @@ def run(bench: Bench, expired: int, log=print, budget: float = 1200) -> dict:
         "result": result,
     }
     log(
-        f"  cleanup: {deleted:,} deleted in {seconds:.1f}s = {out['rows_per_s'] or 0:,.0f} rows/s; writer "
+        f"  cleanup: {deleted:,} alerts and {deleted_sightings:,} sightings deleted in {seconds:.1f}s = "
+        f"{out['rows_per_s'] or 0:,.0f} rows/s ({out['alerts_per_s'] or 0:,.0f} alerts/s); writer "
         f"{len(during)} inserts, p50 {out['writer_p50_ms'] or 0:.1f} ms, p99 {out['writer_p99_ms'] or 0:.1f} ms, "
         f"max {out['writer_max_ms'] or 0:.1f} ms"
     )

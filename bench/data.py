@@ -187,11 +187,23 @@ def alert_lines(n: int, start: datetime, end: datetime, rng: random.Random, batc
         )
 
 
-def load_alerts(conn, n: int, start: datetime, end: datetime, seed: int = 7) -> None:
+def load_alerts(conn, n: int, start: datetime, end: datetime, seed: int = 7, sightings: int = 1) -> None:
+    """n alerts, each with `sightings` sightings (a stored alert has at least the one that raised it)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT coalesce(max(id), 0) FROM alerts")
+        before = cur.fetchone()[0]
     with secondary_indexes_dropped(conn, "alerts"):
         _copy(conn, "alerts", ALERT_COLUMNS, alert_lines(n, start, end, random.Random(seed), batch=seed))
+    with secondary_indexes_dropped(conn, "alert_occurrences"), conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO alert_occurrences (alert_id, job_id, seen_at, severity)"
+            " SELECT a.id, NULL, a.last_seen_at - make_interval(hours => 2 * k), a.severity"
+            " FROM alerts a, generate_series(0, %s - 1) k WHERE a.id > %s",
+            (sightings, before),
+        )
     conn.commit()
     vacuum_analyze(conn, "alerts")
+    vacuum_analyze(conn, "alert_occurrences")
 
 
 def recent_window(days: float = 89) -> tuple[datetime, datetime]:

@@ -53,7 +53,7 @@ from app import runs  # noqa: E402
 from app.config import Settings, configure  # noqa: E402
 from app.connections import bind_database, database, db_session, redis_connection  # noqa: E402
 from app.forecast import demo, pipeline, predict  # noqa: E402
-from app.models import Alert, JobRun  # noqa: E402
+from app.models import Alert, AlertOccurrence, JobRun  # noqa: E402
 from tests.servers import PostgresServer, RedisServer, ServerUnavailable  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -290,6 +290,7 @@ class Workers:
 
 def timed_run(settings: Settings, redis, workers: Workers, expected: set[str]) -> RunFigures:
     with db_session():
+        AlertOccurrence.delete().execute()
         Alert.delete().execute()  # every run stores its alerts afresh
     sampler = MemorySampler([p.pid for p in workers.procs])
     sampler.start()

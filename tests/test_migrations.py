@@ -17,7 +17,16 @@ import pytest
 from app.config import Settings
 from app.connections import bind_database, database, db_session
 from app.migrations import MIGRATIONS_DIR, MigrationError, MigrationLockTimeout, applied, discover, migrate, status
-from app.models import ALL_MODELS, Alert, DailySummary, DemandHistory, JobRun, ProductionLine, create_tables
+from app.models import (
+    ALL_MODELS,
+    Alert,
+    AlertOccurrence,
+    DailySummary,
+    DemandHistory,
+    JobRun,
+    ProductionLine,
+    create_tables,
+)
 from tests.conftest import settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +182,33 @@ def test_run_attempts_are_backfilled_from_each_runs_last_attempt(db):
     assert JobRun.get_by_id("boom").status == "failed" and JobRun.get_by_id("boom").error == "ValueError: bad row"
     JobRun.delete().where(JobRun.id == "boom").execute()
     assert not RunAttempt.select().where(RunAttempt.run == "boom").exists()
+
+
+def test_sightings_keep_their_rows_and_ids_when_their_foreign_key_goes(db):
+    """0010 drops alert_occurrences' key to alerts (PostgreSQL: the constraint; SQLite: a rebuilt table)."""
+    migrate(db, target="0009")
+    assert db.get_foreign_keys("alert_occurrences")
+    db.execute_sql(
+        "INSERT INTO alerts (type, severity, title, message, source, subject, figures, fingerprint, occurrences,"
+        " resolved, created_at, last_seen_at, state) VALUES ('capacity_warning', 'high', 't', 'm', 'scheduled_job',"
+        " 'line:L1', '{}', 'fp', 2, false, '2024-05-01 10:00:00', '2024-05-01 12:00:00', 'open')"
+    )
+    alert_id = db.execute_sql("SELECT id FROM alerts").fetchone()[0]
+    for sighting_id, run, hour in ((7, "run1", 10), (9, "run2", 12)):
+        db.execute_sql(
+            "INSERT INTO alert_occurrences (id, alert_id, job_id, seen_at, severity)"
+            f" VALUES ({sighting_id}, {alert_id}, '{run}', '2024-05-01 {hour}:00:00', 'high')"
+        )
+
+    migrate(db)
+    assert db.get_foreign_keys("alert_occurrences") == []
+    from app.core.alerts import occurrences
+
+    assert [s["job_id"] for s in occurrences(alert_id)] == ["run2", "run1"]
+    assert sorted(r.id for r in AlertOccurrence.select()) == [7, 9]
+    AlertOccurrence.create(alert=alert_id, job_id="run3", severity="high")  # the table takes writes
+    assert AlertOccurrence.select().count() == 3
+    assert migrate(db) == []
 
 
 def test_database_made_before_migrations_is_adopted(db):

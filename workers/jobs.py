@@ -77,8 +77,9 @@ def cleanup_old_alerts(job_id: str, settings: Settings) -> dict:
     """Delete what outlived its retention (`app.core.maintenance.cleanup`)."""
     deleted = maintenance.cleanup(settings)
     log.info(
-        "cleanup deleted %d alerts, %d runs, %d recorded forecasts and %d audit entries",
+        "cleanup deleted %d alerts (%d sightings), %d runs, %d recorded forecasts and %d audit entries",
         deleted["deleted_alerts"],
+        deleted["deleted_sightings"],
         deleted["deleted_runs"],
         deleted["deleted_forecasts"],
         deleted["deleted_audit_entries"],

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from peewee import SQL, PostgresqlDatabase, fn
+from peewee import SQL, fn
 from redis import Redis
 from rq import Queue, Worker
 from rq.worker import BaseWorker
 
 from app.config import Settings
-from app.connections import database
+from app.connections import database, is_postgres
 from app.core.catalog import JOBS, QUEUES
 from app.models import JobRun, iso, utcnow
 from app.runs import RunStatus
@@ -240,10 +240,6 @@ def _sqlite_quantiles(job_name: str, since: datetime, count: int) -> dict[str, A
 
 
 # --- helpers for the dashboard's data endpoint and /metrics (aggregates computed in SQL) -------
-
-
-def is_postgres() -> bool:
-    return isinstance(database.obj, PostgresqlDatabase)
 
 
 def hour_bucket_sql(field: Any) -> Any:

@@ -30,10 +30,9 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
-import peewee
 
 from app.config import Settings
-from app.connections import database, db_session
+from app.connections import database, db_session, is_postgres
 from app.forecast import rules
 from app.forecast.engine import LOOKBACK_DAYS as ENGINE_LOOKBACK_DAYS
 from app.forecast.engine import predict
@@ -126,17 +125,13 @@ class Part:
         return cls(**data)
 
 
-def _is_postgres() -> bool:
-    return isinstance(database.obj, peewee.PostgresqlDatabase)
-
-
 def _as_date(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def _snapshot():
     """One consistent view for the reads of a plan or a load."""
-    return database.atomic(isolation_level="REPEATABLE READ") if _is_postgres() else database.atomic()
+    return database.atomic(isolation_level="REPEATABLE READ") if is_postgres() else database.atomic()
 
 
 # Every series with its first and last day. Both databases: a "loose index scan" that hops from
@@ -185,7 +180,7 @@ def plan(lookback_days: int | None = LOOKBACK_DAYS) -> Plan | None:
     A series belongs to the plan when it has a row in the window. None when there is no history.
     """
     with db_session(), _snapshot():
-        rows = database.execute_sql(_PG_KEYS if _is_postgres() else _SQLITE_KEYS).fetchall()
+        rows = database.execute_sql(_PG_KEYS if is_postgres() else _SQLITE_KEYS).fetchall()
     if not rows:
         return None
     firsts = [_as_date(first) for _, _, first, _ in rows]
@@ -221,7 +216,7 @@ def _load(plan_: Plan | None) -> History:
         days = (plan_.end - plan_.start).days + 1
         values = np.full((len(plan_.keys), days), np.nan, dtype=np.float32)
         if plan_.keys:
-            if _is_postgres():
+            if is_postgres():
                 _load_postgres(plan_, values)
             else:
                 _load_sqlite(plan_, values)
