@@ -1,8 +1,10 @@
 """Fixtures: real Redis and PostgreSQL servers on free ports, the app, its client and CLI runner.
 
-Tests that take `app` run twice, on SQLite and on PostgreSQL (once, on SQLite, when marked
-`any_database`: they run no SQL). Set REQUIRE_POSTGRES=1 (CI does)
-to fail instead of skip when PostgreSQL is not installed.
+Tests that take `app` run twice, on SQLite and on PostgreSQL: once, on SQLite, when marked
+`any_database` (they run no SQL), and once, on PostgreSQL, when marked `postgres_only` (they run
+SQL, but what they assert is the processes', Redis's, the logs' or the pages' and not the
+database's). Set REQUIRE_POSTGRES=1 (CI does) to fail instead of skip when PostgreSQL is not
+installed.
 
 Safe under pytest-xdist (`make test` runs `-n auto --dist worksteal`): session fixtures run once per
 xdist worker process, so each worker has its own Redis and PostgreSQL on its own free ports and data
@@ -106,18 +108,25 @@ def redis_url(redis_server):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc):
-    """`@pytest.mark.any_database`: a test whose outcome cannot depend on the database runs on SQLite only.
+    """`any_database`: a test whose outcome cannot depend on the database runs on SQLite only;
+    `postgres_only`: one that runs SQL the database does not change the outcome of, on PostgreSQL only.
 
-    Only for tests that run no SQL (checked by counting the queries of their SQLite run); a test
-    that parametrizes `database_url` itself keeps its own choice.
+    A test that parametrizes `database_url` itself keeps its own choice. The matrix stays where
+    the database matters: queries, transactions, races, types, migrations.
     """
-    if "database_url" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("any_database") is None:
+    if "database_url" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("any_database") is not None:
+        only = "sqlite"
+    elif metafunc.definition.get_closest_marker("postgres_only") is not None:
+        only = "postgres"
+    else:
         return
     for mark in metafunc.definition.iter_markers("parametrize"):
         names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
         if "database_url" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
             return
-    metafunc.definition.add_marker(pytest.mark.parametrize("database_url", ["sqlite"], indirect=True))
+    metafunc.definition.add_marker(pytest.mark.parametrize("database_url", [only], indirect=True))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

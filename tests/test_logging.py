@@ -16,6 +16,8 @@ from app.config import Settings
 from app.logging_setup import JobContextFilter, JSONFormatter, Redactor, TextFormatter, logging_for_job, setup_logging
 from tests.test_jobs_api import trigger
 
+pytestmark = pytest.mark.postgres_only  # what the log lines carry is the processes', not the database's
+
 TOKEN = "tok-abcdef-0123456789"
 PASSWORD = "pw-s3cret-xyz"
 

@@ -25,7 +25,7 @@ from tests.conftest import DASHBOARD_PASSWORD, DASHBOARD_USER
 from tests.test_faults_worker import kill_tree
 from tests.test_notify import WebhookServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]  # events are plain inserts: the processes are tested
 
 FAR_CRON = "0 0 1 1 *"  # once a year: keeps the schedules not under test out of the way
 

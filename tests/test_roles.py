@@ -20,6 +20,8 @@ from app.credentials import Role, hash_secret, parse_credentials, verify_secret
 from tests.conftest import TEST_TOKEN
 from tests.test_dashboard import SAME_ORIGIN, basic, enqueue_never_run
 
+pytestmark = pytest.mark.postgres_only  # who may do what is decided before any query
+
 VIEWER, VIEWER_PASSWORD = "vera", "viewer-pass-0123"
 OPERATOR, OPERATOR_PASSWORD = "olga", "operator-pass-0123"
 READ_TOKEN = "read-token-" + "r" * 32

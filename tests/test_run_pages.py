@@ -17,6 +17,11 @@ from app.core import run_history
 from app.models import Alert, JobRun, RunAttempt
 from tests.test_dashboard import SAME_ORIGIN, basic
 
+# The pages render what the queries return: PostgreSQL only. The listing's filters, pages and
+# cursors are SQL, so those tests run on both databases (`BOTH_DATABASES`).
+pytestmark = pytest.mark.postgres_only
+BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+
 SCRIPT = "<script>window.__x=1</script>"
 QUOTES = 'it\'s "quoted" & <b>bold</b>'
 BASE = datetime(2026, 11, 1, 12, 0, 0)
@@ -279,6 +284,7 @@ def api_pages(client, **params) -> list[dict]:
             return pages
 
 
+@BOTH_DATABASES
 def test_api_pages_through_every_run_once_newest_first(client):
     expected = seed_history()
     pages = api_pages(client, limit=7)
@@ -287,6 +293,7 @@ def test_api_pages_through_every_run_once_newest_first(client):
     assert {p["total"] for p in pages} == {36} and not any(p["total_capped"] for p in pages)
 
 
+@BOTH_DATABASES
 @pytest.mark.parametrize(
     ("params", "keep"),
     [
@@ -309,6 +316,7 @@ def test_api_filters(client, params, keep):
     assert pages[0]["total"] == len(expected)
 
 
+@BOTH_DATABASES
 def test_total_is_capped(client, monkeypatch):
     seed_history()
     monkeypatch.setattr(run_history, "COUNT_CAP", 10)
@@ -318,6 +326,7 @@ def test_total_is_capped(client, monkeypatch):
     assert (body["total"], body["total_capped"]) == (3, False)
 
 
+@BOTH_DATABASES
 @pytest.mark.parametrize(
     "query",
     [
@@ -370,6 +379,7 @@ def test_openapi_documents_api_runs(client):
     assert "RunListPage" in document["components"]["schemas"]
 
 
+@BOTH_DATABASES
 def test_list_page_filters_and_pages_by_url(client, creds):
     expected = seed_history()
     page = html(client.get("/dashboard/runs", headers=creds))

@@ -18,6 +18,8 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from tests.test_job_policies import use, wait_for
 from tests.test_jobs_api import trigger
 
+pytestmark = pytest.mark.postgres_only  # where a run executes is RQ's and the worker's, not the database's
+
 
 def test_fork_queues_fork_and_the_others_run_in_the_worker(app, redis, run_worker):
     short = Queue("default", connection=redis).enqueue("tests.jobs.pid")
