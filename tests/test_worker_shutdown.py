@@ -68,3 +68,40 @@ def test_a_sigterm_landing_while_the_heartbeat_publishes_resources_still_stops_t
     monkeypatch.setattr(ResourceSampler, "sample", signal_lands_here)
     with pytest.raises(StopRequested):
         worker.heartbeat()
+
+
+BUSY_200_MS = """local t = redis.call('TIME')
+local stop = t[1] * 1000000 + t[2] + 200000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop
+return 1"""
+
+
+def test_a_stop_landing_inside_a_pipeline_leaves_no_stale_replies_for_the_teardown(app, redis, monkeypatch):
+    """RQ's handler raises StopRequested wherever SIGTERM lands: between a pipeline's send and the
+    read of its replies, the connection went back to the pool with replies still on their way,
+    and the teardown's register_death read them ("Wrong number of response items from pipeline
+    execution", seen once in a fresh-clone CI in tests/test_deploy.py's worker)."""
+    from redis.client import Pipeline
+
+    from workers.worker import build_worker
+
+    worker = build_worker(app.config["SETTINGS"], redis, name="stop-in-pipeline")
+    worker.register_birth()
+    registry = f"rq:workers:{worker.queues[0].name}"
+    assert worker.key.encode() in redis.smembers(registry)
+    pipe = worker.connection.pipeline()
+    pipe.eval(BUSY_200_MS, 0)  # its replies come 200 ms late: still on their way at the teardown
+    pipe.ping()
+
+    def signal_lands_here(self, connection, command_name, **options):
+        raise StopRequested()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Pipeline, "parse_response", signal_lands_here)
+        with pytest.raises(StopRequested):
+            pipe.execute()
+
+    worker.teardown()
+
+    assert redis.hexists(worker.key, "death")  # register_death ran to its end
+    assert worker.key.encode() not in redis.smembers(registry)

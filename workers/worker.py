@@ -405,6 +405,11 @@ class ServiceWorker(Worker):
         self._start_standby()
 
     def teardown(self):
+        # RQ's stop raises StopRequested wherever SIGTERM lands: between a pipeline's send and
+        # the read of its replies, it left the connection with replies on their way, which the
+        # next pipeline (register_death's) read as its own. The pool's idle connections are
+        # closed, so the last writes use fresh ones (the pubsub listener's, in use, is left open).
+        self.connection.connection_pool.disconnect(inuse_connections=False)
         self._stop_standby()
         _close_database()
         super().teardown()
