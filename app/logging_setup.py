@@ -179,3 +179,16 @@ def setup_logging(settings: Settings, process: str) -> None:
         handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)s {process} %(name)s :: %(message)s", redactor))
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    if sys.unraisablehook is sys.__unraisablehook__:  # a test runner's own hook is left alone
+        sys.unraisablehook = _log_unraisable
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """What Python cannot raise (in a finalizer or an at-fork callback: RQ's stop lands there when
+    SIGTERM arrives while the worker forks) as a log line, not a bare traceback on stderr."""
+    logging.getLogger("unraisable").warning(
+        "%s: %r",
+        unraisable.err_msg or "Exception ignored in",
+        unraisable.object,
+        exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback),  # type: ignore[arg-type]
+    )

@@ -273,3 +273,26 @@ def test_cli_errors_do_not_print_passwords(settings_overrides):
     )
     assert result.returncode == 1
     assert "database at 127.0.0.1" in result.stderr and PASSWORD not in result.stdout + result.stderr
+
+
+def test_an_exception_python_cannot_raise_is_a_json_line_too(settings_overrides):
+    """Python prints what it cannot raise (a finalizer's error; RQ's stop when SIGTERM lands in an
+    at-fork callback) straight to stderr: a worker's log then held a bare traceback among its
+    JSON lines (seen in a fresh-clone CI). setup_logging routes it through the log."""
+    from tests.conftest import settings_env
+
+    code = (
+        "from app.config import Settings\n"
+        "from app.logging_setup import setup_logging\n"
+        "setup_logging(Settings(), 'worker')\n"
+        "class Finalized:\n"
+        "    def __del__(self):\n"
+        "        raise RuntimeError('boom in a finalizer')\n"
+        "Finalized()\n"
+    )
+    env = {**settings_env(settings_overrides), "LOG_FORMAT": "json"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    records = _json_lines(done.stderr)
+    assert [r["logger"] for r in records] == ["unraisable"]
+    assert records[0]["level"] == "WARNING" and "boom in a finalizer" in records[0]["exc"]

@@ -29,8 +29,11 @@ def _schedules(client, **kwargs) -> dict[str, dict]:
     return {s["name"]: s for s in response.get_json()["schedules"]}
 
 
-def _due_slot(redis, name: str, minutes_ago: int = 1) -> datetime:
-    slot = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)
+def _due_slot(redis, name: str, minutes_ago: int = 1, before: datetime | None = None) -> datetime:
+    """Make a slot due: `minutes_ago` whole minutes before now, or one minute before `before` (a
+    different slot even when the clock crossed a minute since `before` was made)."""
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    slot = before - timedelta(minutes=1) if before is not None else now - timedelta(minutes=minutes_ago)
     redis.zadd(ZSET, {template_id(name): slot.timestamp()})
     return slot
 
@@ -136,12 +139,12 @@ def test_real_scheduler_process_skips_a_paused_schedule(client, auth, redis, set
         assert result.returncode == 0, result.stderr.decode()[-2000:]
         return result.stderr.decode() + result.stdout.decode()
 
-    _due_slot(redis, "forecast")
+    paused_slot = _due_slot(redis, "forecast")
     output = burst()
     assert "schedule paused" in output
     assert [(r.status, r.error) for r in JobRun.select()] == [("skipped", "schedule paused")]
     client.post("/api/schedules/forecast/resume", headers=auth)
-    _due_slot(redis, "forecast", minutes_ago=2)
+    _due_slot(redis, "forecast", before=paused_slot)  # minutes_ago=2 was the paused slot when a minute turned
     burst()
     ran = JobRun.select().where(JobRun.status != "skipped")
     assert [(r.job_name, r.trigger) for r in ran] == [("forecast", "scheduled")]
