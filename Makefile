@@ -113,12 +113,12 @@ bench-forecast: install redis-check
 clean:
 	rm -rf $(VENV) var .pytest_cache
 
-# PNGs of the dashboard and rq-dashboard pages, taken by headless Chromium (Debian's package).
+# PNGs of the dashboard and rq-dashboard pages, taken by headless Chromium (Debian's chromium-headless-shell).
 .PHONY: screenshots
 screenshots: install redis-check
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-dejavu-core; \
-	  else echo "chromium is missing; install it with: sudo apt-get install -y chromium"; exit 1; fi; }
+	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium-headless-shell fonts-dejavu-core; \
+	  else echo "chromium-headless-shell is missing; install it with: sudo apt-get install -y chromium-headless-shell"; exit 1; fi; }
 	mkdir -p screenshots
 	REQUIRE_BROWSER=1 SCREENSHOT_DIR=$(CURDIR)/screenshots $(PY) -m pytest -q -p no:cacheprovider tests/test_dashboard_browser.py tests/test_audit_browser.py tests/test_trends_browser.py -k screenshots
 	@ls -1 screenshots/*.png
