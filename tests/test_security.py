@@ -179,6 +179,79 @@ def _listening_addresses(port: int) -> set[str]:
     return {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port}
 
 
+def _start_run_local(tmp_path: Path, name: str, settings_overrides: dict, **env_extra: str | None):
+    """`make run`'s script (bin/run-local) in a project of its own (it writes .env and var/ beside itself)."""
+    project = tmp_path / f"project-{name}"
+    project.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in (".env", ".git", "var"):
+            (project / entry.name).symlink_to(entry)
+    env = settings_env({**settings_overrides, "database_url": f"sqlite:///{project / 'run.db'}"})
+    env.pop("HOST", None)
+    env.update({key: value for key, value in env_extra.items() if value is not None})
+    log = open(tmp_path / f"run-local-{name}.log", "wb")
+    proc = subprocess.Popen(
+        ["bash", str(project / "bin" / "run-local")],
+        env=env,
+        cwd=project,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return proc, log
+
+
+def test_a_stop_signal_to_make_run_stops_every_process_and_its_redis_last(settings_overrides, tmp_path):
+    """SIGTERM to bin/run-local alone (a process manager's stop, `kill <pid>`), with the private
+    redis-server it starts when none answers: web, worker and scheduler shut down gracefully while
+    Redis still answers, then Redis goes; nothing it started is left running."""
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    import psutil
+
+    port = free_port()
+    proc, log = _start_run_local(
+        tmp_path, "stop", settings_overrides, PORT=str(port), REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
+    )
+    started: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, open(log.name).read()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                    ready = answer.status == 200
+            except OSError:
+                ready = False
+            started = psutil.Process(proc.pid).children(recursive=True)
+            commands = " ".join(" ".join(p.cmdline()) for p in started if p.is_running())
+            if ready and all(name in commands for name in ("redis-server", "gunicorn", "-m workers", "scheduler.py")):
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(open(log.name).read()[-3000:])
+        time.sleep(1)  # the worker and the scheduler past their start-up
+
+        os.kill(proc.pid, signal.SIGTERM)  # the script only, not its process group
+        assert proc.wait(30) != 0
+        gone, alive = psutil.wait_procs(started, timeout=15)
+        assert not alive, [" ".join(p.cmdline()) for p in alive]
+        output = open(log.name).read()
+        assert "warm shut down requested" in output and "scheduler stopped" in output, output[-3000:]
+        assert "Connection refused" not in output and "Redis unavailable" not in output, output[-3000:]
+    finally:
+        for process in [psutil.Process(proc.pid), *started] if proc.poll() is None else started:
+            try:
+                process.kill()  # honcho runs each Procfile process in a session of its own
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait()
+        log.close()
+
+
 def test_make_run_listens_on_loopback_unless_host_says_otherwise(settings_overrides, tmp_path):
     """`make run` (bin/run-local, real processes) binds 127.0.0.1 by default and HOST when it is given."""
     import os
@@ -187,26 +260,9 @@ def test_make_run_listens_on_loopback_unless_host_says_otherwise(settings_overri
 
     runs = {}
     for host in (None, "0.0.0.0"):
-        project = tmp_path / f"project-{host or 'default'}"  # run-local writes .env and var/ beside itself
-        project.mkdir()
-        for entry in ROOT.iterdir():
-            if entry.name not in (".env", ".git", "var"):
-                (project / entry.name).symlink_to(entry)
-        env = settings_env({**settings_overrides, "database_url": f"sqlite:///{project / 'run.db'}"})
-        env.pop("HOST", None)
-        env["PORT"] = str(free_port())
-        if host:
-            env["HOST"] = host
-        log = open(tmp_path / f"run-local-{host or 'default'}.log", "wb")
-        proc = subprocess.Popen(
-            ["bash", str(project / "bin" / "run-local")],
-            env=env,
-            cwd=project,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        runs[host] = (proc, int(env["PORT"]), log)
+        port = free_port()
+        proc, log = _start_run_local(tmp_path, host or "default", settings_overrides, PORT=str(port), HOST=host)
+        runs[host] = (proc, port, log)
     try:
         found = {}
         deadline = time.monotonic() + 90
