@@ -217,22 +217,21 @@ def test_a_stop_signal_to_make_run_stops_every_process_and_its_redis_last(settin
         tmp_path, "stop", settings_overrides, PORT=str(port), REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"
     )
     started: list[psutil.Process] = []
+
+    def everything_up() -> bool:
+        assert proc.poll() is None, open(log.name).read()[-3000:]
+        started[:] = psutil.Process(proc.pid).children(recursive=True)  # for the teardown too
+        commands = " ".join(" ".join(p.cmdline()) for p in started if p.is_running())
+        if not all(name in commands for name in ("redis-server", "gunicorn", "-m workers", "scheduler.py")):
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, open(log.name).read()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-                    ready = answer.status == 200
-            except OSError:
-                ready = False
-            started = psutil.Process(proc.pid).children(recursive=True)
-            commands = " ".join(" ".join(p.cmdline()) for p in started if p.is_running())
-            if ready and all(name in commands for name in ("redis-server", "gunicorn", "-m workers", "scheduler.py")):
-                break
-            time.sleep(0.3)
-        else:
-            raise AssertionError(open(log.name).read()[-3000:])
+        wait_for(everything_up, timeout=90, interval=0.3)
         time.sleep(1)  # the worker and the scheduler past their start-up
 
         os.kill(proc.pid, signal.SIGTERM)  # the script only, not its process group
