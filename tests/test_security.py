@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DASHBOARD_PASSWORD, TEST_TOKEN, settings_env
+from tests.conftest import DASHBOARD_PASSWORD, TEST_TOKEN, kill_process_tree, settings_env
 from tests.servers import RedisServer, free_port
 from tests.test_job_policies import wait_for
 from tests.test_jobs_api import trigger
@@ -242,9 +242,10 @@ def test_a_stop_signal_to_make_run_stops_every_process_and_its_redis_last(settin
         assert "warm shut down requested" in output and "scheduler stopped" in output, output[-3000:]
         assert "Connection refused" not in output and "Redis unavailable" not in output, output[-3000:]
     finally:
-        for process in [psutil.Process(proc.pid), *started] if proc.poll() is None else started:
+        kill_process_tree(proc.pid)
+        for process in started:  # what outlived the script is no longer in its tree
             try:
-                process.kill()  # honcho runs each Procfile process in a session of its own
+                process.kill()
             except psutil.NoSuchProcess:
                 pass
         proc.wait()
@@ -253,8 +254,6 @@ def test_a_stop_signal_to_make_run_stops_every_process_and_its_redis_last(settin
 
 def test_make_run_listens_on_loopback_unless_host_says_otherwise(settings_overrides, tmp_path):
     """`make run` (bin/run-local, real processes) binds 127.0.0.1 by default and HOST when it is given."""
-    import os
-    import signal
     import time
 
     runs = {}
@@ -277,13 +276,10 @@ def test_make_run_listens_on_loopback_unless_host_says_otherwise(settings_overri
         }
     finally:
         for proc, _, log in runs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            # The whole tree: honcho runs each Procfile process in a session of its own, which a
+            # signal to the script's process group missed when honcho was slow to stop them.
+            kill_process_tree(proc.pid)
+            proc.wait()
             log.close()
 
 
